@@ -1,0 +1,66 @@
+"""Records the runner stores in etcd: a job's identity, desired and observed state, and its forwards.
+
+These are storage models, kept apart from the API's JSON schemas (``runner/api/schemas.py``) so either can
+change without the other.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobState(StrEnum):
+    """bwVisu's job states, as the frontend sees them."""
+
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    AVAILABLE = "available"
+    COMPLETING = "completing"
+    FINISHED = "finished"
+
+
+class SubmitPhase(StrEnum):
+    """How far submission got; saved before and after ``sbatch`` so a crash in between can be reconciled."""
+
+    PENDING = "pending"  # record written, sbatch may or may not have run
+    SUBMITTED = "submitted"  # Slurm id known
+    FAILED = "failed"  # sbatch refused the job; the job is finished
+
+
+class Forward(BaseModel):
+    """One port forward: ``external_ip:external_port`` on a gateway to ``internal_ip:internal_port``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    internal_port: int
+    external_port: int
+    external_ip: str
+    gateway: str = Field(description="the gateway's internal (SSH) address")
+    internal_ip: str = Field(description="the compute host the forward targets")
+    reachable: bool = False
+
+
+class JobRecord(BaseModel):
+    """Everything the runner knows about one job; the source of truth for the API."""
+
+    job_id: str
+    uid: str
+    template_name: str
+    variables: dict[str, str]
+    state: JobState = JobState.SUBMITTED
+    submit_phase: SubmitPhase = SubmitPhase.PENDING
+    slurm_id: str | None = None
+    slurm_state: str | None = None
+    scheduler_unknown: bool = Field(default=False, description="the last squeue failed; state may be stale")
+    cancel_requested: bool = False
+    details: dict[str, str] = Field(default_factory=dict)
+    forwards: list[Forward] = Field(default_factory=list)
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+    @property
+    def active(self) -> bool:
+        return self.state is not JobState.FINISHED

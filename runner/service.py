@@ -1,0 +1,38 @@
+"""What the API layer asks of the runner: the job service interface.
+
+The REST routers depend only on this protocol; :class:`runner.jobs.Jobs` implements it over etcd and
+the cluster. Every method raises :mod:`runner.errors` types for the caller's mistakes and for outages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from runner.records import JobRecord
+
+
+class JobService(Protocol):
+    async def submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
+        """Validate, render and submit a job; return the runner's job id once Slurm accepted it.
+
+        Raises InvalidUser/InvalidTemplateName/UnknownTemplate/InvalidVariable/TemplateError (4xx) before
+        anything reaches the cluster; ClusterUnavailable/SchedulerError/StateUnavailable (5xx) after.
+        """
+        ...
+
+    async def cancel(self, job_id: str) -> None:
+        """``scancel`` the job; NoSuchRunningJob if unknown or already finished."""
+        ...
+
+    async def get(self, job_id: str) -> JobRecord:
+        """The stored record; NoSuchJob if unknown. Never calls Slurm."""
+        ...
+
+    async def list_active(self) -> list[str]:
+        """Ids of jobs that are not finished. Never calls Slurm."""
+        ...
+
+    async def check_user(self, username: str) -> bool:
+        """Whether the user exists on the cluster (asks a command node)."""
+        ...
