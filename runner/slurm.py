@@ -1,0 +1,175 @@
+"""Slurm's command line, as argument lists in and parsed records out: pure functions, no I/O.
+
+Builders return argv lists for :class:`runner.ssh.CommandRunner`; parsers read the exact text Slurm 22.05
+prints for the formats requested here. Everything the runner learns about jobs flows through these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runner.records import JobState
+
+JOB_NAME_PREFIX = "bwvisu-"
+
+# squeue fields the watcher asks for, in order; '|' cannot occur in any of them for runner jobs.
+SQUEUE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("%i", "slurm-job-id"),
+    ("%T", "slurm-state"),
+    ("%r", "reason"),
+    ("%j", "job-name"),
+    ("%u", "user"),
+    ("%P", "partition"),
+    ("%D", "nodes"),
+    ("%N", "node-list"),
+    ("%M", "time-used"),
+    ("%l", "time-limit"),
+    ("%V", "submit-time"),
+    ("%S", "start-time"),
+)
+SQUEUE_FORMAT = "|".join(code for code, _ in SQUEUE_FIELDS)
+SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Start", "End", "Elapsed", "NodeList")
+
+# Slurm's own texts for "that job id is not in the controller's memory".
+_INVALID_JOB_ID = "Invalid job id specified"
+
+_RUNNING = {"RUNNING", "SUSPENDED", "STOPPED", "SIGNALING", "RESIZING", "STAGE_OUT"}
+_ENDED = {
+    "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+    "OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED",
+}  # fmt: skip
+
+
+class SlurmParseError(ValueError):
+    """Slurm printed something the runner does not understand."""
+
+
+def job_name(runner_job_id: str) -> str:
+    """The Slurm job name that ties a Slurm job to its runner job (found again after an ambiguous submit)."""
+    return f"{JOB_NAME_PREFIX}{runner_job_id}"
+
+
+def as_user(uid: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` as ``uid`` through passwordless sudo, as bwVisu's command nodes allow."""
+    return ["sudo", "-n", "-u", uid, *argv]
+
+
+def sbatch_argv(uid: str, runner_job_id: str, workdir: str) -> list[str]:
+    """``sbatch`` reading the script from stdin, running in ``workdir`` with bwVisu's log name."""
+    name = job_name(runner_job_id)
+    return as_user(
+        uid,
+        [
+            "sbatch",
+            "--parsable",
+            f"--job-name={name}",
+            f"--comment={name}",
+            f"--chdir={workdir}",
+            f"--output={workdir}/bwvisu-job-%j.out",
+        ],
+    )
+
+
+def parse_sbatch(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` (``<id>`` or ``<id>;<cluster>``)."""
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = line.split(";", 1)[0]
+    if not job_id.isdigit():
+        raise SlurmParseError(f"sbatch printed no job id: {stdout.strip()[:200]!r}")
+    return job_id
+
+
+def squeue_argv(slurm_ids: list[str]) -> list[str]:
+    """One ``squeue`` for all ``slurm_ids``, including jobs that just ended (``-t all``)."""
+    return ["squeue", "-h", "-t", "all", "-j", ",".join(slurm_ids), "-o", SQUEUE_FORMAT]
+
+
+def squeue_by_name_argv(names: list[str]) -> list[str]:
+    return ["squeue", "-h", "-t", "all", "-n", ",".join(names), "-o", SQUEUE_FORMAT]
+
+
+def squeue_missing_ids(exit_status: int, stderr: str) -> bool:
+    """squeue exits 1 with "Invalid job id specified" when none of the ids is known: an answer, not a failure."""
+    return exit_status == 1 and _INVALID_JOB_ID in stderr
+
+
+def parse_squeue(stdout: str) -> dict[str, dict[str, str]]:
+    """Rows of :data:`SQUEUE_FORMAT` keyed by Slurm job id."""
+    jobs: dict[str, dict[str, str]] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        values = line.split("|")
+        if len(values) != len(SQUEUE_FIELDS):
+            raise SlurmParseError(f"squeue line has {len(values)} fields, expected {len(SQUEUE_FIELDS)}: {line!r}")
+        row = {key: value.strip() for (_, key), value in zip(SQUEUE_FIELDS, values, strict=True)}
+        jobs[row["slurm-job-id"]] = row
+    return jobs
+
+
+def sacct_argv(slurm_ids: list[str]) -> list[str]:
+    return ["sacct", "-n", "-P", "-X", "-j", ",".join(slurm_ids), "-o", ",".join(SACCT_FIELDS)]
+
+
+def parse_sacct(stdout: str) -> dict[str, dict[str, str]]:
+    """``sacct -P -n -X`` rows keyed by job id; ``State`` is cut to its first word (``CANCELLED by 1000``)."""
+    rows: dict[str, dict[str, str]] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        values = line.split("|")
+        if len(values) != len(SACCT_FIELDS):
+            raise SlurmParseError(f"sacct line has {len(values)} fields, expected {len(SACCT_FIELDS)}: {line!r}")
+        raw = dict(zip(SACCT_FIELDS, values, strict=True))
+        state_words = raw["State"].split()
+        rows[raw["JobID"]] = {
+            "slurm-job-id": raw["JobID"],
+            "slurm-state": state_words[0] if state_words else "UNKNOWN",
+            "end-reason": raw["State"],
+            "exit-code": raw["ExitCode"],
+            "start-time": raw["Start"],
+            "end-time": raw["End"],
+            "elapsed": raw["Elapsed"],
+            "node-list": raw["NodeList"],
+            "job-name": raw["JobName"],
+        }
+    return rows
+
+
+def scancel_argv(uid: str, slurm_id: str) -> list[str]:
+    return as_user(uid, ["scancel", slurm_id])
+
+
+def scancel_unknown_job(exit_status: int, stderr: str) -> bool:
+    return exit_status != 0 and _INVALID_JOB_ID in stderr
+
+
+def getent_argv(username: str) -> list[str]:
+    return ["getent", "passwd", username]
+
+
+def bwvisu_state(slurm_state: str) -> JobState:
+    """Map a Slurm state (``%T`` or sacct's first word) to bwVisu's; unknown states count as queued."""
+    state = slurm_state.upper().rstrip("+")
+    if state in _RUNNING:
+        return JobState.RUNNING
+    if state == "COMPLETING":
+        return JobState.COMPLETING
+    if state in _ENDED:
+        return JobState.FINISHED
+    return JobState.SUBMITTED
+
+
+@dataclass(frozen=True)
+class SlurmErrorText:
+    """The interesting line of Slurm's error output, for messages and logs."""
+
+    text: str
+
+    @classmethod
+    def from_stderr(cls, stderr: str) -> SlurmErrorText:
+        lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        text = (errors or lines or ["no error text"])[-1]
+        return cls(re.sub(r"\s+", " ", text)[:500])

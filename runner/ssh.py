@@ -1,0 +1,159 @@
+"""SSH transport to cluster nodes: one kept-open asyncssh connection per node, reused for every command.
+
+Each :class:`SshNode` opens its connection lazily, shares it between concurrent commands, bounds the number
+of channels open at once (OpenSSH refuses more than ``MaxSessions``, 10 by default), applies a timeout to
+every command and checks host keys against the configured known_hosts. Failures are reported as
+:class:`NodeUnreachable` (the command never reached the node: safe to retry elsewhere) or
+:class:`CommandIndeterminate` (it may have run: the caller must find out before retrying).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+
+from runner.config import SshSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """A finished command: what ran, where, and what it answered."""
+
+    node: str
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class TransportError(Exception):
+    """A command could not be run to completion on a node."""
+
+    def __init__(self, node: str, argv: list[str], reason: str) -> None:
+        self.node = node
+        self.argv = tuple(argv)
+        self.reason = reason
+        super().__init__(f"{node}: {shlex.join(argv[:4])}{' ...' if len(argv) > 4 else ''}: {reason}")
+
+
+class NodeUnreachable(TransportError):
+    """The node could not be reached; the command did not run."""
+
+
+class CommandIndeterminate(TransportError):
+    """The command was sent but no answer came back (timeout, dropped connection); it may have run."""
+
+
+class CommandRunner(Protocol):
+    """Something that runs an argument list on one node."""
+
+    name: str
+
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput: ...
+
+    async def close(self) -> None: ...
+
+
+def _client_options(settings: SshSettings, user: str) -> dict[str, object]:
+    options: dict[str, object] = {
+        "username": user,
+        "connect_timeout": settings.connect_timeout,
+        "known_hosts": str(settings.known_hosts) if settings.known_hosts else (),
+        "keepalive_interval": 15,
+        "keepalive_count_max": 3,
+    }
+    if settings.known_hosts is None:
+        options.pop("known_hosts")  # asyncssh falls back to ~/.ssh/known_hosts: still checked, never skipped
+    if settings.client_keys:
+        options["client_keys"] = [str(Path(k)) for k in settings.client_keys]
+    return options
+
+
+class SshNode:
+    """A node reached over one shared SSH connection."""
+
+    def __init__(self, host: str, port: int, user: str, settings: SshSettings) -> None:
+        self.host = host
+        self.port = port
+        self.user = user
+        self.name = f"{user}@{host}:{port}"
+        self._settings = settings
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._connect_lock = asyncio.Lock()
+        self._sessions = asyncio.Semaphore(settings.max_sessions)
+        self.connects = 0  # how many connections were opened: a reused connection keeps this at 1
+
+    async def _connection(self, argv: list[str]) -> asyncssh.SSHClientConnection:
+        async with self._connect_lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            try:
+                self._conn = await asyncssh.connect(
+                    self.host,
+                    self.port,
+                    **_client_options(self._settings, self.user),
+                )
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                self._conn = None
+                raise NodeUnreachable(self.name, argv, f"cannot connect: {exc}") from exc
+            self.connects += 1
+            log.info("ssh connected to %s", self.name)
+            return self._conn
+
+    def _drop(self, conn: asyncssh.SSHClientConnection) -> None:
+        if self._conn is conn:
+            self._conn = None
+        conn.close()
+
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+        """Run ``argv`` (joined with :func:`shlex.join`, so no word is ever reinterpreted by the remote shell)."""
+        limit = timeout if timeout is not None else self._settings.command_timeout
+        async with self._sessions:
+            conn = await self._connection(argv)
+            command = shlex.join(argv)
+            try:
+                result = await asyncio.wait_for(conn.run(command, input=stdin, check=False), limit)
+            except TimeoutError as exc:
+                # The channel is gone with the task; the connection may be wedged, so start afresh next time.
+                self._drop(conn)
+                raise CommandIndeterminate(self.name, argv, f"no answer within {limit}s") from exc
+            except asyncssh.ChannelOpenError as exc:
+                if conn.is_closed():
+                    self._drop(conn)
+                raise NodeUnreachable(self.name, argv, f"channel refused: {exc.reason}") from exc
+            except (asyncssh.Error, OSError) as exc:
+                self._drop(conn)
+                raise CommandIndeterminate(self.name, argv, f"connection lost: {exc}") from exc
+        status = result.exit_status if result.exit_status is not None else 255
+        out = result.stdout if isinstance(result.stdout, str) else ""
+        err = result.stderr if isinstance(result.stderr, str) else ""
+        log.debug("%s: %s -> %d", self.name, argv[0] if argv else "", status)
+        return CommandOutput(self.name, tuple(argv), status, out, err)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+
+
+class OneShotSshNode(SshNode):
+    """A new SSH connection for every command: the baseline the benchmarks compare the shared connection with."""
+
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+        try:
+            return await super().run(argv, stdin, timeout)
+        finally:
+            await self.close()

@@ -1,0 +1,159 @@
+"""The runner's state in etcd: job records, their secret tokens, and the index of active jobs.
+
+Layout under the configured prefix ``P``::
+
+    P/jobs/active/<job id>   JobRecord JSON of a job that is not finished
+    P/jobs/done/<job id>     JobRecord JSON of a finished job
+    P/tokens/<job id>        the job's keyhole token (deleted when the job finishes)
+
+Moving a record from ``active`` to ``done`` happens in one transaction, so listing active jobs is one range
+read and never sees a job twice. Updates are compare-and-swap on the key's revision, so the job watcher and
+the keyhole service never overwrite each other's changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import aetcd
+import aetcd.exceptions
+import grpc
+
+from runner.config import Endpoint
+from runner.errors import Conflict, StateUnavailable
+from runner.records import JobRecord
+
+log = logging.getLogger(__name__)
+
+MAX_CAS_ATTEMPTS = 20
+
+
+def etcd_client(servers: list[Endpoint], timeout: int = 10) -> aetcd.Client:
+    """A client for one or several etcd members; gRPC fails over between the listed addresses."""
+    if not servers:
+        raise ValueError("no etcd servers configured")
+    if len(servers) == 1:
+        return aetcd.Client(host=servers[0].ip, port=servers[0].port, timeout=timeout)
+    # aetcd dials f"{host}:{port}"; gRPC's ipv4: scheme takes a comma-separated address list.
+    *first, last = servers
+    head = ",".join(f"{s.ip}:{s.port}" for s in first)
+    return aetcd.Client(
+        host=f"ipv4:{head},{last.ip}",
+        port=last.port,
+        timeout=timeout,
+        options={"grpc.lb_policy_name": "round_robin"},
+    )
+
+
+def _unavailable(exc: Exception) -> StateUnavailable:
+    return StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}")
+
+
+_ETCD_ERRORS = (aetcd.exceptions.ClientError, grpc.RpcError, OSError, TimeoutError)
+
+
+class StateStore:
+    """Job records in etcd."""
+
+    def __init__(self, client: aetcd.Client, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix.rstrip("/")
+
+    def _active_key(self, job_id: str) -> bytes:
+        return f"{self.prefix}/jobs/active/{job_id}".encode()
+
+    def _done_key(self, job_id: str) -> bytes:
+        return f"{self.prefix}/jobs/done/{job_id}".encode()
+
+    def _token_key(self, job_id: str) -> bytes:
+        return f"{self.prefix}/tokens/{job_id}".encode()
+
+    async def create_job(self, record: JobRecord, token: str) -> None:
+        """Store a new job and its token; Conflict if the id exists."""
+        key = self._active_key(record.job_id)
+        tx = self.client.transactions
+        try:
+            ok, _ = await self.client.transaction(
+                compare=[tx.create(key) == 0, tx.create(self._done_key(record.job_id)) == 0],
+                success=[tx.put(key, record.model_dump_json().encode()), tx.put(self._token_key(record.job_id), token)],
+                failure=[],
+            )
+        except _ETCD_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        if not ok:
+            raise Conflict(f"job {record.job_id} exists")
+
+    async def _read(self, job_id: str) -> tuple[JobRecord, int, bool] | None:
+        """The record, its key's mod revision, and whether it is active."""
+        try:
+            got = await self.client.get(self._active_key(job_id))
+            active = got is not None
+            if got is None:
+                got = await self.client.get(self._done_key(job_id))
+        except _ETCD_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        if got is None:
+            return None
+        return JobRecord.model_validate_json(got.value), got.mod_revision, active
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        found = await self._read(job_id)
+        return None if found is None else found[0]
+
+    async def get_token(self, job_id: str) -> str | None:
+        try:
+            got = await self.client.get(self._token_key(job_id))
+        except _ETCD_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return None if got is None else got.value.decode()
+
+    async def update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord | None:
+        """Apply ``change`` to the active record atomically, retrying on concurrent writes.
+
+        ``change`` returns the new record, or None to leave it alone. A record whose new state is finished is
+        moved to ``done`` and its token deleted in the same transaction. Returns the stored record, or None if
+        the job is not active.
+        """
+        tx = self.client.transactions
+        for _ in range(MAX_CAS_ATTEMPTS):
+            found = await self._read(job_id)
+            if found is None or not found[2]:
+                return None
+            current, revision, _ = found
+            new = change(current.model_copy(deep=True))
+            if new is None or new == current:
+                return current
+            new = new.model_copy(update={"updated_at": time.time()})
+            key = self._active_key(job_id)
+            body = new.model_dump_json().encode()
+            if new.active:
+                ops = [tx.put(key, body)]
+            else:
+                ops = [tx.delete(key), tx.put(self._done_key(job_id), body), tx.delete(self._token_key(job_id))]
+            try:
+                ok, _ = await self.client.transaction(compare=[tx.mod(key) == revision], success=ops, failure=[])
+            except _ETCD_ERRORS as exc:
+                raise _unavailable(exc) from exc
+            if ok:
+                if new.state != current.state:
+                    log.info("job %s: %s -> %s", job_id, current.state.value, new.state.value)
+                return new
+        raise StateUnavailable(internal=f"job {job_id}: too many concurrent updates")
+
+    async def active_ids(self) -> list[str]:
+        prefix = f"{self.prefix}/jobs/active/".encode()
+        try:
+            rows = await self.client.get_prefix(prefix, keys_only=True)
+        except _ETCD_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return [kv.key[len(prefix) :].decode() for kv in rows]
+
+    async def active_jobs(self) -> list[JobRecord]:
+        """Every active record, in one range read."""
+        try:
+            rows = await self.client.get_prefix(f"{self.prefix}/jobs/active/".encode())
+        except _ETCD_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return [JobRecord.model_validate_json(kv.value) for kv in rows]
