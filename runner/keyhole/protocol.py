@@ -1,0 +1,220 @@
+"""The keyhole wire format: the signed request a job sends, and the service's answer.
+
+Request (``POST`` :data:`REQUEST_PATH`, JSON)::
+
+    {"job-id": "j-1", "hostnames": ["vis01"], "ports": 2, "timestamp": 1700000000,
+     "nonce": "<32 hex>", "signature": "<64 hex>"}
+
+``signature`` is HMAC-SHA256, keyed with the job's token, over :data:`SIGNATURE_CONTEXT` followed by
+the canonical JSON of the other five fields (sorted keys, no spaces, ASCII only). Verification
+compares in constant time and checks the timestamp against a window; the nonce is handed back so
+the service can record it in etcd (for at least the window) and refuse it a second time.
+
+A client retrying after a lost answer resends the *same* signed bytes within the window, so the
+service can recognise the retry by its nonce. The stdlib-only client (:mod:`runner.keyhole.client`)
+carries its own copy of the signing code; a unit test keeps the two identical.
+
+Answer: ``200`` with a JSON list of ``{"internal-port", "external-port", "gateway"}`` (gateway is the
+external IP the user connects to), or a refusal ``{"error": <code>, "message": <text>}`` with the
+error's HTTP status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from runner.errors import BadRequest, Forbidden, RunnerError
+from runner.hostlist import DEFAULT_MAX_HOSTS
+
+REQUEST_PATH = "/keyhole/v1/forwards"
+SIGNATURE_CONTEXT = b"bwvisu-keyhole-v1\n"
+DEFAULT_WINDOW_SECONDS = 300
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+_FIELDS = frozenset({"job-id", "hostnames", "ports", "timestamp", "nonce", "signature"})
+
+
+class MalformedRequest(BadRequest):
+    """The body is not a well-formed keyhole request."""
+
+    code = "malformed-request"
+    status = 400
+    default_public = "malformed keyhole request"
+
+
+class BadSignature(Forbidden):
+    """The HMAC does not match the job's token."""
+
+    code = "bad-signature"
+    default_public = "keyhole request signature is invalid"
+
+
+class StaleRequest(Forbidden):
+    """The timestamp lies outside the accepted window (a replay, or a badly wrong clock)."""
+
+    code = "stale-request"
+    default_public = "keyhole request is too old or from the future"
+
+
+@dataclass(frozen=True)
+class KeyholeRequest:
+    """A parsed request; authentic only once :func:`verify_request` has accepted it."""
+
+    job_id: str
+    hostnames: tuple[str, ...]
+    ports: int
+    timestamp: int
+    nonce: str
+    signature: str
+
+    def signed_fields(self) -> dict[str, Any]:
+        return {
+            "job-id": self.job_id,
+            "hostnames": list(self.hostnames),
+            "ports": self.ports,
+            "timestamp": self.timestamp,
+            "nonce": self.nonce,
+        }
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One port the job got: the application listens on ``internal_port`` on every node of the job."""
+
+    internal_port: int
+    external_port: int
+    gateway: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The service's refusal as the client sees it."""
+
+    error: str
+    message: str
+
+
+def canonical_bytes(fields: dict[str, Any]) -> bytes:
+    """The exact bytes the signature covers."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return SIGNATURE_CONTEXT + text.encode("ascii")
+
+
+def sign(fields: dict[str, Any], token: str) -> str:
+    """Hex HMAC-SHA256 of :func:`canonical_bytes` keyed with the job's token."""
+    return hmac.new(token.encode("utf-8"), canonical_bytes(fields), hashlib.sha256).hexdigest()
+
+
+def build_request(
+    *, job_id: str, hostnames: list[str], ports: int, token: str, timestamp: int, nonce: str | None = None
+) -> bytes:
+    """Build and sign a request body (what the client sends; used by tests and tools)."""
+    fields: dict[str, Any] = {
+        "job-id": job_id,
+        "hostnames": hostnames,
+        "ports": ports,
+        "timestamp": timestamp,
+        "nonce": nonce if nonce is not None else secrets.token_hex(16),
+    }
+    return json.dumps({**fields, "signature": sign(fields, token)}, separators=(",", ":")).encode()
+
+
+def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
+    value = obj.get(name)
+    # bool is an int subclass; a JSON true is not a port count
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise MalformedRequest(internal=f"field {name!r} missing or not {kind.__name__}")
+    return value
+
+
+def parse_request(body: bytes, *, max_hosts: int = DEFAULT_MAX_HOSTS) -> KeyholeRequest:
+    """Check a body's shape (not its signature): field types, job id, host names, nonce format."""
+    if len(body) > MAX_REQUEST_BYTES:
+        raise MalformedRequest(internal=f"body of {len(body)} bytes")
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedRequest(internal=f"not JSON: {exc}") from None
+    if not isinstance(obj, dict) or set(obj) != _FIELDS:
+        raise MalformedRequest(internal="not an object with exactly the request fields")
+    job_id = _field(obj, "job-id", str)
+    hostnames = _field(obj, "hostnames", list)
+    ports = _field(obj, "ports", int)
+    timestamp = _field(obj, "timestamp", int)
+    nonce = _field(obj, "nonce", str)
+    signature = _field(obj, "signature", str)
+    if _JOB_ID.fullmatch(job_id) is None:
+        raise MalformedRequest(internal=f"bad job id {job_id[:140]!r}")
+    if not hostnames or len(hostnames) > max_hosts:
+        raise MalformedRequest(internal=f"{len(hostnames)} host names")
+    if any(not isinstance(h, str) or _HOSTNAME.fullmatch(h) is None for h in hostnames):
+        raise MalformedRequest(internal="bad host name")
+    if len(set(hostnames)) != len(hostnames):
+        raise MalformedRequest(internal="duplicate host names")
+    if ports < 1:
+        raise MalformedRequest(internal=f"ports={ports}")
+    if _NONCE.fullmatch(nonce) is None or _SIGNATURE.fullmatch(signature) is None:
+        raise MalformedRequest(internal="bad nonce or signature format")
+    return KeyholeRequest(job_id, tuple(hostnames), ports, timestamp, nonce, signature)
+
+
+def verify_request(
+    request: KeyholeRequest, token: str, *, now: float, window_seconds: int = DEFAULT_WINDOW_SECONDS
+) -> str:
+    """Accept a request signed with ``token`` within ``window_seconds`` of ``now``; return its nonce.
+
+    The signature is checked first (constant time), so an unauthenticated caller learns nothing about
+    the clock. The caller must record the returned nonce (e.g. an etcd key with a lease of at least
+    ``window_seconds``) and refuse a nonce it has seen.
+    """
+    expected = sign(request.signed_fields(), token)
+    if not hmac.compare_digest(expected, request.signature):
+        raise BadSignature(internal=f"job {request.job_id}")
+    if abs(now - request.timestamp) > window_seconds:
+        raise StaleRequest(internal=f"job {request.job_id}: timestamp {request.timestamp}, now {now:.0f}")
+    return request.nonce
+
+
+def encode_forwards(forwards: list[Forward]) -> bytes:
+    """The success body."""
+    return json.dumps(
+        [{"internal-port": f.internal_port, "external-port": f.external_port, "gateway": f.gateway} for f in forwards]
+    ).encode()
+
+
+def encode_refusal(error: RunnerError) -> bytes:
+    """The refusal body for a runner error: its code and its public message, never the internal one."""
+    return json.dumps({"error": error.code, "message": error.public}).encode()
+
+
+def parse_response(body: bytes) -> list[Forward] | Refusal:
+    """Read the service's answer; raises ``ValueError`` if it is neither shape."""
+    obj = json.loads(body)
+    if isinstance(obj, dict) and isinstance(obj.get("error"), str) and isinstance(obj.get("message"), str):
+        return Refusal(obj["error"], obj["message"])
+    if not isinstance(obj, list) or not obj:
+        raise ValueError("answer is neither a refusal nor a non-empty list of forwards")
+    forwards = []
+    for item in obj:
+        fields = item if isinstance(item, dict) else {}
+        internal, external, gateway = fields.get("internal-port"), fields.get("external-port"), fields.get("gateway")
+        if not (_is_port(internal) and _is_port(external) and isinstance(gateway, str)):
+            raise ValueError(f"bad forward {item!r}")
+        if _HOSTNAME.fullmatch(gateway) is None and re.fullmatch(r"[0-9A-Fa-f:.]+", gateway) is None:
+            raise ValueError(f"bad gateway {gateway!r}")
+        forwards.append(Forward(internal, external, gateway))
+    return forwards
+
+
+def _is_port(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
