@@ -23,7 +23,6 @@ SQUEUE_FIELDS: tuple[tuple[str, str], ...] = (
     ("%P", "partition"),
     ("%D", "nodes"),
     ("%N", "node-list"),
-    ("%M", "time-used"),
     ("%l", "time-limit"),
     ("%V", "submit-time"),
     ("%S", "start-time"),

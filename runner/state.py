@@ -109,16 +109,22 @@ class StateStore:
             raise _unavailable(exc) from exc
         return None if got is None else got.value.decode()
 
-    async def update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord | None:
+    async def update_job(
+        self,
+        job_id: str,
+        change: Callable[[JobRecord], JobRecord | None],
+        known: tuple[JobRecord, int] | None = None,
+    ) -> JobRecord | None:
         """Apply ``change`` to the active record atomically, retrying on concurrent writes.
 
         ``change`` returns the new record, or None to leave it alone. A record whose new state is finished is
         moved to ``done`` and its token deleted in the same transaction. Returns the stored record, or None if
-        the job is not active.
+        the job is not active. ``known`` (an active record and its revision, from :meth:`active_jobs`) saves
+        the first read.
         """
         tx = self.client.transactions
-        for _ in range(MAX_CAS_ATTEMPTS):
-            found = await self._read(job_id)
+        for attempt in range(MAX_CAS_ATTEMPTS):
+            found = (known[0], known[1], True) if known is not None and attempt == 0 else await self._read(job_id)
             if found is None or not found[2]:
                 return None
             current, revision, _ = found
@@ -150,10 +156,10 @@ class StateStore:
             raise _unavailable(exc) from exc
         return [kv.key[len(prefix) :].decode() for kv in rows]
 
-    async def active_jobs(self) -> list[JobRecord]:
-        """Every active record, in one range read."""
+    async def active_jobs(self) -> list[tuple[JobRecord, int]]:
+        """Every active record with its revision, in one range read."""
         try:
             rows = await self.client.get_prefix(f"{self.prefix}/jobs/active/".encode())
         except _ETCD_ERRORS as exc:
             raise _unavailable(exc) from exc
-        return [JobRecord.model_validate_json(kv.value) for kv in rows]
+        return [(JobRecord.model_validate_json(kv.value), kv.mod_revision) for kv in rows]

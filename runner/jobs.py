@@ -1,0 +1,122 @@
+"""The job service: submission, cancellation and lookups, written once above etcd and the Scheduler protocol.
+
+Submission saves as it goes, so a crash at any point can be reconciled by the watcher: the record (and the
+job's keyhole token) is written before ``sbatch`` runs, and the Slurm id right after.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+
+from runner.cluster import Scheduler
+from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError
+from runner.records import JobRecord, JobState, SubmitPhase
+from runner.state import StateStore
+from runner.templates import TemplateStore
+
+log = logging.getLogger(__name__)
+
+USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+KeyholeExpander = Callable[[str, str, str], str]
+"""``expand(script, job_id, token) -> script`` replacing the ``#KEYHOLE-REQUEST-PORTS`` line."""
+
+
+def check_username(name: str, field: str = "uid") -> str:
+    """A POSIX-style account name, or InvalidUser naming the field; nothing else reaches a command node."""
+    if not USERNAME.fullmatch(name):
+        raise InvalidUser(f"{field}: must be a user name (lower-case letters, digits, '_', '-'; up to 32 characters)")
+    return name
+
+
+class Jobs:
+    """:class:`runner.service.JobService` over etcd and Slurm."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        scheduler: Scheduler,
+        templates: TemplateStore,
+        home_prefix: str,
+        *,
+        expand_keyhole: KeyholeExpander | None = None,
+        on_submitted: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._scheduler = scheduler
+        self._templates = templates
+        self._home_prefix = home_prefix.rstrip("/")
+        self._expand_keyhole = expand_keyhole
+        self._on_submitted = on_submitted
+
+    async def submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
+        check_username(uid)
+        script = self._templates.render(template_name, variables)  # every 4xx is raised before any I/O
+        job_id = uuid.uuid4().hex
+        token = secrets.token_urlsafe(32)
+        if self._templates.keyhole_request(template_name) is not None:
+            if self._expand_keyhole is None:
+                raise RunnerError(internal="template requests ports but no keyhole service is configured")
+            script = self._expand_keyhole(script, job_id, token)
+        record = JobRecord(job_id=job_id, uid=uid, template_name=template_name, variables=dict(variables))
+        await self._store.create_job(record, token)
+        workdir = f"{self._home_prefix}/{uid}"
+        try:
+            slurm_id = await self._scheduler.submit(uid, job_id, workdir, script)
+        except RunnerError as exc:
+            log.warning("job %s (uid %s): submission failed: %s", job_id, uid, exc)
+            message = exc.public
+            await self._store.update_job(job_id, lambda r: _failed(r, message))
+            raise
+        await self._store.update_job(job_id, lambda r: _submitted(r, slurm_id))
+        log.info("job %s (uid %s, template %s): submitted as Slurm job %s", job_id, uid, template_name, slurm_id)
+        if self._on_submitted is not None:
+            self._on_submitted()
+        return job_id
+
+    async def cancel(self, job_id: str) -> None:
+        record = await self._store.get_job(job_id)
+        if record is None or not record.active:
+            raise NoSuchRunningJob
+        if record.slurm_id is not None and not await self._scheduler.cancel(record.uid, record.slurm_id):
+            raise NoSuchRunningJob  # Slurm no longer knows it: it ended; the watcher records how
+        await self._store.update_job(job_id, _cancel_requested)
+        log.info("job %s (uid %s): cancel requested", job_id, record.uid)
+
+    async def get(self, job_id: str) -> JobRecord:
+        record = await self._store.get_job(job_id)
+        if record is None:
+            raise NoSuchJob
+        return record
+
+    async def list_active(self) -> list[str]:
+        return await self._store.active_ids()
+
+    async def check_user(self, username: str) -> bool:
+        check_username(username, "username")
+        return await self._scheduler.user_exists(username)
+
+
+def _submitted(record: JobRecord, slurm_id: str) -> JobRecord:
+    record.slurm_id = slurm_id
+    record.submit_phase = SubmitPhase.SUBMITTED
+    record.details["slurm-job-id"] = slurm_id
+    return record
+
+
+def _failed(record: JobRecord, message: str) -> JobRecord:
+    record.submit_phase = SubmitPhase.FAILED
+    record.state = JobState.FINISHED
+    record.details["submission-error"] = message
+    return record
+
+
+def _cancel_requested(record: JobRecord) -> JobRecord:
+    record.cancel_requested = True
+    if record.state is not JobState.FINISHED:
+        record.state = JobState.COMPLETING
+    return record

@@ -1,0 +1,53 @@
+"""Named background loops owned by the app's lifespan: they log and survive every error but cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Loop:
+    """Calls ``step`` every ``interval`` seconds, or sooner when :meth:`wake` is called.
+
+    ``gate`` (e.g. leadership) is awaited before each step, so a follower waits without spinning.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[object]],
+        interval: float,
+        gate: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self._step = step
+        self._interval = interval
+        self._gate = gate
+        self._wake = asyncio.Event()
+        self.iterations = 0
+        self.errors = 0
+
+    def wake(self) -> None:
+        """Run the next step now instead of at the end of the interval."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("loop %s: started (every %.2fs)", self.name, self._interval)
+        while True:
+            if self._gate is not None:
+                await self._gate()
+            self._wake.clear()
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.errors += 1
+                log.exception("loop %s: step failed; continuing", self.name)
+            self.iterations += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)

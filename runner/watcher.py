@@ -1,0 +1,153 @@
+"""The job watcher: one batched ``squeue`` per tick for every active runner job, mapped to bwVisu's states.
+
+A job missing from a *successful* squeue has ended; its end state and exit code come from ``sacct``. A failed
+squeue never ends a job: the last state stays and the job's details say the scheduler state is unknown.
+Records whose submission was interrupted (no Slurm id saved) are looked up by their Slurm job name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runner import slurm
+from runner.cluster import Scheduler
+from runner.errors import RunnerError
+from runner.records import JobRecord, JobState, SubmitPhase
+from runner.state import StateStore
+
+log = logging.getLogger(__name__)
+
+Change = Callable[[JobRecord], JobRecord]
+
+UNKNOWN_NOTE = "scheduler-state"
+UNKNOWN_TEXT = "unknown: the scheduler could not be asked"
+
+
+@dataclass
+class TickStats:
+    """What one tick did: the figures the benchmarks report."""
+
+    active: int = 0
+    queried: int = 0
+    updated: int = 0
+    finished: int = 0
+    scheduler_ok: bool = True
+
+
+class JobWatcher:
+    def __init__(self, store: StateStore, scheduler: Scheduler, pending_grace: float) -> None:
+        self._store = store
+        self._scheduler = scheduler
+        self._pending_grace = pending_grace  # how long a submission may legitimately be in flight
+
+    async def tick(self) -> TickStats:
+        jobs = await self._store.active_jobs()
+        stats = TickStats(active=len(jobs))
+        await self._adopt_interrupted(jobs)
+        tracked = [(r, rev) for r, rev in jobs if r.slurm_id is not None]
+        stats.queried = len(tracked)
+        if not tracked:
+            return stats
+        try:
+            rows = await self._scheduler.query([r.slurm_id for r, _ in tracked if r.slurm_id])
+        except RunnerError as exc:
+            stats.scheduler_ok = False
+            log.warning("watcher: squeue failed, keeping last states of %d jobs: %s", len(tracked), exc)
+            for record, rev in tracked:
+                if not record.scheduler_unknown:
+                    await self._store.update_job(record.job_id, _mark_unknown, known=(record, rev))
+            return stats
+        gone = [r.slurm_id for r, _ in tracked if r.slurm_id not in rows and r.slurm_id]
+        accounting: dict[str, dict[str, str]] = {}
+        if gone:
+            try:
+                accounting = await self._scheduler.accounting(gone)
+            except RunnerError as exc:
+                log.warning("watcher: sacct failed for %d ended jobs: %s", len(gone), exc)
+        for record, rev in tracked:
+            assert record.slurm_id is not None
+            row = rows.get(record.slurm_id)
+            change = _observed(row) if row is not None else _ended(accounting.get(record.slurm_id))
+            stored = await self._store.update_job(record.job_id, change, known=(record, rev))
+            if stored is not None and stored is not record:
+                stats.updated += 1
+                stats.finished += stored.state is JobState.FINISHED
+        return stats
+
+    async def _adopt_interrupted(self, jobs: list[tuple[JobRecord, int]]) -> None:
+        """Find the Slurm job of records saved before sbatch whose submitter went away."""
+        now = time.time()
+        stale = [r for r, _ in jobs if r.slurm_id is None and now - r.created_at > self._pending_grace]
+        if not stale:
+            return
+        try:
+            found = await self._scheduler.find_by_names([slurm.job_name(r.job_id) for r in stale])
+        except RunnerError as exc:
+            log.warning("watcher: cannot look up %d interrupted submissions: %s", len(stale), exc)
+            return
+        for record in stale:
+            slurm_id = found.get(slurm.job_name(record.job_id))
+            if slurm_id is not None:
+                log.info("job %s: interrupted submission found as Slurm job %s", record.job_id, slurm_id)
+                await self._store.update_job(record.job_id, _adopt(slurm_id))
+            else:
+                log.warning("job %s: submission never reached Slurm; finishing it", record.job_id)
+                await self._store.update_job(record.job_id, _never_submitted)
+
+
+def _observed(row: dict[str, str]) -> Change:
+    def change(record: JobRecord) -> JobRecord:
+        state = slurm.bwvisu_state(row["slurm-state"])
+        if state is JobState.RUNNING and record.state is JobState.AVAILABLE:
+            state = JobState.AVAILABLE  # readiness is the keyhole watcher's call
+        if record.cancel_requested and state in (JobState.RUNNING, JobState.AVAILABLE, JobState.SUBMITTED):
+            state = JobState.COMPLETING
+        record.state = state
+        record.slurm_state = row["slurm-state"]
+        record.scheduler_unknown = False
+        record.details = {**record.details, **row}
+        record.details.pop(UNKNOWN_NOTE, None)
+        return record
+
+    return change
+
+
+def _ended(acct: dict[str, str] | None) -> Change:
+    def change(record: JobRecord) -> JobRecord:
+        record.state = JobState.FINISHED
+        record.scheduler_unknown = False
+        record.details.pop(UNKNOWN_NOTE, None)
+        if acct is not None:
+            record.slurm_state = acct["slurm-state"]
+            record.details = {**record.details, **acct}
+        else:
+            record.details["end-reason"] = "job left the queue; accounting has no record"
+        return record
+
+    return change
+
+
+def _mark_unknown(record: JobRecord) -> JobRecord:
+    record.scheduler_unknown = True
+    record.details[UNKNOWN_NOTE] = UNKNOWN_TEXT
+    return record
+
+
+def _adopt(slurm_id: str) -> Change:
+    def change(record: JobRecord) -> JobRecord:
+        record.slurm_id = slurm_id
+        record.submit_phase = SubmitPhase.SUBMITTED
+        record.details["slurm-job-id"] = slurm_id
+        return record
+
+    return change
+
+
+def _never_submitted(record: JobRecord) -> JobRecord:
+    record.submit_phase = SubmitPhase.FAILED
+    record.state = JobState.FINISHED
+    record.details["submission-error"] = "the submission was interrupted before Slurm accepted the job"
+    return record
