@@ -1,0 +1,190 @@
+"""TemplateStore: names, variables, rendering without escaping, rejection of bad input, the keyhole line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import chevron.renderer
+import pytest
+
+from runner.errors import InvalidTemplateName, InvalidVariable, TemplateError, UnknownTemplate
+from runner.templates import TemplateStore, check_variables, variable_value_problem
+from tests.hostile_inputs import HOSTILE_TEMPLATE_NAMES, HOSTILE_VALUES, HOSTILE_VARIABLE_NAMES, VALID_VARIABLES
+
+pytestmark = pytest.mark.unit
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "runner" / "templates"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TemplateStore:
+    (tmp_path / "plain.txt").write_text("#SBATCH --time={{minutes}}\nrun {{image}} {{image}}\n")
+    return TemplateStore(tmp_path)
+
+
+def write(store: TemplateStore, name: str, text: str) -> str:
+    (store.directory / name).write_text(text)
+    return name
+
+
+def test_examples_listed_with_their_variables() -> None:
+    store = TemplateStore(EXAMPLES)
+    assert store.names() == ["template_webapp.txt", "template_xpra.txt"]
+    assert store.variables("template_xpra.txt") == [
+        "expected_runtime_in_minutes",
+        "number_of_nodes",
+        "tasks_per_node",
+        "image_name",
+    ]
+    assert store.keyhole_request("template_xpra.txt") == 1
+    assert store.keyhole_request("template_webapp.txt") == 1
+
+
+def test_xpra_example_renders_spec_submission() -> None:
+    script = TemplateStore(EXAMPLES).render("template_xpra.txt", VALID_VARIABLES)
+    assert "#SBATCH --time=15\n" in script
+    assert "#SBATCH --nodes=1\n" in script
+    assert '"$HOME/ubuntu_nemo.simg"' in script
+    assert '--bind-tcp="0.0.0.0:$KEYHOLE_PORT0" --html=on --start=xterm --daemon=no' in script
+    assert script.count("#KEYHOLE-REQUEST-PORTS 1\n") == 1  # left for the keyhole module to expand
+    assert "{{" not in script
+
+
+def test_webapp_example_listens_on_keyhole_port() -> None:
+    script = TemplateStore(EXAMPLES).render("template_webapp.txt", VALID_VARIABLES)
+    assert '"$KEYHOLE_PORT0"' in script
+    assert '("0.0.0.0", int(sys.argv[1]))' in script
+    assert "bwvisu webapp on" in script
+
+
+def test_render_substitutes_every_use(store: TemplateStore) -> None:
+    assert (
+        store.render("plain.txt", {"minutes": "15", "image": "a/b.simg"})
+        == "#SBATCH --time=15\nrun a/b.simg a/b.simg\n"
+    )
+
+
+def test_rendered_tokens_bypass_chevron_escaping(store: TemplateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chevron.renderer, "_html_escape", lambda s: "ESCAPED")
+    assert store.render("plain.txt", {"minutes": "1", "image": "i"}) == "#SBATCH --time=1\nrun i i\n"
+
+
+def test_sections_are_truthiness_tests_in_the_enclosing_scope(store: TemplateStore) -> None:
+    name = write(store, "sec.txt", "{{#gpu}}--gres=gpu:{{gpu}} {{upper}}{{/gpu}}{{^gpu}}cpu-only{{/gpu}}\n")
+    assert store.variables(name) == ["gpu", "upper"]
+    assert store.render(name, {"gpu": "2", "upper": "u"}) == "--gres=gpu:2 u\n"
+    assert store.render(name, {"gpu": "", "upper": "u"}) == "cpu-only\n"
+
+
+def test_missing_variables_are_named(store: TemplateStore) -> None:
+    with pytest.raises(InvalidVariable, match="missing minutes, image"):
+        store.render("plain.txt", {})
+    with pytest.raises(InvalidVariable, match="missing image"):
+        store.check("plain.txt", {"minutes": "1"})
+
+
+def test_extra_variables_are_checked_but_allowed(store: TemplateStore) -> None:
+    assert store.render("plain.txt", {"minutes": "1", "image": "i", "other": "o"}).startswith("#SBATCH")
+    with pytest.raises(InvalidVariable, match=r"variables\.other"):
+        store.render("plain.txt", {"minutes": "1", "image": "i", "other": "$(id)"})
+
+
+@pytest.mark.parametrize("value", list(HOSTILE_VALUES.values()), ids=list(HOSTILE_VALUES))
+def test_hostile_values_rejected_naming_variable(store: TemplateStore, value: str) -> None:
+    with pytest.raises(InvalidVariable, match=r"variables\.image: "):
+        store.render("plain.txt", {"minutes": "1", "image": value})
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_VARIABLE_NAMES.values()), ids=list(HOSTILE_VARIABLE_NAMES))
+def test_hostile_variable_names_rejected(name: str) -> None:
+    with pytest.raises(InvalidVariable, match="identifiers"):
+        check_variables({name: "x"})
+
+
+@pytest.mark.parametrize("value", ["", "15", "ubuntu_nemo.simg", "dir/sub-dir/x_1.simg", ".hidden", "a..b", "./x"])
+def test_acceptable_values(value: str) -> None:
+    assert variable_value_problem(value) is None
+
+
+def test_value_length_limit() -> None:
+    assert variable_value_problem("a" * 4096) is None
+    assert variable_value_problem("a" * 4097) == "value longer than 4096 characters"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [v for k, v in HOSTILE_TEMPLATE_NAMES.items() if k not in {"tpl-unknown", "tpl-semicolon"}],
+    ids=[k for k in HOSTILE_TEMPLATE_NAMES if k not in {"tpl-unknown", "tpl-semicolon"}],
+)
+def test_hostile_template_names_rejected(store: TemplateStore, name: str) -> None:
+    with pytest.raises(InvalidTemplateName, match="template-name: "):
+        store.render(name, {})
+    with pytest.raises(InvalidTemplateName):
+        store.variables(name)
+
+
+def test_unknown_templates(store: TemplateStore, tmp_path: Path) -> None:
+    (tmp_path / "subdir").mkdir()
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("secret {{x}}\n")
+    os.symlink(outside, tmp_path / "link.txt")
+    os.symlink(tmp_path / "plain.txt", tmp_path / "inner-link.txt")
+    for name in ["nope.txt", "subdir", "link.txt", "template_xpra.txt; id"]:
+        with pytest.raises(UnknownTemplate, match="unknown template"):
+            store.render(name, {"x": "1"})
+    assert store.names() == ["inner-link.txt", "plain.txt"]
+
+
+def test_missing_directory_has_no_templates(tmp_path: Path) -> None:
+    store = TemplateStore(tmp_path / "absent")
+    assert store.names() == []
+    with pytest.raises(UnknownTemplate):
+        store.variables("x.txt")
+
+
+def test_changed_file_is_reread(store: TemplateStore) -> None:
+    assert store.variables("plain.txt") == ["minutes", "image"]
+    write(store, "plain.txt", "{{other_variable}}\n")
+    assert store.variables("plain.txt") == ["other_variable"]
+
+
+@pytest.mark.parametrize(
+    ("text", "ports"),
+    [
+        ("x\n", None),
+        ("#KEYHOLE-REQUEST-PORTS 1\n", 1),
+        ("  #KEYHOLE-REQUEST-PORTS   3  \n", 3),
+        ("a\n#KEYHOLE-REQUEST-PORTS 2", 2),
+        ("# KEYHOLE-REQUEST-PORTS 2 is only a comment\n", None),
+    ],
+)
+def test_keyhole_request(store: TemplateStore, text: str, ports: int | None) -> None:
+    assert store.keyhole_request(write(store, "k.txt", text)) == ports
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n", "2 times; at most once"),
+        ("#KEYHOLE-REQUEST-PORTS 0\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS -1\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS two\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS 1 2\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS {{n}}\n", "positive integer"),
+        ("{{#a}}\n", "not valid mustache"),
+        ("{{> other}}\n", "partial"),
+        ("{{a.b}}\n", "not an identifier"),
+        ("{{#a}}{{.}}{{/a}}\n", "not an identifier"),
+    ],
+)
+def test_broken_templates(store: TemplateStore, text: str, match: str) -> None:
+    name = write(store, "bad.txt", text)
+    with pytest.raises(TemplateError, match=match):
+        store.render(name, {"a": "1", "n": "1"})
+
+
+def test_render_does_not_expand_keyhole_line(store: TemplateStore) -> None:
+    name = write(store, "k.txt", "#KEYHOLE-REQUEST-PORTS 1\necho $KEYHOLE_PORT0\n")
+    assert store.render(name, {}) == "#KEYHOLE-REQUEST-PORTS 1\necho $KEYHOLE_PORT0\n"
