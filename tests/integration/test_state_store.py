@@ -1,0 +1,104 @@
+"""The etcd state store on a real etcd: create-once, compare-and-swap updates, active/done moves, leadership."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aetcd
+import pytest
+
+from runner.errors import Conflict
+from runner.leader import Leadership
+from runner.records import JobRecord, JobState
+from runner.state import StateStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def record(job_id: str = "j1") -> JobRecord:
+    return JobRecord(job_id=job_id, uid="alice", template_name="t.txt", variables={"a": "1"})
+
+
+async def test_create_is_once_only(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    await store.create_job(record(), "tok")
+    with pytest.raises(Conflict):
+        await store.create_job(record(), "tok2")
+    assert await store.get_token("j1") == "tok"
+
+
+async def test_finishing_moves_the_record_and_drops_the_token(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    await store.create_job(record(), "tok")
+    assert await store.active_ids() == ["j1"]
+
+    def finish(r: JobRecord) -> JobRecord:
+        r.state = JobState.FINISHED
+        return r
+
+    await store.update_job("j1", finish)
+    assert await store.active_ids() == []
+    got = await store.get_job("j1")
+    assert got is not None
+    assert got.state is JobState.FINISHED
+    assert await store.get_token("j1") is None
+    assert await store.update_job("j1", finish) is None  # finished jobs are not active any more
+
+
+async def test_concurrent_updates_are_never_lost(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    await store.create_job(record(), "tok")
+
+    def add(key: str):  # noqa: ANN202
+        def change(r: JobRecord) -> JobRecord:
+            r.details[key] = "x"
+            return r
+
+        return change
+
+    await asyncio.gather(*(store.update_job("j1", add(f"k{i}")) for i in range(10)))
+    got = await store.get_job("j1")
+    assert got is not None
+    assert sorted(got.details) == sorted(f"k{i}" for i in range(10))
+
+
+async def test_stale_known_revision_is_retried(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    await store.create_job(record(), "tok")
+    [(old, rev)] = await store.active_jobs()
+
+    def touch(r: JobRecord) -> JobRecord:
+        r.details["first"] = "1"
+        return r
+
+    await store.update_job("j1", touch)
+
+    def second(r: JobRecord) -> JobRecord:
+        r.details["second"] = "2"
+        return r
+
+    stored = await store.update_job("j1", second, known=(old, rev))
+    assert stored is not None
+    assert stored.details == {"first": "1", "second": "2"}
+
+
+async def test_only_one_leader_and_takeover_on_resign(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    a = Leadership(etcd_client, f"{etcd_prefix}/leader", ttl=2, identity="a")
+    b = Leadership(etcd_client, f"{etcd_prefix}/leader", ttl=2, identity="b")
+    task_a = asyncio.create_task(a.run())
+    await asyncio.wait_for(a.wait_leader(), 10)
+    task_b = asyncio.create_task(b.run())
+    try:
+        # b campaigns at least once while a holds the key
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            assert not (a.is_leader and b.is_leader)
+        assert not b.is_leader
+        task_a.cancel()
+        await asyncio.gather(task_a, return_exceptions=True)
+        await asyncio.wait_for(b.wait_leader(), 10)
+        assert b.is_leader and not a.is_leader
+    finally:
+        task_a.cancel()
+        task_b.cancel()
+        await asyncio.gather(task_a, task_b, return_exceptions=True)

@@ -1,0 +1,107 @@
+"""Command-node failover: unreachable nodes are skipped for a while; ambiguous sbatch is looked up, never repeated blindly."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
+from runner.errors import SchedulerError
+from runner.ssh import CommandIndeterminate, CommandOutput, NodeUnreachable
+
+pytestmark = pytest.mark.unit
+
+
+class ScriptedNode:
+    """A command runner that answers from a script of outcomes; records what it was asked."""
+
+    def __init__(self, name: str, outcomes: list[CommandOutput | Exception] | None = None) -> None:
+        self.name = name
+        self.outcomes = outcomes or []
+        self.calls: list[list[str]] = []
+
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+        self.calls.append(argv)
+        outcome = self.outcomes.pop(0) if self.outcomes else CommandOutput(self.name, tuple(argv), 0, "", "")
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def close(self) -> None:
+        return None
+
+
+def out(stdout: str = "", status: int = 0, stderr: str = "") -> CommandOutput:
+    return CommandOutput("n", (), status, stdout, stderr)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_unreachable_node_is_skipped_then_retried_after_the_delay() -> None:
+    a = ScriptedNode("a", [NodeUnreachable("a", ["x"], "refused")])
+    b = ScriptedNode("b")
+    clock = Clock()
+    nodes = CommandNodes([a, b], down_retry_after=10, clock=clock)
+    await nodes.run(["squeue"])
+    await nodes.run(["squeue"])
+    assert (len(a.calls), len(b.calls)) == (1, 2)
+    clock.now = 11
+    await nodes.run(["squeue"])
+    assert len(a.calls) == 2
+
+
+async def test_all_nodes_down_is_scheduler_unavailable() -> None:
+    a = ScriptedNode("a", [NodeUnreachable("a", ["x"], "refused")])
+    b = ScriptedNode("b", [NodeUnreachable("b", ["x"], "refused")])
+    with pytest.raises(SchedulerUnavailable):
+        await CommandNodes([a, b], down_retry_after=10).run(["squeue"])
+
+
+async def test_indeterminate_sbatch_finds_the_job_instead_of_submitting_twice() -> None:
+    row = "77|PENDING|Priority|bwvisu-j1|alice|debug|1||1:00:00|2026-11-28T10:00:00|N/A\n"
+    a = ScriptedNode("a", [CommandIndeterminate("a", ["sbatch"], "dropped")])
+    b = ScriptedNode("b", [out(row)])
+    cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
+    assert await cluster.submit("alice", "j1", "/home/alice", "#!/bin/bash\n") == "77"
+    assert [c[4] for c in a.calls] == ["sbatch"]
+    assert [c[0] for c in b.calls] == ["squeue"]  # looked up, not submitted again
+
+
+async def test_indeterminate_sbatch_not_found_is_submitted_once_more() -> None:
+    a = ScriptedNode("a", [CommandIndeterminate("a", ["sbatch"], "dropped")])
+    b = ScriptedNode("b", [out(""), out("78\n")])
+    cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
+    assert await cluster.submit("alice", "j2", "/home/alice", "#!/bin/bash\n") == "78"
+    assert [c[0] for c in b.calls] == ["squeue", "sudo"]
+
+
+async def test_sbatch_refusal_is_a_scheduler_error_with_slurms_text() -> None:
+    err = "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out(status=1, stderr=err)])], down_retry_after=10))
+    with pytest.raises(SchedulerError, match="Invalid partition name specified"):
+        await cluster.submit("alice", "j3", "/home/alice", "#!/bin/bash\n")
+
+
+async def test_controller_down_is_unavailable_not_empty() -> None:
+    err = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out(status=1, stderr=err)])], down_retry_after=10))
+    with pytest.raises(SchedulerUnavailable):
+        await cluster.query(["1"])
+
+
+async def test_query_of_only_unknown_ids_is_empty() -> None:
+    err = "slurm_load_jobs error: Invalid job id specified\n"
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out(status=1, stderr=err)])], down_retry_after=10))
+    assert await cluster.query(["1"]) == {}
+
+
+async def test_ten_thousand_ids_are_one_squeue() -> None:
+    node = ScriptedNode("a")
+    cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
+    await cluster.query([str(1_000_000 + i) for i in range(10_000)])
+    assert len(node.calls) == 1
