@@ -1,0 +1,90 @@
+"""Assembles a runner from its settings: etcd, command nodes, the job service, the watchers and the REST API.
+
+:class:`Runner` is an async context manager that owns every connection and background loop; several runners
+(with different settings) can live in one process, as the tests and the embedded default do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+import aetcd
+from fastapi import FastAPI
+
+from runner.api import create_app
+from runner.cluster import CommandNodes, SlurmCluster
+from runner.config import Settings
+from runner.jobs import Jobs
+from runner.keyhole.script import expand_keyhole_request
+from runner.leader import Leadership
+from runner.loops import Loop
+from runner.ssh import CommandRunner, SshNode
+from runner.state import StateStore, etcd_client
+from runner.templates import TemplateStore
+from runner.watcher import JobWatcher
+
+log = logging.getLogger(__name__)
+
+
+def command_runners(settings: Settings) -> list[CommandRunner]:
+    return [SshNode(n.ip, n.port, n.user, settings.ssh) for n in settings.command_nodes]
+
+
+class Runner:
+    """One configured runner: use ``async with Runner(settings) as runner`` and serve ``runner.app``."""
+
+    def __init__(self, settings: Settings, *, command_nodes: list[CommandRunner] | None = None) -> None:
+        self.settings = settings
+        self._given_nodes = command_nodes
+        self.etcd: aetcd.Client | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Runner:
+        s = self.settings
+        self.etcd = etcd_client(s.etcd_servers)
+        await self.etcd.connect()
+        self.store = StateStore(self.etcd, s.etcd_prefix)
+        self.nodes = CommandNodes(self._given_nodes or command_runners(s), s.ssh.down_retry_after)
+        self.scheduler = SlurmCluster(self.nodes)
+        self.templates = TemplateStore(s.templates_dir)
+        self.leadership = Leadership(self.etcd, f"{s.etcd_prefix}/leader/watchers", s.watcher.leader_ttl)
+        self.job_watcher = JobWatcher(self.store, self.scheduler, pending_grace=3 * s.ssh.command_timeout)
+        self.watch_loop = Loop("job-watcher", self.job_watcher.tick, s.watcher.interval, self.leadership.wait_leader)
+        self.jobs = Jobs(
+            self.store,
+            self.scheduler,
+            self.templates,
+            s.bwvisu_home_prefix,
+            expand_keyhole=self._expand_keyhole,
+            on_submitted=self.watch_loop.wake,
+        )
+        self.app: FastAPI = create_app(self.jobs, self.templates, s)
+        self._tasks = [
+            asyncio.create_task(self.leadership.run(), name="leadership"),
+            asyncio.create_task(self.watch_loop.run(), name="job-watcher"),
+        ]
+        log.info("runner ready: %d command nodes, etcd %s", len(s.command_nodes), s.etcd_servers)
+        return self
+
+    def _expand_keyhole(self, script: str, job_id: str, token: str) -> str:
+        urls = [f"http://{e.ip}:{e.port}" for e in self.settings.keyholed_servers]
+        return expand_keyhole_request(
+            script,
+            job_id=job_id,
+            token=token,
+            service_urls=urls,
+            max_ports=self.settings.keyholed_max_forwarders_per_job,
+        )
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.leadership.resign()
+        await self.nodes.close()
+        if self.etcd is not None:
+            await self.etcd.close()
