@@ -206,7 +206,8 @@ def test_send_retries_unreachable_services_in_turn_with_growing_jittered_backoff
 
 def test_send_backoff_is_capped() -> None:
     fake = FakeTime()
-    answers: list[tuple[int, bytes] | OSError] = [ConnectionRefusedError()] * 8 + [(200, b"OK")]
+    answers: list[tuple[int, bytes] | OSError] = [ConnectionRefusedError() for _ in range(8)]
+    answers.append((200, b"OK"))
     _send(fake, answers, rand=lambda: 1.0, max_delay=4.0, deadline=1000.0)
     assert max(fake.sleeps) == 4.0
 
