@@ -1,0 +1,103 @@
+"""Asyncio TCP forwarders: what a DNAT rule does to a packet, done with one listening socket per rule.
+
+A :class:`Forwarder` listens on ``address:port`` (no thread and no task while idle) and pipes each accepted
+connection both ways to its current :attr:`Forwarder.target`, which the gateway may change in place when a
+different rule starts to win. Closing a forwarder stops new connections; established ones keep running, as
+conntrack keeps NAT mappings of established flows after a rule is deleted. :meth:`Forwarder.aclose` ends
+those too. When the target refuses, the client connection is reset, the nearest a user-space forwarder
+gets to netfilter passing on the compute node's RST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+_CHUNK = 65536
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
+
+
+class Forwarder:
+    """``address:port`` -> :attr:`target`, for one gateway listen address and one DNAT rule."""
+
+    def __init__(self, address: str, port: int, target: tuple[str, int]) -> None:
+        self.address = address
+        self.port = port
+        self.target = target
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Bind and listen; raises ``OSError`` (e.g. address in use) leaving nothing behind."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.address, self.port))
+            sock.listen(128)
+            sock.setblocking(False)
+            self._server = await asyncio.start_server(self._handle, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def close(self) -> None:
+        """Stop accepting; established connections continue (see module docstring)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def aclose(self) -> None:
+        """Stop accepting and end every established connection."""
+        self.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        ends = [writer]
+        try:
+            host, port = self.target
+            try:
+                up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                log.debug("forward %s:%d -> %s:%d failed: %s", self.address, self.port, host, port, exc)
+                _reset(writer)
+                return
+            ends.append(up_writer)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._connections.discard(task)
+            for end in ends:
+                end.close()
