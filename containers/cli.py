@@ -1,0 +1,113 @@
+"""``bwvisu-testbed``: bring a local containerised cluster up, show it, bring it down.
+
+``up`` builds images (cached) and starts a cluster, printing progress, then writes the runner
+configuration, SSH key and known_hosts into a state folder and prints how to log in. The containers keep
+running after the command exits; ``down`` removes them by label. ``status`` lists running testbeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from containers.cleanup import list_runs, remove_by_label
+from containers.images import build_all
+from containers.testbed import Testbed, TestbedSpec
+
+STATE_ROOT = Path(os.environ.get("BWVISU_TESTBED_STATE", Path.home() / ".cache" / "bwvisu-testbed"))
+
+
+def _progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cmd_build(_: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    build_all(_progress)
+    print(f"images ready in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    spec = TestbedSpec(compute=args.compute, gateways=args.gateways, command=args.command, etcd_members=args.etcd)
+    staging = STATE_ROOT / f"starting-{os.getpid()}"
+    staging.mkdir(parents=True, exist_ok=True)
+    testbed = Testbed(spec, progress=_progress, workdir=staging)
+    testbed.start()
+    state = STATE_ROOT / testbed.run_id
+    staging.rename(state)
+    key = state / "ssh" / "id_ed25519"
+    known_hosts = state / "ssh" / "known_hosts"
+    config = testbed.runner_config()
+    (state / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    ep = testbed.endpoints
+    print(f"\ntestbed {testbed.run_id} is up (images {testbed.timings['images']:.1f} s, "
+          f"ready {testbed.timings['ready']:.1f} s); state in {state}")  # fmt: skip
+    print(f"runner configuration: {state / 'config.json'}")
+    for node in [*ep.command, *ep.gateways]:
+        print(f"  {node.hostname:10} cluster {node.cluster_ip:15} public {node.public_ip or '-':15} "
+              f"ssh -i {key} -o UserKnownHostsFile={known_hosts} -p {node.ssh_port} bwvisu@127.0.0.1")  # fmt: skip
+    for node in [ep.controller, *ep.compute, *ep.etcd]:
+        print(f"  {node.hostname:10} cluster {node.cluster_ip:15} container {node.container}")
+    print(f"first job: echo 'sleep 60' | ssh ... 'sudo -n -u alice sbatch --parsable'   (down: bwvisu-testbed "
+          f"down {testbed.run_id})")  # fmt: skip
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    runs = list_runs()
+    if not runs:
+        print("no testbed running")
+        return 0
+    for run, containers in sorted(runs.items()):
+        state = STATE_ROOT / run
+        print(f"testbed {run}" + (f" (state {state})" if state.exists() else ""))
+        for line in sorted(containers):
+            print(f"  {line}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    run = None if args.all else args.run
+    if run is None and not args.all:
+        runs = list(list_runs())
+        if len(runs) != 1:
+            print(f"name a run id or pass --all; running: {', '.join(runs) or 'none'}", file=sys.stderr)
+            return 2
+        run = runs[0]
+    containers, networks = remove_by_label(run)
+    for state in [STATE_ROOT / run] if run else list(STATE_ROOT.glob("*")):
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"removed {containers} containers and {networks} networks")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bwvisu-testbed", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build (or find cached) all images").set_defaults(func=cmd_build)
+    up = sub.add_parser("up", help="start a cluster and leave it running")
+    up.add_argument("--compute", type=int, default=2)
+    up.add_argument("--gateways", type=int, default=2)
+    up.add_argument("--command", type=int, default=1)
+    up.add_argument("--etcd", type=int, default=1, choices=(1, 3))
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("status", help="list running testbeds").set_defaults(func=cmd_status)
+    down = sub.add_parser("down", help="remove a testbed's containers and networks")
+    down.add_argument("run", nargs="?")
+    down.add_argument("--all", action="store_true", help="remove every testbed on this Docker engine")
+    down.set_defaults(func=cmd_down)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,10 @@
+#!/bin/bash
+# Controller start-up: munge, MariaDB, slurmdbd (waits for it), then slurmctld in the foreground.
+. /usr/local/lib/testbed-init.sh
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+mariadbd --user=mysql --skip-networking >/var/log/mariadb.log 2>&1 &
+for _ in $(seq 1 120); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.25; done
+slurmdbd
+for _ in $(seq 1 120); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.25; done
+sacctmgr -i add cluster "$(sed -n 's/^ClusterName=//p' /etc/slurm/slurm.conf)" >/dev/null 2>&1 || true
+exec slurmctld -D -i

@@ -1,0 +1,312 @@
+"""A real Slurm cluster in containers: start it, wait until it is really ready, hand back endpoints, stop it.
+
+``Testbed(TestbedSpec(...)).start()`` builds (or finds cached) images, creates a cluster network and a
+public network, starts the controller, compute, command, gateway and etcd containers plus a client
+container on the public network, and returns only when ``scontrol ping`` answers, every compute node is
+idle, sshd accepts the runner's key on every command and gateway node, and etcd reports healthy.
+``stop()`` removes everything by label, also after a failed start.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from testcontainers.core.network import Network
+
+from containers import readiness
+from containers.cleanup import remove_by_label
+from containers.images import Progress, build_all, tag_for
+from containers.nodes import ExecResult, Node, create_network
+from containers.slurmconf import CONTROLLER_HOST, compute_hostnames, render_files
+from containers.sshkeys import ClientKey, generate_client_key, host_pattern, known_hosts_line
+
+log = logging.getLogger(__name__)
+
+RUNNER_USER = "bwvisu"
+HOME_PREFIX = "/home"
+ETCD_CLIENT_PORT = 2379
+
+
+@dataclass(frozen=True)
+class TestbedSpec:
+    """How big a cluster to start."""
+
+    __test__ = False  # not a pytest test class
+
+    compute: int = 2
+    gateways: int = 2
+    command: int = 1
+    etcd_members: int = 1
+    client: bool = True
+
+    def __post_init__(self) -> None:
+        if self.etcd_members not in (1, 3):
+            raise ValueError("etcd runs with 1 or 3 members")
+        if min(self.compute, self.gateways, self.command) < 1:
+            raise ValueError("a testbed needs at least one compute, gateway and command node")
+
+
+@dataclass(frozen=True)
+class NodeEndpoint:
+    """Where one node can be reached: its addresses per network, and SSH as seen from the host."""
+
+    hostname: str
+    role: str
+    container: str
+    cluster_ip: str
+    public_ip: str | None = None
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    host_ports: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Every node's endpoint, by role, plus the networks' facts a runner needs."""
+
+    controller: NodeEndpoint
+    compute: list[NodeEndpoint]
+    command: list[NodeEndpoint]
+    gateways: list[NodeEndpoint]
+    etcd: list[NodeEndpoint]
+    client: NodeEndpoint | None
+    cluster_subnet: str
+    cluster_host_ip: str
+    """The host's own address on the cluster network: where jobs reach a runner running on the host."""
+
+
+class Testbed:
+    """One containerised cluster. Use as a context manager, or call :meth:`start` and :meth:`stop`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self, spec: TestbedSpec | None = None, progress: Progress | None = None, workdir: Path | None = None
+    ) -> None:
+        """``workdir`` holds the SSH key and known_hosts; a temporary one (removed on stop) by default."""
+        self.spec = spec or TestbedSpec()
+        self.run_id = secrets.token_hex(4)
+        self._say = progress or (lambda msg: log.info("%s", msg))
+        self._keep_workdir = workdir is not None
+        self._tmp = workdir or Path(tempfile.mkdtemp(prefix=f"bwvisu-testbed-{self.run_id}-"))
+        self.nodes: dict[str, Node] = {}
+        self._networks: dict[str, Network] = {}
+        self._endpoints: Endpoints | None = None
+        self.ssh_key: ClientKey = generate_client_key(self._tmp / "ssh")
+        self.known_hosts_path = self._tmp / "ssh" / "known_hosts"
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> Testbed:
+        """Build images, start every container, wait for readiness. On any failure, remove everything."""
+        try:
+            t0 = time.monotonic()
+            roles = {"controller", "compute", "command", "gateway", "etcd"}
+            build_all(self._say, roles)
+            self.timings["images"] = time.monotonic() - t0
+            t1 = time.monotonic()
+            self._start_containers()
+            self._say(f"testbed {self.run_id}: containers started, waiting for readiness")
+            readiness.wait_ready(self, self._say)
+            self._endpoints = self._collect_endpoints()
+            self._write_known_hosts()
+            readiness.wait_ssh(self, self._say)
+            self.timings["ready"] = time.monotonic() - t1
+            self._say(f"testbed {self.run_id}: ready in {self.timings['ready']:.1f} s")
+        except BaseException:
+            self._say(f"testbed {self.run_id}: start failed, removing its containers")
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Remove every container and network of this testbed (by label) and its temporary files."""
+        for node in self.nodes.values():
+            node.stop()
+        remove_by_label(self.run_id)
+        self.nodes.clear()
+        self._networks.clear()
+        if not self._keep_workdir:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Testbed:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start_containers(self) -> None:
+        spec = self.spec
+        cluster = create_network(self.run_id, "cluster")
+        self._networks["cluster"] = cluster
+        public = create_network(self.run_id, "public")
+        self._networks["public"] = public
+        files = render_files(spec.compute)
+        slurm_env = files.environment()
+        ssh_env = {"RUNNER_AUTHORIZED_KEY": self.ssh_key.public_line}
+
+        def add(node: Node) -> None:
+            self._say(f"testbed {self.run_id}: starting {node.hostname}")
+            self.nodes[node.hostname] = node.start()
+
+        for name, argv in _etcd_commands(spec.etcd_members, self.run_id).items():
+            add(Node(self.run_id, "etcd", name, tag_for("etcd"), cluster, command=argv, publish=(ETCD_CLIENT_PORT,)))
+        add(Node(self.run_id, "controller", CONTROLLER_HOST, tag_for("controller"), cluster, env=slurm_env))
+        for name in compute_hostnames(spec.compute):
+            add(Node(self.run_id, "compute", name, tag_for("compute"), cluster, env=slurm_env))
+        for i in range(1, spec.command + 1):
+            env = {**slurm_env, **ssh_env}
+            add(Node(self.run_id, "command", f"command{i}", tag_for("command"), cluster, env=env, publish_ssh=True))
+        subnet = self.cluster_subnet()
+        for i in range(1, spec.gateways + 1):
+            env = {**ssh_env, "CLUSTER_SUBNET": subnet}
+            add(
+                Node(
+                    self.run_id, "gateway", f"gateway{i}", tag_for("gateway"), cluster, public=public, env=env,
+                    publish_ssh=True, cap_add=("NET_ADMIN",), sysctls={"net.ipv4.ip_forward": "1"},
+                )
+            )  # fmt: skip
+        if spec.client:
+            # The user's machine: on the public network only, with Xpra and nc from the compute image.
+            client = Node(self.run_id, "client", "client", tag_for("compute"), public, env={"TESTBED_ROLE": "client"})
+            add(client)
+
+    # -- facts -----------------------------------------------------------------------------------
+
+    def network(self, kind: str) -> Network:
+        """The ``cluster`` or ``public`` network."""
+        return self._networks[kind]
+
+    def cluster_subnet(self) -> str:
+        return _ipam(self._networks["cluster"])["Subnet"]
+
+    def node(self, hostname: str) -> Node:
+        return self.nodes[hostname]
+
+    def nodes_of(self, role: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.role == role]
+
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise RuntimeError("the testbed is not started")
+        return self._endpoints
+
+    def _endpoint(self, node: Node) -> NodeEndpoint:
+        public = self._networks["public"]
+        on_cluster = node.cluster is self._networks["cluster"]
+        ssh_port = node.published_port(22) if node.publish_ssh else None
+        return NodeEndpoint(
+            hostname=node.hostname,
+            role=node.role,
+            container=node.container_name,
+            cluster_ip=node.ip(node.cluster) if on_cluster else "",
+            public_ip=node.ip(public) if (node.public is not None or not on_cluster) else None,
+            ssh_host="127.0.0.1" if ssh_port else None,
+            ssh_port=ssh_port,
+            host_ports={p: node.published_port(p) for p in node.publish},
+        )
+
+    def _collect_endpoints(self) -> Endpoints:
+        by_role = {role: [self._endpoint(n) for n in self.nodes_of(role)] for role in
+                   ("controller", "compute", "command", "gateway", "etcd", "client")}  # fmt: skip
+        return Endpoints(
+            controller=by_role["controller"][0],
+            compute=by_role["compute"],
+            command=by_role["command"],
+            gateways=by_role["gateway"],
+            etcd=by_role["etcd"],
+            client=by_role["client"][0] if by_role["client"] else None,
+            cluster_subnet=self.cluster_subnet(),
+            cluster_host_ip=_ipam(self._networks["cluster"])["Gateway"],
+        )
+
+    def _write_known_hosts(self) -> None:
+        lines = []
+        for ep in [*self.endpoints.command, *self.endpoints.gateways]:
+            key = self.node(ep.hostname).exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.strip()
+            assert ep.ssh_port is not None
+            names = [host_pattern("127.0.0.1", ep.ssh_port), ep.cluster_ip, ep.hostname]
+            lines.append(known_hosts_line(names, key))
+        self.known_hosts_path.write_text("\n".join(lines) + "\n")
+
+    def runner_config(self, keyhole_ip: str | None = None, keyhole_port: int = 4243) -> dict[str, Any]:
+        """A bwVisu runner configuration for this cluster (SPEC "Configuration" field names).
+
+        Addresses are the nodes' cluster-network addresses, which a runner container on the cluster network
+        and a runner on the host (through the Docker bridge) both reach. ``keyhole_ip`` defaults to the
+        host's address on the cluster network, where jobs reach a runner running on the host.
+        """
+        ep = self.endpoints
+        return {
+            "bwvisu-home-prefix": HOME_PREFIX,
+            "command-nodes": [{"ip": n.cluster_ip, "user": RUNNER_USER, "port": 22} for n in ep.command],
+            "gateway-nodes": [
+                {"internal-ip": n.cluster_ip, "external-ip": n.public_ip, "user": RUNNER_USER, "port": 22}
+                for n in ep.gateways
+            ],
+            "keyholed-servers": [{"ip": keyhole_ip or ep.cluster_host_ip, "port": keyhole_port}],
+            "keyholed-port-range": {"min": 50000, "max": 60000},
+            "keyholed-max-forwarders-per-job": 4,
+            "etcd-servers": [{"ip": n.cluster_ip, "port": ETCD_CLIENT_PORT} for n in ep.etcd],
+            "debug": {"keyholed-static-forwarding": False},
+            "forwarding-hostname-suffix": "",
+        }
+
+    # -- running commands ------------------------------------------------------------------------
+
+    def ssh_argv(self, hostname: str) -> list[str]:
+        """The ``ssh`` command line that logs into a command or gateway node as the runner's account."""
+        node = self.node(hostname)
+        return [
+            "ssh", "-p", str(node.published_port(22)), "-i", str(self.ssh_key.private_path),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts_path}", "-o", "ConnectTimeout=10",
+            f"{RUNNER_USER}@127.0.0.1",
+        ]  # fmt: skip
+
+    def ssh(self, hostname: str, command: str, stdin: str | None = None, timeout: float = 60) -> ExecResult:
+        """Run ``command`` (one remote shell line, as the runner sends it) over real SSH from the host."""
+        import subprocess
+
+        proc = subprocess.run(
+            [*self.ssh_argv(hostname), command], input=stdin or "", capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+        return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _ipam(network: Network) -> dict[str, str]:
+    docker_net = network._network  # noqa: SLF001 - testcontainers keeps the SDK object private
+    assert docker_net is not None
+    docker_net.reload()
+    config: dict[str, str] = docker_net.attrs["IPAM"]["Config"][0]
+    return config
+
+
+def _etcd_commands(members: int, run_id: str) -> dict[str, list[str]]:
+    names = [f"etcd{i}" for i in range(1, members + 1)]
+    cluster = ",".join(f"{n}=http://{n}:2380" for n in names)
+    return {
+        name: [
+            "--name", name, "--data-dir", "/var/lib/etcd/data",
+            "--listen-client-urls", f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
+            "--advertise-client-urls", f"http://{name}:{ETCD_CLIENT_PORT}",
+            "--listen-peer-urls", "http://0.0.0.0:2380", "--initial-advertise-peer-urls", f"http://{name}:2380",
+            "--initial-cluster", cluster, "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"bwvisu-{run_id}",
+            "--heartbeat-interval", "50", "--election-timeout", "500",
+        ]  # fmt: skip
+        for name in names
+    }
