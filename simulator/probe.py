@@ -40,7 +40,8 @@ async def probe_port(address: str, port: int, timeout: float) -> str | None:
     except TimeoutError:
         return f"timed out: {os.strerror(errno.EINPROGRESS)}"
     except OSError as exc:
-        return f"failed: {exc.strerror or exc}"
+        # asyncio rewrites strerror ("Connect call failed ..."); nc prints the errno's own text
+        return f"failed: {os.strerror(exc.errno) if exc.errno else exc}"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
