@@ -261,7 +261,7 @@ def send(
         log(f"keyhole: {last}; retrying in {pause:.1f}s")
         sleep(pause)
         delay *= 2
-    raise KeyholeFailure(f"gave up after {deadline:.0f}s: {last}", EXIT_UNREACHABLE)
+    raise KeyholeFailure(f"gave up after {deadline:g}s: {last}", EXIT_UNREACHABLE)
 
 
 def request_forwards(

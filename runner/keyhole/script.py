@@ -1,0 +1,134 @@
+"""Expansion of the ``#KEYHOLE-REQUEST-PORTS N`` template line into the shell snippet that runs the client.
+
+The snippet feeds the stdlib-only client (:mod:`runner.keyhole.client`) to ``python3 -`` through a
+heredoc with a quoted delimiter, so the shell expands nothing inside it; the last line of the heredoc
+calls the client with the job's token. The token therefore travels only inside the batch script piped to
+``sbatch`` and the heredoc pipe (the client is kept well under the 64 KiB up to which bash uses a pipe,
+not a temporary file): never in a file of the user's, an argument list or the environment. The client's
+output is ``eval``-ed; if it fails, the job stops with a message in its log.
+
+Call this on the *rendered* template (after mustache): the client source is not template text.
+The snippet is POSIX shell, so ``#!/bin/sh`` templates work as well as bash ones.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from functools import cache
+from importlib import resources
+
+from runner.errors import TemplateError
+
+DIRECTIVE = "#KEYHOLE-REQUEST-PORTS"
+HEREDOC_DELIMITER = "KEYHOLE_CLIENT_EOF"
+
+_DIRECTIVE_LINE = re.compile(r"[ \t]*#KEYHOLE-REQUEST-PORTS[ \t]+([0-9]+)[ \t]*")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
+_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&()*+,;=%-]+")
+
+
+class KeyholeTemplateError(TemplateError):
+    """The template's keyhole line is malformed, repeated or asks for too many ports."""
+
+    code = "keyhole-template-error"
+    default_public = "invalid #KEYHOLE-REQUEST-PORTS line in the template"
+
+
+@cache
+def client_source() -> str:
+    """The client's source text, exactly as shipped in the package."""
+    return resources.files("runner.keyhole").joinpath("client.py").read_text(encoding="utf-8")
+
+
+def keyhole_snippet(
+    *,
+    job_id: str,
+    token: str,
+    service_urls: list[str],
+    ports: int,
+    deadline_seconds: float = 120.0,
+    initial_delay: float = 0.5,
+) -> str:
+    """The shell text that replaces the directive line (ends with a newline)."""
+    if _JOB_ID.fullmatch(job_id) is None:
+        raise ValueError(f"job id {job_id!r} is not safe to embed")
+    if _TOKEN.fullmatch(token) is None:
+        raise ValueError("token has an unexpected form")  # never echo the token itself
+    if not service_urls or any(_URL.fullmatch(u) is None for u in service_urls):
+        raise ValueError(f"keyhole service URLs must be http(s) URLs: {service_urls!r}")
+    argv = ["python3", "-", "--job-id", job_id, "--ports", str(ports)]
+    for url in service_urls:
+        argv += ["--url", url]
+    argv += ["--deadline", repr(float(deadline_seconds)), "--initial-delay", repr(float(initial_delay))]
+    source = client_source()
+    if not source.endswith("\n"):
+        source += "\n"
+    # repr() of a token from a restricted alphabet is a plain Python string literal
+    call = f"sys.exit(main(sys.argv[1:], os.environ, {token!r}))\n"
+    body = source + call
+    if any(line == HEREDOC_DELIMITER for line in body.splitlines()):
+        raise ValueError("heredoc delimiter occurs in the client source")
+    return (
+        f"# keyhole: request {ports} forwarded port(s) for this job\n"
+        f"KEYHOLE_EXPORTS=$({shlex.join(argv)} <<'{HEREDOC_DELIMITER}'\n"
+        f"{body}"
+        f"{HEREDOC_DELIMITER}\n"
+        ') || { echo "keyhole: no forwarded ports for this job; stopping" >&2; exit 1; }\n'
+        'eval "$KEYHOLE_EXPORTS"\n'
+        "unset KEYHOLE_EXPORTS\n"
+    )
+
+
+def requested_ports(script: str, *, max_ports: int) -> int | None:
+    """The ``N`` of the script's directive line, ``None`` without one; checks count and range."""
+    found: list[tuple[int, str]] = []
+    for number, line in enumerate(script.split("\n"), start=1):  # the shell's lines, not str.splitlines's
+        if line.lstrip().startswith(DIRECTIVE):
+            found.append((number, line))
+    if not found:
+        return None
+    if len(found) > 1:
+        lines = ", ".join(str(n) for n, _ in found)
+        raise KeyholeTemplateError(f"{DIRECTIVE} may appear only once (lines {lines})")
+    number, line = found[0]
+    m = _DIRECTIVE_LINE.fullmatch(line)
+    if m is None:
+        raise KeyholeTemplateError(f"line {number}: expected '{DIRECTIVE} N' with N a positive integer")
+    ports = int(m.group(1))
+    if not 1 <= ports <= max_ports:
+        raise KeyholeTemplateError(f"line {number}: {DIRECTIVE} asks for {ports} ports; allowed are 1 to {max_ports}")
+    return ports
+
+
+def expand_keyhole_request(
+    script: str,
+    *,
+    job_id: str,
+    token: str,
+    service_urls: list[str],
+    max_ports: int,
+    deadline_seconds: float = 120.0,
+    initial_delay: float = 0.5,
+) -> str:
+    """Replace the script's ``#KEYHOLE-REQUEST-PORTS N`` line with the client snippet.
+
+    A script without the line comes back unchanged. Raises :class:`KeyholeTemplateError` for a repeated
+    or malformed line or ``N`` outside ``1..max_ports``, and ``ValueError`` for unsafe arguments.
+    """
+    ports = requested_ports(script, max_ports=max_ports)
+    if ports is None:
+        return script
+    snippet = keyhole_snippet(
+        job_id=job_id,
+        token=token,
+        service_urls=service_urls,
+        ports=ports,
+        deadline_seconds=deadline_seconds,
+        initial_delay=initial_delay,
+    )
+    lines = script.split("\n")
+    index = next(i for i, line in enumerate(lines) if line.lstrip().startswith(DIRECTIVE))
+    lines[index] = snippet.removesuffix("\n")
+    return "\n".join(lines)
