@@ -1,0 +1,48 @@
+"""Which commands a node answers, by role: Slurm clients on command nodes, iptables on gateways.
+
+``nc`` (from the gateway module) and the user lookups answer everywhere. The gateway module is
+optional: without it gateway nodes answer only the common commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator import sacct, sbatch, scontrol, squeue, users
+from simulator.commands import Handler
+from simulator.config import Role
+from simulator.dispatch import StdinPredicate
+
+COMMON: dict[str, Handler] = {
+    "id": users.id_command,
+    "getent": users.getent_command,
+    "hostname": users.hostname_command,
+    "true": users.true_command,
+}
+
+SLURM: dict[str, Handler] = {
+    "sbatch": sbatch.sbatch,
+    "squeue": squeue.squeue,
+    "scancel": scontrol.scancel,
+    "sacct": sacct.sacct,
+    "scontrol": scontrol.scontrol,
+}
+
+STDIN_READERS: dict[str, StdinPredicate] = {
+    "sbatch": sbatch.needs_stdin,
+    "iptables-restore": lambda _argv: True,
+    "cat": lambda _argv: True,
+}
+
+
+def handlers_for(roles: set[Role], gateway_module: Any | None) -> tuple[dict[str, Handler], dict[str, StdinPredicate]]:
+    """The handler registry and stdin readers of a node with ``roles``."""
+    handlers = dict(COMMON)
+    gateway_handlers: dict[str, Handler] = dict(getattr(gateway_module, "HANDLERS", {}) or {})
+    if "nc" in gateway_handlers:
+        handlers["nc"] = gateway_handlers["nc"]
+    if Role.COMMAND in roles:
+        handlers.update(SLURM)
+    if Role.GATEWAY in roles:
+        handlers.update(gateway_handlers)
+    return handlers, dict(STDIN_READERS)
