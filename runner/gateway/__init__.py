@@ -1,0 +1,1 @@
+"""Gateway nodes: iptables command builders and parsers for the runner's port forwards."""

@@ -1,0 +1,199 @@
+"""iptables command builders and ``iptables -S`` parsers for the runner's forwards on a gateway.
+
+All rules live in the nat table, in two chains of the runner's own:
+
+* :data:`DNAT_CHAIN` (``BWVISU``), jumped to from ``PREROUTING``: one ``DNAT`` rule per forward,
+  gateway:external-port -> compute:internal-port. Only ``PREROUTING`` is hooked: users' traffic
+  arrives from outside; the runner's own probes go from the gateway straight to the compute node's
+  internal port, so locally generated traffic (``OUTPUT``) needs no rule.
+* :data:`SNAT_CHAIN` (``BWVISU-POST``), jumped to from ``POSTROUTING``: one ``MASQUERADE`` rule per
+  forward, so the compute node answers the gateway (and conntrack un-NATs the reply) instead of
+  replying to the user directly.
+
+Every rule carries ``-m comment --comment "bwvisu:<runner job id>"``, so rules can be listed per job
+and strays found. Builders return argument lists; :func:`restore_input` writes one
+``iptables-restore --noflush`` text that adds and deletes many rules in a single call, which stays
+cheap with thousands of rules present. Its rule lines are spelled exactly as ``iptables -S`` prints
+them (nft variant, 1.8.x), so a listed line can be fed back as a ``-D``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+DNAT_CHAIN = "BWVISU"
+SNAT_CHAIN = "BWVISU-POST"
+COMMENT_PREFIX = "bwvisu:"
+IPTABLES: tuple[str, ...] = ("iptables",)
+IPTABLES_RESTORE: tuple[str, ...] = ("iptables-restore",)
+
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True, order=True)
+class ForwardRule:
+    """One forward: the gateway's ``external_port`` to ``internal_ip:internal_port``, owned by a job."""
+
+    job_id: str
+    external_port: int
+    internal_ip: str
+    internal_port: int
+
+    def __post_init__(self) -> None:
+        if _JOB_ID.fullmatch(self.job_id) is None:
+            raise ValueError(f"job id {self.job_id!r} cannot go into an iptables comment")
+        for port in (self.external_port, self.internal_port):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} out of range")
+        ipaddress.IPv4Address(self.internal_ip)  # raises ValueError; iptables is IPv4 only
+
+    @property
+    def comment(self) -> str:
+        return COMMENT_PREFIX + self.job_id
+
+
+def dnat_rule_args(rule: ForwardRule) -> list[str]:
+    """The DNAT rule's match and target, as ``iptables -S`` orders them."""
+    return [
+        "-p", "tcp", "-m", "tcp", "--dport", str(rule.external_port),
+        "-m", "comment", "--comment", rule.comment,
+        "-j", "DNAT", "--to-destination", f"{rule.internal_ip}:{rule.internal_port}",
+    ]  # fmt: skip
+
+
+def masquerade_rule_args(rule: ForwardRule) -> list[str]:
+    """The MASQUERADE rule for the forward's reply path, as ``iptables -S`` orders it."""
+    return [
+        "-d", f"{rule.internal_ip}/32", "-p", "tcp", "-m", "tcp", "--dport", str(rule.internal_port),
+        "-m", "comment", "--comment", rule.comment, "-j", "MASQUERADE",
+    ]  # fmt: skip
+
+
+def add_commands(rule: ForwardRule, *, iptables: Sequence[str] = IPTABLES) -> list[list[str]]:
+    """The two ``iptables -A`` commands of one forward (prefer :func:`restore_input` for many)."""
+    return [
+        [*iptables, "-t", "nat", "-A", DNAT_CHAIN, *dnat_rule_args(rule)],
+        [*iptables, "-t", "nat", "-A", SNAT_CHAIN, *masquerade_rule_args(rule)],
+    ]
+
+
+def list_command(chain: str, *, iptables: Sequence[str] = IPTABLES) -> list[str]:
+    """``iptables -t nat -S <chain>``; parse its output with :func:`parse_forward_rules`."""
+    return [*iptables, "-t", "nat", "-S", chain]
+
+
+def restore_command(*, iptables_restore: Sequence[str] = IPTABLES_RESTORE) -> list[str]:
+    """``iptables-restore --noflush``; feed it :func:`restore_input` on stdin."""
+    return [*iptables_restore, "--noflush"]
+
+
+def setup_script(*, iptables: Sequence[str] = IPTABLES) -> str:
+    """An idempotent shell script creating both chains and their jumps (never flushing existing rules).
+
+    Chains are not declared in restore input: with ``--noflush``, declaring a user chain flushes it.
+    """
+    lines = ["set -e"]
+    for chain, hook in ((DNAT_CHAIN, "PREROUTING"), (SNAT_CHAIN, "POSTROUTING")):
+        exists = shlex.join([*iptables, "-t", "nat", "-S", chain])
+        create = shlex.join([*iptables, "-t", "nat", "-N", chain])
+        check = shlex.join([*iptables, "-t", "nat", "-C", hook, "-j", chain])
+        jump = shlex.join([*iptables, "-t", "nat", "-I", hook, "1", "-j", chain])
+        lines.append(f"{exists} >/dev/null 2>&1 || {create}")
+        lines.append(f"{check} >/dev/null 2>&1 || {jump}")
+    return "\n".join(lines) + "\n"
+
+
+def _restore_line(op: str, chain: str, args: list[str]) -> str:
+    # iptables-restore splits on blanks and honours double quotes; comments are the only token that
+    # may need them, and job ids are restricted, so quoting it like ``iptables -S`` does is enough
+    words = [f'"{a}"' if a.startswith(COMMENT_PREFIX) else a for a in args]
+    return " ".join([op, chain, *words])
+
+
+def restore_input(*, add: Iterable[ForwardRule] = (), delete: Iterable[ForwardRule] = ()) -> str:
+    """One atomic ``iptables-restore --noflush`` transaction: deletions first, then additions.
+
+    All or nothing: if one ``-D`` names a rule that is not there, nothing is applied, so delete only
+    rules just seen in :func:`list_command` output.
+    """
+    lines = ["*nat"]
+    for rule in delete:
+        lines.append(_restore_line("-D", DNAT_CHAIN, dnat_rule_args(rule)))
+        lines.append(_restore_line("-D", SNAT_CHAIN, masquerade_rule_args(rule)))
+    for rule in add:
+        lines.append(_restore_line("-A", DNAT_CHAIN, dnat_rule_args(rule)))
+        lines.append(_restore_line("-A", SNAT_CHAIN, masquerade_rule_args(rule)))
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _options(line: str) -> tuple[str, dict[str, str]] | None:
+    """An ``-A CHAIN ...`` line's chain and its ``--option value`` pairs; ``None`` for other lines."""
+    words = shlex.split(line)
+    if words and re.fullmatch(r"\[\d+:\d+\]", words[0]):  # counters from ``-S -c`` / ``iptables-save -c``
+        words = words[1:]
+    if len(words) < 2 or words[0] != "-A":
+        return None
+    options: dict[str, str] = {}
+    key: str | None = None
+    for word in words[2:]:
+        if word.startswith("-") and not re.fullmatch(r"-?\d+", word):
+            key = word
+            options.setdefault(key, "")
+        elif key is not None and word != "!":
+            options[key] = f"{options[key]} {word}".strip() if options[key] else word
+    return words[1], options
+
+
+def _job_of(options: dict[str, str]) -> str | None:
+    comment = options.get("--comment", "")
+    return comment.removeprefix(COMMENT_PREFIX) if comment.startswith(COMMENT_PREFIX) else None
+
+
+def parse_forward_rules(output: str, *, chain: str = DNAT_CHAIN) -> list[ForwardRule]:
+    """The runner's DNAT rules in ``iptables -t nat -S <chain>`` (or ``iptables-save``) output.
+
+    Rules of other chains, untagged rules and rules that do not parse as a runner forward are skipped:
+    the reconciler finds those as rules it does not expect.
+    """
+    rules = []
+    for line in output.splitlines():
+        parsed = _options(line)
+        if parsed is None or parsed[0] != chain:
+            continue
+        options = parsed[1]
+        job_id = _job_of(options)
+        target = options.get("--to-destination", "")
+        ip, _, port = target.rpartition(":")
+        if (
+            job_id is None
+            or options.get("-j") != "DNAT"
+            or not port.isdigit()
+            or not options.get("--dport", "").isdigit()
+        ):
+            continue
+        try:
+            rules.append(ForwardRule(job_id, int(options["--dport"]), ip, int(port)))
+        except ValueError:
+            continue
+    return rules
+
+
+def parse_masquerade_rules(output: str, *, chain: str = SNAT_CHAIN) -> list[tuple[str, str, int]]:
+    """``(job id, internal ip, internal port)`` of the runner's MASQUERADE rules in ``-S`` output."""
+    rules = []
+    for line in output.splitlines():
+        parsed = _options(line)
+        if parsed is None or parsed[0] != chain:
+            continue
+        options = parsed[1]
+        job_id = _job_of(options)
+        dest = options.get("-d", "").removesuffix("/32")
+        if job_id is None or options.get("-j") != "MASQUERADE" or not options.get("--dport", "").isdigit():
+            continue
+        rules.append((job_id, dest, int(options["--dport"])))
+    return rules
