@@ -1,0 +1,43 @@
+"""Request-scoped dependencies: the collaborators :func:`runner.api.create_app` was given, as ``Annotated`` types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from runner.config import Settings
+from runner.service import JobService
+from runner.templates import TemplateStore
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What one API app serves from; stored on ``app.state.runner``."""
+
+    service: JobService
+    templates: TemplateStore
+    settings: Settings
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.runner
+    return context
+
+
+def get_service(request: Request) -> JobService:
+    return get_context(request).service
+
+
+def get_templates(request: Request) -> TemplateStore:
+    return get_context(request).templates
+
+
+def get_settings(request: Request) -> Settings:
+    return get_context(request).settings
+
+
+ServiceDep = Annotated[JobService, Depends(get_service)]
+TemplatesDep = Annotated[TemplateStore, Depends(get_templates)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,145 @@
+"""Serving the API with uvicorn inside the caller's asyncio loop, so the watchers can share it.
+
+The listening socket is bound here, before uvicorn starts, so port 0 works and the bound port is known at once
+(:attr:`ApiServer.port`). TLS is used when ``api.tls_cert`` and ``api.tls_key`` are configured. Signals are left
+to the entry point unless ``capture_signals`` is asked for, and logging is never configured here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+from types import TracebackType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from runner.config import ApiSettings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with an event for "accepting connections" and optional signal capture."""
+
+    def __init__(self, config: uvicorn.Config, *, capture_signals: bool) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+        self._capture = capture_signals
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if self._capture:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ApiServer:
+    """One uvicorn server for ``app`` on ``settings.host``:``settings.port``; use as ``async with``."""
+
+    def __init__(self, app: ASGIApp, settings: ApiSettings, *, capture_signals: bool = False) -> None:
+        tls = settings.tls_cert is not None and settings.tls_key is not None
+        self.config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            ssl_certfile=str(settings.tls_cert) if tls else None,
+            ssl_keyfile=str(settings.tls_key) if tls else None,
+        )
+        self.tls = tls
+        self._server = _Server(self.config, capture_signals=capture_signals)
+        self._socket = _bind(settings.host, settings.port)
+        self.host = settings.host
+        self.port: int = self._socket.getsockname()[1]
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL for clients on this machine (a wildcard host is reached on loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    async def serve(self) -> None:
+        """Serve until :meth:`stop` or cancellation."""
+        try:
+            await self._server.serve(sockets=[self._socket])
+        finally:
+            self._socket.close()
+
+    async def start(self) -> None:
+        """Serve in a task and return once connections are accepted; raises if start-up failed."""
+        self._task = asyncio.create_task(self.serve(), name=f"api-server:{self.port}")
+        ready = asyncio.create_task(self._server.ready.wait())
+        await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self._task  # re-raises the start-up error
+            raise RuntimeError("the API server stopped during start-up")
+
+    async def wait(self) -> None:
+        """Until the server ends; cancelling the waiter does not stop the server (call :meth:`stop`)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish open requests, and wait for the server to end."""
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self._socket.close()
+
+    async def __aenter__(self) -> ApiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+async def serve_api(
+    app: ASGIApp,
+    settings: ApiSettings,
+    *,
+    capture_signals: bool = False,
+    on_started: Callable[[ApiServer], None] | None = None,
+) -> None:
+    """Serve ``app`` until cancelled, then shut down gracefully; for ``python -m runner``, next to the watchers.
+
+    ``on_started`` is called once connections are accepted, e.g. to print :attr:`ApiServer.url`.
+    """
+    server = ApiServer(app, settings, capture_signals=capture_signals)
+    try:
+        await server.start()
+        if on_started is not None:
+            on_started(server)
+        await server.wait()
+    finally:
+        await server.stop()
