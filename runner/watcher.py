@@ -60,17 +60,21 @@ class JobWatcher:
                 if not record.scheduler_unknown:
                     await self._store.update_job(record.job_id, _mark_unknown, known=(record, rev))
             return stats
-        gone = [r.slurm_id for r, _ in tracked if r.slurm_id not in rows and r.slurm_id]
+        ended = [sid for r, _ in tracked if (sid := r.slurm_id) is not None and _has_ended(rows.get(sid))]
         accounting: dict[str, dict[str, str]] = {}
-        if gone:
+        if ended:
             try:
-                accounting = await self._scheduler.accounting(gone)
+                accounting = await self._scheduler.accounting(ended)
             except RunnerError as exc:
-                log.warning("watcher: sacct failed for %d ended jobs: %s", len(gone), exc)
+                log.warning("watcher: sacct failed for %d ended jobs: %s", len(ended), exc)
         for record, rev in tracked:
             assert record.slurm_id is not None
             row = rows.get(record.slurm_id)
-            change = _observed(row) if row is not None else _ended(accounting.get(record.slurm_id))
+            if _has_ended(row):
+                change = _ended(row, accounting.get(record.slurm_id))
+            else:
+                assert row is not None
+                change = _observed(row)
             stored = await self._store.update_job(record.job_id, change, known=(record, rev))
             if stored is not None and stored is not record:
                 stats.updated += 1
@@ -115,15 +119,19 @@ def _observed(row: dict[str, str]) -> Change:
     return change
 
 
-def _ended(acct: dict[str, str] | None) -> Change:
+def _has_ended(row: dict[str, str] | None) -> bool:
+    """Gone from a successful squeue, or still listed (``-t all``) in an end state."""
+    return row is None or slurm.bwvisu_state(row["slurm-state"]) is JobState.FINISHED
+
+
+def _ended(row: dict[str, str] | None, acct: dict[str, str] | None) -> Change:
     def change(record: JobRecord) -> JobRecord:
         record.state = JobState.FINISHED
         record.scheduler_unknown = False
         record.details.pop(UNKNOWN_NOTE, None)
-        if acct is not None:
-            record.slurm_state = acct["slurm-state"]
-            record.details = {**record.details, **acct}
-        else:
+        record.details = {**record.details, **(row or {}), **(acct or {})}
+        record.slurm_state = record.details.get("slurm-state")
+        if row is None and acct is None:
             record.details["end-reason"] = "job left the queue; accounting has no record"
         return record
 
