@@ -1,0 +1,103 @@
+"""uvicorn really listening on 127.0.0.1 port 0, plain and with TLS (a self-signed certificate made here)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from runner.api.server import ApiServer, serve_api
+from runner.config import ApiSettings
+from tests.hostile_inputs import VALID_SUBMISSION
+from tests.unit.api_support import AUTH, FakeJobService, make_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_plain_http_on_port_zero() -> None:
+    service = FakeJobService()
+    async with ApiServer(make_app(service), ApiSettings(host="127.0.0.1", port=0)) as server:
+        assert server.port > 0
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as client:
+            submitted = await client.post("/jobs", json=VALID_SUBMISSION)
+            listed = await client.get("/jobs")
+            unauthenticated = await client.get("/jobs", headers={"Authorization": ""})
+    assert submitted.json() == {"job-id": "job-1"}
+    assert listed.json() == {"jobs": ["job-1"]}
+    assert unauthenticated.status_code == 401
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{server.url}/jobs")
+
+
+async def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    settings = ApiSettings(host="127.0.0.1", port=0, tls_cert=cert, tls_key=key)
+    async with ApiServer(make_app(FakeJobService()), settings) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        trusting = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, verify=trusting) as client:
+            response = await client.get("/cluster/check-user/alice")
+        assert response.json() == {"response": "success"}
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as untrusting:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.get("/jobs")
+        async with httpx.AsyncClient(base_url=server.url.replace("https", "http"), headers=AUTH) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get("/jobs")
+
+
+async def test_serve_api_reports_start_and_stops_on_cancel() -> None:
+    started: asyncio.Queue[ApiServer] = asyncio.Queue()
+    task = asyncio.create_task(
+        serve_api(make_app(FakeJobService()), ApiSettings(host="127.0.0.1", port=0), on_started=started.put_nowait)
+    )
+    server = await asyncio.wait_for(started.get(), 10)
+    async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as client:
+        assert (await client.get("/templates")).status_code == 200
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{server.url}/jobs")
+
+
+async def test_port_in_use_is_reported() -> None:
+    async with ApiServer(make_app(FakeJobService()), ApiSettings(host="127.0.0.1", port=0)) as server:
+        with pytest.raises(OSError, match="in use"):
+            ApiServer(make_app(FakeJobService()), ApiSettings(host="127.0.0.1", port=server.port))
