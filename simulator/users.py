@@ -51,7 +51,7 @@ def _db(ctx: CommandContext) -> UserDB:
 
 async def id_command(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
     """coreutils ``id [-u|-g|-n] [USER]``."""
-    flags = [a for a in argv[1:] if a.startswith("-")]
+    flags = [f"-{c}" for a in argv[1:] if a.startswith("-") for c in a[1:]]  # -un == -u -n
     names = [a for a in argv[1:] if not a.startswith("-")]
     name = names[0] if names else ctx.user
     account = _db(ctx).get(name)

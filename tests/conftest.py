@@ -10,6 +10,8 @@ import pytest
 
 from simulator.etcd import EtcdServer
 
+pytest_plugins = ["simulator.testing"]
+
 
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:

@@ -1,0 +1,172 @@
+"""Pure parsers and formatters of the simulator: hostlists, Slurm times, squeue/sacct/scontrol layouts."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator import hostlist
+from simulator.behaviours import find_behaviour
+from simulator.config import ClusterConfig, NodeConfig, Role, assign_addresses
+from simulator.dispatch import SudoError, unwrap_sudo
+from simulator.faults import FaultKind, Faults
+from simulator.jobs import Job, JobSpec, JobState
+from simulator.sacct import _cell
+from simulator.sbatch import directives
+from simulator.scheduler import expand_pattern
+from simulator.scontrol import show_job
+from simulator.slurmtime import TimeFormatError, clock_secs, parse_time_limit, squeue_limit, squeue_secs
+from simulator.squeue import DEFAULT_FORMAT, parse_format, parse_format_long, render
+from simulator.users import UserDB
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["sim-c001", "sim-c002", "sim-c003"], "sim-c[001-003]"),
+        (["sim-c001"], "sim-c001"),
+        (["sim-c001", "sim-c003", "sim-c004", "gw1"], "sim-c[001,003-004],gw1"),
+        (["login"], "login"),
+    ],
+)
+def test_hostlist_compress_and_expand_round_trip(names: list[str], expected: str) -> None:
+    assert hostlist.compress(names) == expected
+    assert sorted(hostlist.expand(expected)) == sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("15", 15),
+        ("0:30", 1),
+        ("1:00", 1),
+        ("2:30:00", 150),
+        ("1-0", 1440),
+        ("1-2:03", 1563),
+        ("1-2:03:04", 1564),
+        ("UNLIMITED", None),
+        ("infinite", None),
+        ("-1", None),
+        ("0", None),
+    ],
+)
+def test_time_limit_parsing_follows_slurm(text: str, minutes: int | None) -> None:
+    assert parse_time_limit(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["abc", "1:2:3:4", "", "5m"])
+def test_invalid_time_limits_are_rejected(text: str) -> None:
+    with pytest.raises(TimeFormatError):
+        parse_time_limit(text)
+
+
+def test_duration_styles() -> None:
+    assert squeue_secs(5) == "0:05"
+    assert squeue_secs(3725) == "1:02:05"
+    assert squeue_secs(90061) == "1-01:01:01"
+    assert squeue_limit(15) == "15:00"
+    assert squeue_limit(None) == "UNLIMITED"
+    assert clock_secs(5) == "00:00:05"
+    assert clock_secs(90061) == "1-01:01:01"
+
+
+def _job(job_id: int = 7, state: JobState = JobState.RUNNING, name: str = "sbatch") -> Job:
+    spec = JobSpec(script="#!/bin/sh\n", user="alice", uid=1001, gid=1001, name=name, work_dir="/h/alice")
+    job = Job(job_id, spec, "sim", 1, 1, 15, "/h/alice/slurm-7.out", "/h/alice/slurm-7.out", 100)
+    job.state = state
+    if state is not JobState.PENDING:
+        job.nodes = ["sim-c001", "sim-c002"]
+        job.start_time = job.submit_time
+    else:
+        job.reason = "Resources"
+    return job
+
+
+def test_squeue_default_layout_pads_and_cuts_like_slurm() -> None:
+    out = render([_job(name="a-very-long-name")], parse_format(DEFAULT_FORMAT), True, _job().submit_time)
+    header, line = out.splitlines()
+    assert header == "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)"
+    assert line == "                 7       sim a-very-l    alice  R       0:00      2 sim-c[001-002]"
+
+
+def test_squeue_pending_reason_and_unpadded_fields() -> None:
+    out = render([_job(state=JobState.PENDING)], parse_format("%i|%T|%R|%D|%l"), False, 0.0)
+    assert out == "7|PENDING|(Resources)|1|15:00\n"
+
+
+def test_squeue_long_format_names() -> None:
+    out = render([_job()], parse_format_long("JobID:.6,State:10,NodeList"), True, 0.0)
+    header, line = out.splitlines()
+    assert header == " JOBIDSTATE     NODELIST            "
+    assert line == "     7RUNNING   sim-c[001-002]      "
+
+
+def test_sacct_marks_cut_values_with_plus() -> None:
+    assert _cell("CANCELLED by 1001", 10) == "CANCELLED+"
+    assert _cell("7", -12) == "7           "
+    assert _cell("0:0", 8) == "     0:0"
+
+
+def test_scontrol_show_job_layout() -> None:
+    job = _job()
+    job.spec.comment = "runner"
+    lines = show_job(job, {1001: "alice"}, job.submit_time)
+    assert lines[0] == "JobId=7 JobName=sbatch"
+    assert lines[1] == "   UserId=alice(1001) GroupId=alice(1001) MCS_label=N/A"
+    assert "   JobState=RUNNING Reason=None Dependency=(null)" in lines
+    assert "   NodeList=sim-c[001-002]" in lines
+    assert "   BatchHost=sim-c001" in lines
+    assert any(line.startswith("   RunTime=00:00:00 TimeLimit=00:15:00") for line in lines)
+    assert "   StdOut=/h/alice/slurm-7.out" in lines
+
+
+def test_directives_stop_at_first_command() -> None:
+    script = "#!/bin/bash\n#SBATCH -N 2\n# plain comment\n#SBATCH --job-name=x # trailing\necho hi\n#SBATCH -t 5\n"
+    assert directives(script) == ["-N", "2", "--job-name=x"]
+
+
+def test_output_patterns() -> None:
+    spec = JobSpec(script="", user="alice", uid=1, gid=1, name="viz", work_dir="/h/alice")
+    assert expand_pattern("bwvisu-job-%j.out", 42, spec) == "/h/alice/bwvisu-job-42.out"
+    assert expand_pattern("/logs/%u/%x-%j.%%", 42, spec) == "/logs/alice/viz-42.%"
+
+
+def test_sudo_unwrapping() -> None:
+    users = UserDB.build([("alice", 1001, 1001)], ("bwvisu", 990), __import__("pathlib").Path("/h"))
+    assert unwrap_sudo(["sudo", "-n", "-u", "alice", "squeue"], "bwvisu", users, True) == (["squeue"], "alice")
+    assert unwrap_sudo(["sudo", "-n", "iptables", "-S"], "bwvisu", users, True) == (["iptables", "-S"], "root")
+    assert unwrap_sudo(["squeue"], "bwvisu", users, True) == (["squeue"], "bwvisu")
+    with pytest.raises(SudoError) as unknown:
+        unwrap_sudo(["sudo", "-n", "-u", "mallory", "id"], "bwvisu", users, True)
+    assert unknown.value.result.stderr.startswith("sudo: unknown user mallory\n")
+    with pytest.raises(SudoError) as denied:
+        unwrap_sudo(["sudo", "-n", "-u", "alice", "id"], "alice", users, False)
+    assert denied.value.result.stderr == "sudo: a password is required\n"
+
+
+def test_behaviour_marker_selects_behaviour() -> None:
+    found = find_behaviour("#!/bin/sh\n#SIM-BEHAVIOUR listen port=5901 after=0.5\n")
+    assert found is not None
+    assert found[1] == {"port": "5901", "after": "0.5"}
+    assert find_behaviour("#!/bin/sh\necho hi\n") is None
+
+
+def test_config_validation_and_addresses() -> None:
+    config = ClusterConfig.build(command=1, compute=3, gateways=1, address_prefix="127.77")
+    addresses = assign_addresses(config)
+    assert addresses["sim-login1"] == ("127.77.0.1", None)
+    assert addresses["sim-gw1"] == ("127.77.0.5", "127.77.200.5")
+    with pytest.raises(ValueError, match="command node"):
+        ClusterConfig(nodes=[NodeConfig(name="c", roles={Role.COMPUTE})])
+
+
+def test_faults_trigger_at_the_nth_call_only() -> None:
+    faults = Faults()
+    faults.fail_command("sbatch", at_call=2)
+    assert faults.next_call("sbatch", "n")[1] is None
+    second = faults.next_call("sbatch", "n")[1]
+    assert second is not None
+    assert second.kind is FaultKind.FAIL
+    assert "Batch job submission failed" in second.failure_text
+    assert faults.next_call("sbatch", "n")[1] is None
