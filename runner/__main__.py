@@ -1,0 +1,88 @@
+"""Command line: ``python -m runner dev`` (embedded default) and ``python -m runner serve`` (a real cluster)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from runner.api.server import ApiServer
+from runner.app import Runner
+from runner.config import Settings, load_settings
+from runner.errors import ConfigError
+
+log = logging.getLogger("runner")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run on an embedded simulated cluster with a local etcd")
+    dev.add_argument("--port", type=int, default=4242, help="API port (default 4242; 0 picks a free one)")
+    serve = sub.add_parser("serve", help="run against the cluster in the configuration file")
+    serve.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
+    return parser
+
+
+def _banner(settings: Settings, url: str, extra: list[str]) -> str:
+    user = settings.api.user
+    password = settings.api.password.get_secret_value()
+    curl_auth = shlex.quote(f"{user}:{password}")
+    lines = [
+        f"runner API:   {url}   (docs: {url}/docs)",
+        f"credentials:  {user} / {password}",
+        *extra,
+        "try:",
+        f"  curl -u {curl_auth} {url}/templates",
+        f"  curl -u {curl_auth} -H 'Content-Type: application/json' -d "
+        + shlex.quote(
+            '{"uid": "alice", "template-name": "template_webapp.txt", "variables": '
+            '{"expected_runtime_in_minutes": "15", "number_of_nodes": "1", "tasks_per_node": "1"}}'
+        )
+        + f" {url}/jobs",
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, extra: list[str]) -> None:
+    async with Runner(settings) as runner, ApiServer(runner.app, settings.api) as server:
+        print(_banner(settings, server.url, extra), flush=True)
+        await server.wait()
+
+
+async def _dev(port: int) -> None:
+    from runner.devcluster import dev_environment  # noqa: PLC0415 - the simulator is only needed here
+
+    async with dev_environment(api_port=port) as env:
+        extra = [
+            f"simulated cluster: {len(env.cluster.compute_nodes)} compute nodes, "
+            f"{len(env.cluster.gateway_nodes)} gateways; users: alice, bob",
+            f"etcd:         {env.etcd.endpoint}",
+        ]
+        await _serve(env.settings, extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "dev":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_dev(args.port))
+        else:
+            settings = load_settings(args.config)
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_serve(settings, []))
+    except ConfigError as exc:
+        print(f"error: {exc.public}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
