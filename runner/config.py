@@ -14,15 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from runner.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def _hyphenated(field: str) -> str:
+    return field.replace("_", "-")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # bwVisu's spelling (``internal-ip``) and ours (``internal_ip``) are both accepted, also inside JSON given
+    # through an environment variable (e.g. RUNNER_GATEWAY_NODES), which the file's key rewriting never sees.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=_hyphenated, validate_by_name=True, validate_by_alias=True
+    )
 
 
 class CommandNode(_Section):
@@ -175,6 +183,9 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        # e.g. an environment variable holding malformed JSON; the message names the field, never the value.
+        raise ConfigError(f"invalid configuration: {exc}") from None
 
 
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
