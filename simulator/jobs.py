@@ -57,6 +57,7 @@ class JobSpec:
     stdout: str | None = None
     stderr: str | None = None
     account: str | None = None
+    hold: bool = False
     submit_host: str = ""
     submit_env: dict[str, str] = field(default_factory=dict)
 

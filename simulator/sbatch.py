@@ -12,7 +12,7 @@ from pathlib import Path
 
 from simulator.commands import CommandContext, CommandResult
 from simulator.jobs import JobSpec
-from simulator.scheduler import SlurmError
+from simulator.scheduler import INVALID_PARTITION, SlurmError
 from simulator.slurmctl import CONNECT_FAILURE, slurm
 from simulator.slurmtime import TimeFormatError, parse_time_limit
 from simulator.users import Account
@@ -48,6 +48,7 @@ def _parser() -> _Parser:
     p.add_argument("--gres")
     p.add_argument("--wrap")
     p.add_argument("--exclusive", action="store_true")
+    p.add_argument("-H", "--hold", action="store_true")
     p.add_argument("--parsable", action="store_true")
     p.add_argument("-Q", "--quiet", action="store_true")
     p.add_argument("script", nargs="?")
@@ -93,7 +94,10 @@ async def sbatch(ctx: CommandContext, argv: list[str], stdin: bytes) -> CommandR
     try:
         job = service.scheduler.submit(spec)
     except SlurmError as exc:
-        return _error(f"Batch job submission failed: {exc.message}")
+        lines = [f"Batch job submission failed: {exc.message}"]
+        if exc.message == INVALID_PARTITION:  # 22.05 names the partition first
+            lines.insert(0, f"invalid partition specified: {spec.partition}")
+        return _error(*lines)
     if parsable:
         suffix = f";{service.cluster_name}" if service.parsable_with_cluster else ""
         return CommandResult(0, f"{job.job_id}{suffix}\n")
@@ -178,6 +182,7 @@ def _spec(opts: dict[str, object], script: str, account: Account, host: str) -> 
     spec.stdout = _str(opts.get("output"))
     spec.stderr = _str(opts.get("error"))
     spec.account = _str(opts.get("account"))
+    spec.hold = bool(opts.get("hold"))
     return spec
 
 

@@ -37,6 +37,7 @@ INVALID_PARTITION = "Invalid partition name specified"
 NODE_CONFIG_UNAVAILABLE = "Requested node configuration is not available"
 ALREADY_DONE = "Job/step already completing or completed"
 ACCESS_DENIED = "Access/permission denied"
+_NEVER_STARTS = frozenset({"PartitionTimeLimit", "PartitionConfig", "JobHeldUser"})
 
 
 @dataclass(eq=False)
@@ -115,9 +116,9 @@ class Scheduler:
         if ntasks is None:
             ntasks = spec.nodes * (spec.ntasks_per_node or 1)
         cpus_per_node = math.ceil(ntasks / spec.nodes) * spec.cpus_per_task
-        fitting = [n for n in partition.nodes if n.cpus >= cpus_per_node]
-        if spec.nodes > len(fitting) or ntasks < spec.nodes:
+        if ntasks < spec.nodes or not any(n.cpus >= cpus_per_node for n in self.nodes.values()):
             raise SlurmError(NODE_CONFIG_UNAVAILABLE)
+        fitting = [n for n in partition.nodes if n.cpus >= cpus_per_node]
         limit = spec.time_limit if spec.time_limit_given else partition.default_time or partition.max_time
         job_id = self._next_id
         self._next_id += 1
@@ -130,13 +131,18 @@ class Scheduler:
             time_limit=limit,
             stdout=expand_pattern(spec.stdout or "slurm-%j.out", job_id, spec),
             stderr=expand_pattern(spec.stderr or spec.stdout or "slurm-%j.out", job_id, spec),
-            priority=max(4294901760 - job_id, 1),
+            priority=0 if spec.hold else max(4294901760 - job_id, 1),
         )
         self.jobs[job_id] = job
         partition.pending[job_id] = job
         job.reason = "Priority" if len(partition.pending) > 1 else "None"
+        # EnforcePartLimits=NO: accepted, but never started
         if partition.max_time is not None and (limit is None or limit > partition.max_time):
-            job.reason = "PartitionTimeLimit"  # EnforcePartLimits=NO: accepted, never started
+            job.reason = "PartitionTimeLimit"
+        if spec.nodes > len(fitting):
+            job.reason = "PartitionConfig"
+        if spec.hold:
+            job.reason = "JobHeldUser"
         log.info("job %d submitted by %s to %s", job_id, spec.user, partition.name)
         self.request_schedule()
         return job
@@ -199,7 +205,7 @@ class Scheduler:
         for partition in self.partitions.values():
             blocked = False
             for job in list(partition.pending.values()):
-                if job.reason == "PartitionTimeLimit":
+                if job.reason in _NEVER_STARTS:
                     continue
                 if blocked:
                     job.reason = "Priority"

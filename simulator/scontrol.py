@@ -18,20 +18,21 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     """The lines of ``scontrol show job`` for one job (22.05 layout, without the trailing blank line)."""
     user = users.get(job.spec.uid, str(job.spec.uid))
     group = users.get(job.spec.gid, str(job.spec.gid))
-    nodelist = compress(job.nodes) if job.nodes else "(null)"
+    nodelist = compress(job.nodes)
     end = job.end_time
     if end is None and job.start_time is not None and job.time_limit is not None:
         end = job.start_time + job.time_limit * 60
     restarts_state = job.display_state
+    eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
     lines = [
         f"JobId={job.job_id} JobName={job.name}",
         f"   UserId={user}({job.spec.uid}) GroupId={group}({job.spec.gid}) MCS_label=N/A",
-        f"   Priority={job.priority} Nice=0 Account={job.spec.account or '(null)'} QOS=(null)",
+        f"   Priority={job.priority} Nice=0 Account={job.spec.account or '(null)'} QOS=normal",
         f"   JobState={restarts_state} Reason={job.reason} Dependency=(null)",
         f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{job.exit_signal}",
         f"   RunTime={clock_secs(job.elapsed(now))} TimeLimit={clock_limit(job.time_limit)} TimeMin=N/A",
-        f"   SubmitTime={timestamp(job.submit_time)} EligibleTime={timestamp(job.submit_time)}",
-        f"   AccrueTime={timestamp(job.submit_time)}",
+        f"   SubmitTime={timestamp(job.submit_time)} EligibleTime={eligible}",
+        f"   AccrueTime={eligible}",
         f"   StartTime={timestamp(job.start_time)} EndTime={timestamp(end)} Deadline=N/A",
         f"   SuspendTime=None SecsPreSuspend=0 LastSchedEval={timestamp(job.start_time or job.submit_time)}"
         " Scheduler=Main",
@@ -45,7 +46,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
         f"   NumNodes={job.num_nodes} NumCPUs={job.num_cpus} NumTasks={job.num_tasks}"
         f" CPUs/Task={job.spec.cpus_per_task} ReqB:S:C:T=0:0:*:*",
         f"   TRES=cpu={job.num_cpus},node={job.num_nodes},billing={job.num_cpus}",
-        "   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*",
+        f"   Socks/Node=* NtasksPerN:B:S:C={job.spec.ntasks_per_node or 0}:0:*:* CoreSpec=*",
         f"   MinCPUsNode={job.cpus_per_node} MinMemoryNode=0 MinTmpDiskNode=0",
         "   Features=(null) DelayBoot=00:00:00",
         "   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)",
@@ -54,7 +55,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     ]
     if job.spec.comment is not None:
         lines.append(f"   Comment={job.spec.comment} ")
-    lines += [f"   StdErr={job.stderr}", "   StdIn=/dev/null", f"   StdOut={job.stdout}", "   Power="]
+    lines += [f"   StdErr={job.stderr}", "   StdIn=/dev/null", f"   StdOut={job.stdout}", "   Power=", "   "]
     return lines
 
 
@@ -88,7 +89,7 @@ async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Comma
     for job in jobs:
         lines = show_job(job, names, now)
         if oneliner:
-            out.append(" ".join(line.strip() for line in lines) + "\n")
+            out.append(" ".join(line.lstrip() for line in lines) + "\n")
         else:
             out.append("\n".join(lines) + "\n\n")
     return CommandResult(0, "".join(out))

@@ -157,14 +157,27 @@ async def test_chdir_comment_name_and_environment(
 async def test_sbatch_errors_use_slurm_texts(sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection) -> None:
     bad_partition = await run(sim_ssh, f"{SUDO}sbatch -p nope", "#!/bin/bash\ntrue\n")
     assert bad_partition.exit_status == 1
-    assert bad_partition.stderr == "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    assert str(bad_partition.stderr).endswith(
+        "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
     no_shebang = await run(sim_ssh, f"{SUDO}sbatch", "echo hi\n")
     assert str(no_shebang.stderr).startswith("sbatch: error: This does not look like a batch script.")
-    too_big = await run(sim_ssh, f"{SUDO}sbatch -N 5", "#!/bin/bash\ntrue\n")
-    assert "Requested node configuration is not available" in str(too_big.stderr)
+    too_wide = await run(sim_ssh, f"{SUDO}sbatch -c 64", "#!/bin/bash\ntrue\n")
+    assert "Requested node configuration is not available" in str(too_wide.stderr)
     bad_time = await run(sim_ssh, f"{SUDO}sbatch -t soon", "#!/bin/bash\ntrue\n")
     assert bad_time.stderr == "sbatch: error: Invalid --time specification\n"
     assert sim_cluster.scheduler.jobs == {}
+
+
+async def test_jobs_slurm_would_never_start_stay_pending(
+    sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection
+) -> None:
+    too_many = await submit(sim_ssh, "#!/bin/bash\ntrue\n", "-N 50")
+    held = await submit(sim_ssh, "#!/bin/bash\ntrue\n", "-H")
+    normal = await submit(sim_ssh, "#!/bin/bash\nsleep 100\n")
+    await wait_for(lambda: sim_cluster.job(normal).state.value == "RUNNING")
+    result = await run(sim_ssh, "squeue -h -t PD -o %i|%T|%r")
+    assert str(result.stdout).splitlines() == [f"{too_many}|PENDING|PartitionConfig", f"{held}|PENDING|JobHeldUser"]
 
 
 async def test_unknown_job_ids(sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection) -> None:
