@@ -15,9 +15,11 @@ from fastapi import FastAPI
 
 from runner.api import create_app
 from runner.cluster import CommandNodes, SlurmCluster
-from runner.config import Settings
+from runner.config import Endpoint, Settings
 from runner.jobs import Jobs
+from runner.keyhole.assembly import Keyhole
 from runner.keyhole.script import expand_keyhole_request
+from runner.keyhole.service import Fault
 from runner.leader import Leadership
 from runner.loops import Loop
 from runner.ssh import CommandRunner, SshNode
@@ -35,9 +37,18 @@ def command_runners(settings: Settings) -> list[CommandRunner]:
 class Runner:
     """One configured runner: use ``async with Runner(settings) as runner`` and serve ``runner.app``."""
 
-    def __init__(self, settings: Settings, *, command_nodes: list[CommandRunner] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        command_nodes: list[CommandRunner] | None = None,
+        keyhole_listen: Endpoint | None = None,
+        keyhole_fault: Fault | None = None,
+    ) -> None:
         self.settings = settings
         self._given_nodes = command_nodes
+        self._keyhole_listen = keyhole_listen
+        self._keyhole_fault = keyhole_fault
         self.etcd: aetcd.Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -61,9 +72,19 @@ class Runner:
             on_submitted=self.watch_loop.wake,
         )
         self.app: FastAPI = create_app(self.jobs, self.templates, s)
+        self.keyhole = Keyhole(
+            s,
+            self.etcd,
+            self.store,
+            listen=self._keyhole_listen,
+            fault=self._keyhole_fault,
+            gate=self.leadership.wait_leader,
+        )
+        await self.keyhole.start()
         self._tasks = [
             asyncio.create_task(self.leadership.run(), name="leadership"),
             asyncio.create_task(self.watch_loop.run(), name="job-watcher"),
+            asyncio.create_task(self.keyhole.loop.run(), name="keyhole-watcher"),
         ]
         log.info("runner ready: %d command nodes, etcd %s", len(s.command_nodes), s.etcd_servers)
         return self
@@ -85,6 +106,7 @@ class Runner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leadership.resign()
+        await self.keyhole.close()
         await self.nodes.close()
         if self.etcd is not None:
             await self.etcd.close()

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator import sacct, sbatch, scontrol, squeue, users
+from simulator import netdb, sacct, sbatch, scontrol, shell, squeue, users
 from simulator.commands import Handler
 from simulator.config import Role
 from simulator.dispatch import StdinPredicate
 
 COMMON: dict[str, Handler] = {
     "id": users.id_command,
-    "getent": users.getent_command,
+    "getent": netdb.getent_command,
     "hostname": users.hostname_command,
     "true": users.true_command,
+    "sh": shell.sh_command,
 }
 
 SLURM: dict[str, Handler] = {

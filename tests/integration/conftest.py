@@ -12,7 +12,7 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
 from simulator import SimCluster
-from simulator.etcd import EtcdServer
+from simulator.etcd import EtcdServer, free_port
 
 TEMPLATES = Path(__file__).parent / "templates"
 API_AUTH = ("bwvisu-web", "test-password")
@@ -24,7 +24,7 @@ def runner_config(cluster: SimCluster, etcd: EtcdServer, prefix: str, **override
         "etcd-servers": [{"ip": etcd.host, "port": etcd.port}],
         "etcd_prefix": prefix,
         "templates_dir": str(TEMPLATES),
-        "keyholed-servers": [{"ip": "127.0.0.1", "port": 1}],
+        "keyholed-servers": [{"ip": "127.0.0.1", "port": free_port()}],
         "api": {"user": API_AUTH[0], "password": API_AUTH[1]},
         "ssh": {
             "client_keys": [str(cluster.client_key_path)],

@@ -1,0 +1,203 @@
+"""The runner's gateways: one kept-open SSH node each, health, least-loaded choice, and batched rule edits.
+
+A gateway whose command cannot be delivered (:class:`~runner.ssh.NodeUnreachable`) or whose answer was lost
+(:class:`~runner.ssh.CommandIndeterminate`) is marked down and skipped by :meth:`GatewayPool.choose` until
+``down_retry_after`` seconds have passed; its next successful command marks it healthy again. Load is the
+number of forwards recorded per gateway (kept by the caller from etcd, adjusted here as forwards are placed).
+
+Rule additions to one gateway are coalesced: while one ``iptables-restore --noflush`` runs, new requests
+queue up and go out together in the next one, so a burst of requests costs a few SSH calls, not one each,
+and each call's cost does not grow with the rules already present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from runner.errors import ClusterUnavailable
+from runner.gateway import commands
+from runner.gateway.iptables import (
+    DNAT_CHAIN,
+    SNAT_CHAIN,
+    ForwardRule,
+    list_command,
+    parse_forward_rules,
+    parse_masquerade_rules,
+    restore_command,
+)
+from runner.ssh import CommandIndeterminate, CommandOutput, CommandRunner, NodeUnreachable
+
+log = logging.getLogger(__name__)
+
+SUDO_IPTABLES = ("sudo", "-n", "iptables")
+SUDO_IPTABLES_RESTORE = ("sudo", "-n", "iptables-restore")
+
+
+class GatewayUnavailable(ClusterUnavailable):
+    code = "gateway-unavailable"
+    default_public = "no gateway can be reached right now"
+
+
+class GatewayCommandFailed(ClusterUnavailable):
+    code = "gateway-command-failed"
+    default_public = "a gateway could not set up the forward"
+
+
+@dataclass(eq=False)
+class Gateway:
+    """One gateway: SSH at ``internal_ip``, users connect to ``external_ip``."""
+
+    runner: CommandRunner
+    internal_ip: str
+    external_ip: str
+    down_until: float = 0.0
+    chains_ready: bool = False
+    queue: list[tuple[list[ForwardRule], asyncio.Future[None]]] = field(default_factory=list)
+    flusher: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class CurrentRules:
+    """What one gateway's chains hold now."""
+
+    dnat: list[ForwardRule]
+    masquerade: list[ForwardRule]
+
+
+class GatewayPool:
+    """All configured gateways; the single place the runner runs gateway commands."""
+
+    def __init__(
+        self,
+        gateways: list[Gateway],
+        *,
+        down_retry_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gateways = gateways
+        self.by_ip = {g.internal_ip: g for g in gateways}
+        self.load: dict[str, int] = {g.internal_ip: 0 for g in gateways}
+        self._retry_after = down_retry_after
+        self._clock = clock
+        self.restore_calls = 0
+
+    def healthy(self) -> list[Gateway]:
+        now = self._clock()
+        return [g for g in self.gateways if g.down_until <= now]
+
+    def choose(self, exclude: Sequence[Gateway] = (), weight: int = 1) -> Gateway:
+        """The least-loaded healthy gateway (configuration order breaks ties); counts ``weight`` forwards on it."""
+        candidates = [g for g in self.healthy() if g not in exclude]
+        if not candidates:
+            raise GatewayUnavailable(internal=f"all {len(self.gateways)} gateways down or excluded")
+        chosen = min(candidates, key=lambda g: self.load.get(g.internal_ip, 0))
+        self.load[chosen.internal_ip] = self.load.get(chosen.internal_ip, 0) + weight
+        return chosen
+
+    def set_load(self, counts: dict[str, int]) -> None:
+        self.load = {g.internal_ip: counts.get(g.internal_ip, 0) for g in self.gateways}
+
+    async def run(self, gateway: Gateway, argv: list[str], stdin: str | None = None) -> CommandOutput:
+        """Run on ``gateway``; transport failures mark it down and become :class:`GatewayUnavailable`."""
+        try:
+            out = await gateway.runner.run(argv, stdin)
+        except (NodeUnreachable, CommandIndeterminate) as exc:
+            if gateway.down_until <= self._clock():
+                log.warning("gateway %s marked down: %s", gateway.internal_ip, exc.reason)
+            gateway.down_until = self._clock() + self._retry_after
+            gateway.chains_ready = False
+            raise GatewayUnavailable(internal=f"{gateway.internal_ip}: {exc.reason}") from exc
+        if gateway.down_until > 0:
+            log.info("gateway %s healthy again", gateway.internal_ip)
+            gateway.down_until = 0.0
+        return out
+
+    async def _checked(self, gateway: Gateway, argv: list[str], stdin: str | None = None) -> CommandOutput:
+        out = await self.run(gateway, argv, stdin)
+        if not out.ok:
+            raise GatewayCommandFailed(
+                internal=f"{gateway.internal_ip}: {argv[:4]} exit {out.exit_status}: {out.stderr.strip()[:300]}"
+            )
+        return out
+
+    async def ensure_chains(self, gateway: Gateway) -> None:
+        """Create the runner's chains and their jumps if missing; never flushes rules already there."""
+        if gateway.chains_ready:
+            return
+        for chain, hook in commands.CHAINS:
+            if not (await self.run(gateway, commands.chain_check_argv(chain, SUDO_IPTABLES))).ok:
+                await self._checked(gateway, commands.chain_create_argv(chain, SUDO_IPTABLES))
+            if not (await self.run(gateway, commands.jump_check_argv(hook, chain, SUDO_IPTABLES))).ok:
+                await self._checked(gateway, commands.jump_insert_argv(hook, chain, SUDO_IPTABLES))
+        gateway.chains_ready = True
+
+    async def install(self, gateway: Gateway, rules: list[ForwardRule]) -> None:
+        """Add ``rules`` (coalesced with other pending additions into one ``iptables-restore``)."""
+        await self.ensure_chains(gateway)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        gateway.queue.append((rules, done))
+        if gateway.flusher is None or gateway.flusher.done():
+            gateway.flusher = asyncio.create_task(self._flush(gateway), name=f"gateway-flush:{gateway.internal_ip}")
+        await asyncio.shield(done)
+
+    async def _flush(self, gateway: Gateway) -> None:
+        while gateway.queue:
+            batch, gateway.queue = gateway.queue, []
+            rules = [r for rs, _ in batch for r in rs]
+            try:
+                self.restore_calls += 1
+                argv = restore_command(iptables_restore=SUDO_IPTABLES_RESTORE)
+                await self._checked(gateway, argv, commands.edit_input(add=rules))
+            except Exception as exc:  # handed to every waiter of the batch
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def current(self, gateway: Gateway) -> CurrentRules:
+        """The runner's rules on ``gateway`` now (two ``iptables -S`` calls)."""
+        await self.ensure_chains(gateway)
+        dnat = await self._checked(gateway, list_command(DNAT_CHAIN, iptables=SUDO_IPTABLES))
+        masq = await self._checked(gateway, list_command(SNAT_CHAIN, iptables=SUDO_IPTABLES))
+        masquerade = [ForwardRule(job, 1, ip, port) for job, ip, port in parse_masquerade_rules(masq.stdout)]
+        return CurrentRules(parse_forward_rules(dnat.stdout), masquerade)
+
+    async def edit(
+        self,
+        gateway: Gateway,
+        *,
+        add: Sequence[ForwardRule] = (),
+        delete_dnat: Sequence[ForwardRule] = (),
+        delete_masquerade: Sequence[ForwardRule] = (),
+    ) -> None:
+        """One restore transaction; delete only rules just listed by :meth:`current` (all or nothing)."""
+        if not (add or delete_dnat or delete_masquerade):
+            return
+        self.restore_calls += 1
+        text = commands.edit_input(add=add, delete_dnat=delete_dnat, delete_masquerade=delete_masquerade)
+        await self._checked(gateway, restore_command(iptables_restore=SUDO_IPTABLES_RESTORE), text)
+
+    async def resolve(self, gateway: Gateway, names: Sequence[str]) -> dict[str, str]:
+        """Hostnames to IPv4 addresses as the gateway resolves them; unresolvable names are missing."""
+        out = await self.run(gateway, commands.resolve_argv(names))
+        return commands.parse_ahostsv4(out.stdout, names)
+
+    async def probe(self, gateway: Gateway, targets: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which ``(ip, port)`` accept connections, seen from ``gateway``: one command for all of them."""
+        if not targets:
+            return set()
+        out = await self.run(gateway, commands.probe_argv(targets))
+        return commands.parse_probe(out.stderr)
+
+    async def close(self) -> None:
+        for gateway in self.gateways:
+            if gateway.flusher is not None:
+                await asyncio.gather(gateway.flusher, return_exceptions=True)
+            await gateway.runner.close()

@@ -1,0 +1,247 @@
+"""The keyhole service: running jobs ask it for forwarded ports (SPEC steps 6-10).
+
+:meth:`KeyholeService.handle` takes the raw request body and returns the forwards or raises a
+:class:`~runner.errors.RunnerError` whose public message and status the client sees. The order of checks
+makes every refusal side-effect free: shape, job token, HMAC and window, port count and job state are all
+checked before anything is written; then one etcd transaction decides whether this is the job's first
+request (:mod:`runner.keyhole.claims`). Only after that are ports reserved (:mod:`runner.keyhole.ports`),
+probed closed on every host of the job from a gateway, placed on the least-loaded healthy gateway, and the
+rule written (:mod:`runner.gateway.pool`). Each step is saved to etcd before the next, and ``fault`` hooks
+let tests stop the handler dead between steps, as a crash would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from runner.config import Settings
+from runner.errors import BadRequest, ClusterUnavailable, Conflict, NoSuchRunningJob, RunnerError
+from runner.gateway.iptables import ForwardRule
+from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
+from runner.keyhole import protocol
+from runner.keyhole.claims import Claim, ClaimRecord, Claims, Outcome
+from runner.keyhole.ports import PortBook, PortRecord
+from runner.records import Forward, JobRecord, JobState
+from runner.state import StateStore
+
+log = logging.getLogger(__name__)
+
+Fault = Callable[[str], Awaitable[None]]
+PROBE_ROUNDS = 4
+GATEWAY_TRIES = 3
+_ASKING_STATES = {JobState.SUBMITTED, JobState.RUNNING}
+
+
+class TooManyPorts(BadRequest):
+    code = "too-many-ports"
+    default_public = "the job asks for more ports than allowed"
+
+
+class JobNotRunning(Conflict):
+    code = "job-not-running"
+    default_public = "the job is not running"
+
+
+class SecondRequest(Conflict):
+    code = "already-asked"
+    default_public = "this job has already asked for its ports; a job may ask only once"
+
+
+class ReplayedRequest(Conflict):
+    code = "replayed-request"
+    default_public = "this keyhole request was already used"
+
+
+class RequestInProgress(ClusterUnavailable):
+    code = "request-in-progress"
+    default_public = "the request is being handled; retry shortly"
+
+
+class UnresolvableHost(BadRequest):
+    code = "unresolvable-host"
+    default_public = "a host of the job cannot be resolved on the gateway"
+
+
+class KeyholeService:
+    """Authenticates requests, reserves ports, places forwards; stateless apart from etcd."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        claims: Claims,
+        ports: PortBook,
+        pool: GatewayPool,
+        *,
+        on_forwarded: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        window_seconds: int = protocol.DEFAULT_WINDOW_SECONDS,
+        fault: Fault | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._claims = claims
+        self.ports = ports
+        self.pool = pool
+        self._on_forwarded = on_forwarded
+        self._clock = clock
+        self._window = window_seconds
+        self._fault = fault
+        self.identity = uuid.uuid4().hex
+
+    async def _step(self, name: str) -> None:
+        if self._fault is not None:
+            await self._fault(name)
+
+    async def handle(self, body: bytes) -> list[protocol.Forward]:
+        """Answer one request; refusals are :class:`RunnerError` with a public message and a 4xx status."""
+        request = protocol.parse_request(body)
+        token = await self._store.get_token(request.job_id)
+        if token is None:
+            raise NoSuchRunningJob(internal=f"keyhole: no token for job {request.job_id}")
+        protocol.verify_request(request, token, now=self._clock(), window_seconds=self._window)
+        limit = self._settings.keyholed_max_forwarders_per_job
+        if request.ports > limit:
+            raise TooManyPorts(f"the job asks for {request.ports} ports; at most {limit} are allowed")
+        job = await self._store.get_job(request.job_id)
+        if job is None or job.state not in _ASKING_STATES:
+            raise JobNotRunning(internal=f"job {request.job_id} is {job.state.value if job else 'unknown'}")
+        signed = protocol.canonical_bytes(request.signed_fields()) + request.signature.encode()
+        digest = hashlib.sha256(signed).hexdigest()
+        claim = await self._claims.claim(request.job_id, request.nonce, digest, self.identity)
+        return await self._decide(request, job, claim)
+
+    async def _decide(self, request: protocol.KeyholeRequest, job: JobRecord, claim: Claim) -> list[protocol.Forward]:
+        job_id = request.job_id
+        if claim.outcome is Outcome.ANSWERED and claim.record is not None:
+            log.info("keyhole: job %s: retry of an answered request; same answer", job_id)
+            return claim.record.forwards()
+        if claim.outcome is Outcome.IN_PROGRESS:
+            raise RequestInProgress(internal=f"job {job_id}")
+        if claim.outcome is Outcome.SECOND_REQUEST:
+            raise SecondRequest(internal=f"job {job_id}")
+        if claim.outcome is Outcome.REPLAYED_NONCE or claim.record is None:
+            raise ReplayedRequest(internal=f"job {job_id}: nonce {request.nonce}")
+        try:
+            return await self._forward(request, job, claim.record, takeover=claim.outcome is Outcome.TAKEOVER)
+        except RunnerError as exc:
+            log.warning("keyhole: job %s: giving up this attempt: %s", job_id, exc)
+            held = await self.ports.of_job(job_id)
+            await self.ports.release(job_id, [r.port for r in held])
+            await self._claims.abandon(job_id, request.nonce)
+            raise
+
+    async def _forward(
+        self, request: protocol.KeyholeRequest, job: JobRecord, claim: ClaimRecord, *, takeover: bool
+    ) -> list[protocol.Forward]:
+        job_id = request.job_id
+        placed = [r for r in await self.ports.of_job(job_id) if r.gateway is not None] if takeover else []
+        if takeover and len(placed) == request.ports:
+            gateway = self.pool.by_ip[placed[0].gateway or ""]
+            await self._install_missing(gateway, placed)
+        else:
+            if takeover:
+                held = await self.ports.of_job(job_id)
+                await self.ports.release(job_id, [r.port for r in held])
+            placed = await self._place(request)
+            await self._step("before-rule")
+            gateway = self.pool.by_ip[placed[0].gateway or ""]
+            await self.pool.install(gateway, [_rule(r) for r in placed])
+        await self._step("after-rule")
+        forwards = [
+            Forward(
+                internal_port=r.port,
+                external_port=r.port,
+                external_ip=r.external_ip or "",
+                gateway=r.gateway or "",
+                internal_ip=r.internal_ip or "",
+            )
+            for r in placed
+        ]
+        stored = await self._store.update_job(job_id, lambda rec: _with_forwards(rec, forwards))
+        if stored is None or stored.state not in (*_ASKING_STATES, JobState.AVAILABLE):
+            raise JobNotRunning(internal=f"job {job_id} ended while its forwards were set up")
+        answer = [protocol.Forward(f.internal_port, f.external_port, f.external_ip) for f in forwards]
+        await self._claims.finish(job_id, claim, answer)
+        self._on_forwarded()
+        log.info(
+            "keyhole: job %s: forwarded %s via %s", job_id, [f.external_port for f in forwards], gateway.internal_ip
+        )
+        return answer
+
+    async def _install_missing(self, gateway: Gateway, placed: list[PortRecord]) -> None:
+        present = {(r.job_id, r.external_port) for r in (await self.pool.current(gateway)).dnat}
+        missing = [_rule(r) for r in placed if (r.job_id, r.port) not in present]
+        if missing:
+            await self.pool.edit(gateway, add=missing)
+
+    async def _place(self, request: protocol.KeyholeRequest) -> list[PortRecord]:
+        """Reserve ports closed on every host, on a healthy gateway that resolved the hosts; save placement."""
+        suffix = self._settings.forwarding_hostname_suffix
+        names = [h + suffix for h in request.hostnames]
+        tried: list[Gateway] = []
+        for _ in range(min(GATEWAY_TRIES, len(self.pool.gateways))):
+            gateway = self.pool.choose(exclude=tried, weight=request.ports)
+            try:
+                return await self._place_on(request, gateway, names)
+            except GatewayUnavailable:
+                self.pool.load[gateway.internal_ip] -= request.ports
+                tried.append(gateway)
+            except RunnerError:
+                self.pool.load[gateway.internal_ip] -= request.ports
+                raise
+        raise ClusterUnavailable(internal=f"job {request.job_id}: no gateway could place the forward")
+
+    async def _place_on(self, request: protocol.KeyholeRequest, gateway: Gateway, names: list[str]) -> list[PortRecord]:
+        addresses = await self.pool.resolve(gateway, names)
+        missing = [n for n in names if n not in addresses]
+        if missing:
+            raise UnresolvableHost(f"cannot resolve {', '.join(missing)} on the gateway")
+        ips = [addresses[n] for n in names]
+        job_id = request.job_id
+        ports: list[int] = []
+        rejected: set[int] = set()
+        static = self._settings.debug.keyholed_static_forwarding is not None
+        for _ in range(PROBE_ROUNDS):
+            ports += await self.ports.reserve(job_id, request.ports - len(ports), avoid=rejected)
+            if static:
+                break
+            open_now = await self.pool.probe(gateway, [(ip, p) for ip in ips for p in ports])
+            busy = sorted({p for _, p in open_now})
+            if not busy:
+                break
+            log.info("keyhole: job %s: ports %s in use on a host; picking others", job_id, busy)
+            await self.ports.release(job_id, busy)
+            rejected |= set(busy)
+            ports = [p for p in ports if p not in busy]
+        else:
+            raise ClusterUnavailable(internal=f"job {job_id}: no port closed on all hosts after {PROBE_ROUNDS} rounds")
+        records = [
+            PortRecord(
+                job_id=job_id,
+                port=p,
+                gateway=gateway.internal_ip,
+                external_ip=gateway.external_ip,
+                internal_ip=ips[0],
+                reserved_at=time.time(),
+            )
+            for p in ports
+        ]
+        for record in records:
+            await self.ports.place(record)
+        return records
+
+
+def _rule(record: PortRecord) -> ForwardRule:
+    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)
+
+
+def _with_forwards(record: JobRecord, forwards: list[Forward]) -> JobRecord | None:
+    if record.state not in _ASKING_STATES:
+        return None
+    record.forwards = forwards
+    return record

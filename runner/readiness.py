@@ -1,0 +1,227 @@
+"""The keyhole watcher: readiness and health of forwarded ports, cleanup of ended jobs, rule reconciliation.
+
+One :meth:`KeyholeWatcher.tick` (run by a :class:`~runner.loops.Loop` under the watchers' leadership):
+
+1. reads the active jobs and every port reservation from etcd (two range reads) and refreshes gateway load;
+2. cleanup: reservations of jobs that are no longer active lose their rules (deleted only after being listed
+   on the gateway, as ``iptables-restore`` is all-or-nothing), then their etcd records;
+3. readiness: one probe command per gateway checks every forward of jobs waiting to become available (and,
+   every ``health_every`` ticks, of available jobs) with ``nc -z`` from the gateway to the compute host; a job
+   becomes ``available`` as soon as a forward answers; an available job none of whose forwards answers stays
+   ``available`` with ``reachable`` false and a ``keyhole-health`` note in its details;
+4. every ``reconcile_every`` ticks (and on the first): each gateway's rules are compared with the placed
+   reservations; stray rules go, missing ones come back. Reservations placed within ``placement_grace``
+   seconds are left to the handler still writing their rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runner.errors import RunnerError
+from runner.gateway.iptables import ForwardRule
+from runner.gateway.pool import Gateway, GatewayPool
+from runner.keyhole.claims import Claims
+from runner.keyhole.ports import PortBook, PortRecord
+from runner.records import JobRecord, JobState
+from runner.state import StateStore
+
+log = logging.getLogger(__name__)
+
+HEALTH_NOTE = "keyhole-health"
+HEALTH_TEXT = "no forwarded port answers right now"
+_WAITING = {JobState.SUBMITTED, JobState.RUNNING}
+
+
+@dataclass
+class SweepStats:
+    probed: int = 0
+    became_available: int = 0
+    cleaned_jobs: int = 0
+    strays_removed: int = 0
+    missing_restored: int = 0
+
+
+class KeyholeWatcher:
+    def __init__(
+        self,
+        store: StateStore,
+        ports: PortBook,
+        claims: Claims,
+        pool: GatewayPool,
+        *,
+        health_every: int = 8,
+        reconcile_every: int = 200,
+        placement_grace: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._ports = ports
+        self._claims = claims
+        self._pool = pool
+        self._health_every = max(health_every, 1)
+        self._reconcile_every = max(reconcile_every, 1)
+        self.placement_grace = placement_grace
+        self.sweeps = 0
+
+    async def tick(self) -> SweepStats:
+        stats = SweepStats()
+        jobs = {record.job_id: (record, rev) for record, rev in await self._store.active_jobs()}
+        records = await self._ports.all()
+        ended = [r for r in records if r.job_id not in jobs and not await self._still_active(r.job_id)]
+        live = [r for r in records if r not in ended]
+        self._pool.set_load(dict(Counter(r.gateway for r in live if r.gateway)))
+        if ended:
+            stats.cleaned_jobs = await self.cleanup(ended)
+        await self._probe(jobs, health=self.sweeps % self._health_every == 0, stats=stats)
+        if self.sweeps % self._reconcile_every == 0:
+            await self.reconcile(live, stats)
+        self.sweeps += 1
+        return stats
+
+    async def _still_active(self, job_id: str) -> bool:
+        record = await self._store.get_job(job_id)  # created after the range read? then it is not ended
+        return record is not None and record.active
+
+    async def cleanup(self, ended: list[PortRecord]) -> int:
+        """Remove the rules and reservations of ended jobs; a gateway that cannot be reached keeps them for later."""
+        ended_jobs = {r.job_id for r in ended}
+        done_gateways: set[str | None] = {None}
+        for ip in sorted({r.gateway for r in ended if r.gateway}):
+            gateway = self._pool.by_ip.get(ip)
+            if gateway is None:
+                done_gateways.add(ip)  # no longer configured: nothing to remove there
+                continue
+            try:
+                current = await self._pool.current(gateway)
+                await self._pool.edit(
+                    gateway,
+                    delete_dnat=[r for r in current.dnat if r.job_id in ended_jobs],
+                    delete_masquerade=[r for r in current.masquerade if r.job_id in ended_jobs],
+                )
+            except RunnerError as exc:
+                log.warning("keyhole: cleanup on gateway %s postponed: %s", ip, exc)
+                continue
+            done_gateways.add(ip)
+        cleaned: set[str] = set()
+        for record in ended:
+            if record.gateway in done_gateways:
+                await self._ports.release(record.job_id, [record.port])
+                cleaned.add(record.job_id)
+        for job_id in cleaned:
+            await self._claims.forget(job_id)
+            log.info("keyhole: job %s ended; its forwards and ports are released", job_id)
+        return len(cleaned)
+
+    async def _probe(self, jobs: dict[str, tuple[JobRecord, int]], *, health: bool, stats: SweepStats) -> None:
+        wanted = [
+            (record, rev)
+            for record, rev in jobs.values()
+            if record.forwards and (record.state in _WAITING or (health and record.state is JobState.AVAILABLE))
+        ]
+        targets: dict[str, set[tuple[str, int]]] = {}
+        for record, _ in wanted:
+            for f in record.forwards:
+                targets.setdefault(f.gateway, set()).add((f.internal_ip, f.internal_port))
+        probed = [ip for ip in targets if ip in self._pool.by_ip]
+        results = await asyncio.gather(
+            *(self._pool.probe(self._pool.by_ip[ip], sorted(targets[ip])) for ip in probed), return_exceptions=True
+        )
+        open_now: dict[str, set[tuple[str, int]]] = {}
+        for ip, result in zip(probed, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("keyhole: probe from gateway %s failed: %s", ip, result)
+                continue
+            open_now[ip] = result
+            stats.probed += len(targets[ip])
+        for record, rev in wanted:
+            if not any(f.gateway in open_now for f in record.forwards):
+                continue
+            stored = await self._store.update_job(record.job_id, _observe(open_now), known=(record, rev))
+            if stored is not None and stored.state is JobState.AVAILABLE and record.state is not JobState.AVAILABLE:
+                stats.became_available += 1
+
+    async def reconcile(self, live: list[PortRecord], stats: SweepStats | None = None) -> None:
+        """Make every reachable gateway's rules equal to the placed reservations of active jobs."""
+        stats = stats or SweepStats()
+        settled = time.time() - self.placement_grace
+        for gateway in self._pool.healthy():
+            desired = {_rule(r) for r in live if r.gateway == gateway.internal_ip and r.reserved_at <= settled}
+            recent = {r.job_id for r in live if r.gateway == gateway.internal_ip and r.reserved_at > settled}
+            try:
+                await self._reconcile_one(gateway, desired, recent, stats)
+            except RunnerError as exc:
+                log.warning("keyhole: reconciling gateway %s failed: %s", gateway.internal_ip, exc)
+
+    async def _reconcile_one(
+        self, gateway: Gateway, desired: set[ForwardRule], recent: set[str], stats: SweepStats
+    ) -> None:
+        current = await self._pool.current(gateway)
+        masq_of = {_masq(r): r for r in desired}
+        seen_dnat: set[ForwardRule] = set()
+        stray_dnat = []
+        for rule in current.dnat:
+            if rule in desired and rule not in seen_dnat:
+                seen_dnat.add(rule)
+            elif rule.job_id not in recent:
+                stray_dnat.append(rule)
+        seen_masq: set[ForwardRule] = set()
+        stray_masq = []
+        for rule in current.masquerade:
+            if rule in masq_of and rule not in seen_masq:
+                seen_masq.add(rule)
+            elif rule.job_id not in recent:
+                stray_masq.append(rule)
+        add = []
+        for rule in desired:
+            has_dnat, has_masq = rule in seen_dnat, _masq(rule) in seen_masq
+            if has_dnat and has_masq:
+                continue
+            add.append(rule)  # both halves are added; a lone half present is removed in the same batch
+            if has_dnat:
+                stray_dnat.append(rule)
+            if has_masq:
+                stray_masq.append(_masq(rule))
+        if stray_dnat or stray_masq or add:
+            log.info(
+                "keyhole: gateway %s: removing %d stray rules, restoring %d forwards",
+                gateway.internal_ip,
+                len(stray_dnat) + len(stray_masq),
+                len(add),
+            )
+            await self._pool.edit(gateway, add=add, delete_dnat=stray_dnat, delete_masquerade=stray_masq)
+        stats.strays_removed += len(stray_dnat) + len(stray_masq)
+        stats.missing_restored += len(add)
+
+
+def _rule(record: PortRecord) -> ForwardRule:
+    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)
+
+
+def _masq(rule: ForwardRule) -> ForwardRule:
+    return ForwardRule(rule.job_id, 1, rule.internal_ip, rule.internal_port)
+
+
+def _observe(open_now: dict[str, set[tuple[str, int]]]) -> Callable[[JobRecord], JobRecord | None]:
+    def change(record: JobRecord) -> JobRecord | None:
+        if record.state not in (*_WAITING, JobState.AVAILABLE):
+            return None
+        forwards = [
+            f.model_copy(update={"reachable": (f.internal_ip, f.internal_port) in open_now[f.gateway]})
+            if f.gateway in open_now
+            else f
+            for f in record.forwards
+        ]
+        record.forwards = forwards
+        if any(f.reachable for f in forwards):
+            record.state = JobState.AVAILABLE
+            record.details.pop(HEALTH_NOTE, None)
+        elif record.state is JobState.AVAILABLE:
+            record.details[HEALTH_NOTE] = HEALTH_TEXT
+        return record
+
+    return change
