@@ -18,8 +18,8 @@ from typing import Any
 # The reaper container's image cannot be pulled here; the testbed removes its parts by label itself.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
-from testcontainers.core.container import DockerContainer  # noqa: E402
-from testcontainers.core.network import Network  # noqa: E402
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +170,15 @@ class Node:
         else:
             result = wrapped.exec_run(command, user=user or "", demux=True)
         out, err = result.output
-        return ExecResult(int(result.exit_code), (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace"))
+        return ExecResult(
+            int(result.exit_code), (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+        )
 
     def logs(self, tail: int = 40) -> str:
         """The container's last output lines (for error messages)."""
         try:
             data: bytes = self.container.get_wrapped_container().logs(tail=tail)
-        except Exception as exc:  # noqa: BLE001 - diagnostics only
+        except Exception as exc:
             return f"<no logs: {exc}>"
         return data.decode(errors="replace")
 
@@ -185,6 +187,6 @@ class Node:
         if self._container is not None:
             try:
                 self._container.stop()
-            except Exception:  # noqa: BLE001 - cleanup by label catches what this misses
+            except Exception:
                 log.warning("could not remove %s", self.container_name, exc_info=True)
             self._container = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -278,8 +279,6 @@ class Testbed:
 
     def ssh(self, hostname: str, command: str, stdin: str | None = None, timeout: float = 60) -> ExecResult:
         """Run ``command`` (one remote shell line, as the runner sends it) over real SSH from the host."""
-        import subprocess
-
         proc = subprocess.run(
             [*self.ssh_argv(hostname), command], input=stdin or "", capture_output=True, text=True,
             timeout=timeout, check=False,
@@ -288,7 +287,7 @@ class Testbed:
 
 
 def _ipam(network: Network) -> dict[str, str]:
-    docker_net = network._network  # noqa: SLF001 - testcontainers keeps the SDK object private
+    docker_net = network._network
     assert docker_net is not None
     docker_net.reload()
     config: dict[str, str] = docker_net.attrs["IPAM"]["Config"][0]
@@ -298,15 +297,21 @@ def _ipam(network: Network) -> dict[str, str]:
 def _etcd_commands(members: int, run_id: str) -> dict[str, list[str]]:
     names = [f"etcd{i}" for i in range(1, members + 1)]
     cluster = ",".join(f"{n}=http://{n}:2380" for n in names)
-    return {
-        name: [
-            "--name", name, "--data-dir", "/var/lib/etcd/data",
-            "--listen-client-urls", f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-            "--advertise-client-urls", f"http://{name}:{ETCD_CLIENT_PORT}",
-            "--listen-peer-urls", "http://0.0.0.0:2380", "--initial-advertise-peer-urls", f"http://{name}:2380",
-            "--initial-cluster", cluster, "--initial-cluster-state", "new",
-            "--initial-cluster-token", f"bwvisu-{run_id}",
-            "--heartbeat-interval", "50", "--election-timeout", "500",
-        ]  # fmt: skip
-        for name in names
-    }
+    commands: dict[str, list[str]] = {}
+    for name in names:
+        flags = {
+            "name": name,
+            "data-dir": "/var/lib/etcd/data",
+            "listen-client-urls": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
+            "advertise-client-urls": f"http://{name}:{ETCD_CLIENT_PORT}",
+            "listen-peer-urls": "http://0.0.0.0:2380",
+            "initial-advertise-peer-urls": f"http://{name}:2380",
+            "initial-cluster": cluster,
+            "initial-cluster-state": "new",
+            "initial-cluster-token": f"bwvisu-{run_id}",
+            # Short raft timers: a member is elected and healthy within a second.
+            "heartbeat-interval": "50",
+            "election-timeout": "500",
+        }
+        commands[name] = [part for key, value in flags.items() for part in (f"--{key}", value)]
+    return commands
