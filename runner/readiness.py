@@ -67,6 +67,7 @@ class KeyholeWatcher:
         self._reconcile_every = max(reconcile_every, 1)
         self.placement_grace = placement_grace
         self.sweeps = 0
+        self._reconciling = asyncio.Lock()  # a tick and a direct call must not both add a missing rule
 
     async def tick(self) -> SweepStats:
         stats = SweepStats()
@@ -148,6 +149,10 @@ class KeyholeWatcher:
     async def reconcile(self, live: list[PortRecord], stats: SweepStats | None = None) -> None:
         """Make every reachable gateway's rules equal to the placed reservations of active jobs."""
         stats = stats or SweepStats()
+        async with self._reconciling:
+            await self._reconcile_all(live, stats)
+
+    async def _reconcile_all(self, live: list[PortRecord], stats: SweepStats) -> None:
         settled = time.time() - self.placement_grace
         for gateway in self._pool.healthy():
             desired = {_rule(r) for r in live if r.gateway == gateway.internal_ip and r.reserved_at <= settled}

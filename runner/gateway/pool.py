@@ -58,6 +58,7 @@ class Gateway:
     chains_ready: bool = False
     queue: list[tuple[list[ForwardRule], asyncio.Future[None]]] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
+    setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,29 @@ class GatewayPool:
 
     async def ensure_chains(self, gateway: Gateway) -> None:
         """Create the runner's chains and their jumps if missing; never flushes rules already there."""
-        if gateway.chains_ready:
+        async with gateway.setup_lock:
+            if gateway.chains_ready:
+                return
+            for chain, hook in commands.CHAINS:
+                await self._ensure(
+                    gateway,
+                    commands.chain_check_argv(chain, SUDO_IPTABLES),
+                    commands.chain_create_argv(chain, SUDO_IPTABLES),
+                )
+                await self._ensure(
+                    gateway,
+                    commands.jump_check_argv(hook, chain, SUDO_IPTABLES),
+                    commands.jump_insert_argv(hook, chain, SUDO_IPTABLES),
+                )
+            gateway.chains_ready = True
+
+    async def _ensure(self, gateway: Gateway, check: list[str], create: list[str]) -> None:
+        if (await self.run(gateway, check)).ok:
             return
-        for chain, hook in commands.CHAINS:
-            if not (await self.run(gateway, commands.chain_check_argv(chain, SUDO_IPTABLES))).ok:
-                await self._checked(gateway, commands.chain_create_argv(chain, SUDO_IPTABLES))
-            if not (await self.run(gateway, commands.jump_check_argv(hook, chain, SUDO_IPTABLES))).ok:
-                await self._checked(gateway, commands.jump_insert_argv(hook, chain, SUDO_IPTABLES))
-        gateway.chains_ready = True
+        created = await self.run(gateway, create)
+        # another runner process may have created it in between: check again before failing
+        if not created.ok and not (await self.run(gateway, check)).ok:
+            raise GatewayCommandFailed(internal=f"{gateway.internal_ip}: {create}: {created.stderr.strip()[:300]}")
 
     async def install(self, gateway: Gateway, rules: list[ForwardRule]) -> None:
         """Add ``rules`` (coalesced with other pending additions into one ``iptables-restore``)."""
