@@ -1,0 +1,42 @@
+"""Fixtures for the end-to-end tier: one real containerised cluster per test session.
+
+``testbed`` starts a small cluster (1 controller, 2 compute, 1 command, 2 gateways, 1 etcd, a client on
+the public network) once per session and removes it, by label, whatever happens. Without a Docker engine
+the tier is skipped on a developer's machine, but fails in CI (``CI=true``), where Docker must be there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from containers.testbed import Testbed, TestbedSpec
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Docker answers, or the tier fails in CI and is skipped elsewhere."""
+    if _docker_answers():
+        return
+    message = "no Docker engine answers `docker info` (scripts/setup-docker starts one)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"e2e tests need Docker in CI: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def testbed(docker_engine: None) -> Iterator[Testbed]:
+    """A ready cluster shared by the whole session; removed afterwards even when tests fail."""
+    bed = Testbed(TestbedSpec(compute=2, gateways=2, command=1, etcd_members=1, client=True))
+    with bed:
+        yield bed

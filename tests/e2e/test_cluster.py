@@ -1,0 +1,142 @@
+"""The containerised cluster end to end, driven as the runner will drive it: over SSH, with sudo.
+
+A job submitted on stdin runs on a compute node and listens on a port; a DNAT rule on a gateway makes it
+reachable from the client on the public network, which cannot reach the compute node directly.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from containers.nodes import ExecResult, wait_until
+from containers.testbed import Testbed
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+SUBMIT = "sudo -n -u alice sbatch --parsable --chdir=/home/alice"
+
+
+def listener_script(port: int) -> str:
+    """A batch script whose job answers every connection on ``port`` with its job id and node."""
+    return f"""#!/bin/bash
+#SBATCH --job-name=listener --time=10
+exec python3 -c '
+import os, socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {port}))
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.sendall(("job %s on %s\\n" % (os.environ["SLURM_JOB_ID"], os.environ["SLURMD_NODENAME"])).encode())
+    c.close()
+'
+"""
+
+
+def ok(result: ExecResult) -> str:
+    assert result.ok, f"exit {result.exit_code}: {result.stderr or result.stdout}"
+    return result.stdout
+
+
+def squeue_row(testbed: Testbed, job_id: str) -> list[str]:
+    out = ok(testbed.ssh("command1", f"squeue -h -o '%i|%T|%N|%u' -j {job_id}"))
+    return out.strip().split("|") if out.strip() else []
+
+
+def wait_running(testbed: Testbed, job_id: str) -> str:
+    """Wait until squeue shows the job RUNNING; returns its node."""
+    wait_until(f"job {job_id} RUNNING", lambda: squeue_row(testbed, job_id)[1:2] == ["RUNNING"], 60)
+    return squeue_row(testbed, job_id)[2]
+
+
+def sacct_state(testbed: Testbed, job_id: str) -> str:
+    return ok(testbed.ssh("command1", f"sudo -n -u alice sacct -P -n -X -o State -j {job_id}")).strip()
+
+
+def port_open_from(testbed: Testbed, hostname: str, host: str, port: int) -> bool:
+    return testbed.node(hostname).exec(["nc", "-z", "-w", "2", host, str(port)]).ok
+
+
+def forward(testbed: Testbed, gateway: str, action: str, port: int, target: str) -> ExecResult:
+    """Add (-A) or delete (-D) a DNAT forward gateway-public:port -> target, as the runner's account."""
+    public_ip = next(g.public_ip for g in testbed.endpoints.gateways if g.hostname == gateway)
+    rule = ["-t", "nat", action, "PREROUTING", "-d", f"{public_ip}", "-p", "tcp", "--dport", str(port),
+            "-m", "comment", "--comment", "bwvisu-e2e", "-j", "DNAT", "--to-destination", target]  # fmt: skip
+    return testbed.ssh(gateway, shlex.join(["sudo", "-n", "iptables", *rule]))
+
+
+def test_cluster_is_ready(testbed: Testbed) -> None:
+    ep = testbed.endpoints
+    assert "is UP" in ok(testbed.node("controller").exec(["scontrol", "ping"]))
+    states = ok(testbed.ssh("command1", "sinfo -h -N -o '%N %t'")).split()
+    assert states == ["compute1", "idle", "compute2", "idle"]
+    config = testbed.runner_config()
+    assert config["command-nodes"] == [{"ip": ep.command[0].cluster_ip, "user": "bwvisu", "port": 22}]
+    assert [g["external-ip"] for g in config["gateway-nodes"]] == [g.public_ip for g in ep.gateways]
+    assert all(g["internal-ip"] for g in config["gateway-nodes"])
+    assert config["etcd-servers"] == [{"ip": ep.etcd[0].cluster_ip, "port": 2379}]
+    health = testbed.node("etcd1").exec(["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"])
+    assert "is healthy" in health.stdout + health.stderr
+
+
+def test_runner_account_has_only_the_sudo_it_needs(testbed: Testbed) -> None:
+    assert "uid=2001(alice)" in ok(testbed.ssh("command1", "id alice"))
+    assert ok(testbed.ssh("command1", "getent passwd bob")).startswith("bob:x:2002:")
+    assert "slurm" in ok(testbed.ssh("command1", "sudo -n -u alice squeue --version"))
+    assert not testbed.ssh("command1", "sudo -n cat /etc/shadow").ok
+    assert not testbed.ssh("command1", "sudo -n iptables -S").ok
+    assert "-P PREROUTING ACCEPT" in ok(testbed.ssh("gateway1", "sudo -n iptables -t nat -S"))
+    assert not testbed.ssh("gateway1", "sudo -n sbatch --version").ok
+    assert not testbed.ssh("gateway1", "sudo -n cat /etc/shadow").ok
+
+
+def test_job_reachable_only_through_a_gateway_forward(testbed: Testbed) -> None:
+    ep = testbed.endpoints
+    port, external = 50101, 51101
+    job_id = ok(testbed.ssh("command1", SUBMIT, stdin=listener_script(port))).strip()
+    assert job_id.isdigit()
+    node = wait_running(testbed, job_id)
+    assert squeue_row(testbed, job_id) == [job_id, "RUNNING", node, "alice"]
+    # Accounting reaches slurmdbd asynchronously: sacct may still say PENDING for a moment.
+    wait_until(f"sacct: job {job_id} RUNNING", lambda: sacct_state(testbed, job_id) == "RUNNING", 30)
+    compute_ip = next(c.cluster_ip for c in ep.compute if c.hostname == node)
+    wait_until(f"job {job_id} listening", lambda: port_open_from(testbed, "gateway1", compute_ip, port), 30)
+
+    assert ep.client is not None
+    assert ep.client.public_ip
+    gateway_ip = ep.gateways[0].public_ip
+    assert gateway_ip is not None
+    # Before any forward: the gateway's public side refuses, the compute node is unreachable from outside.
+    assert not port_open_from(testbed, "client", gateway_ip, external)
+    assert not port_open_from(testbed, "client", compute_ip, port)
+
+    ok(forward(testbed, "gateway1", "-A", external, f"{compute_ip}:{port}"))
+    try:
+        rules = ok(testbed.ssh("gateway1", "sudo -n iptables -t nat -S PREROUTING"))
+        assert f"--to-destination {compute_ip}:{port}" in rules
+        reply = ok(testbed.node("client").exec(["nc", "-w", "5", gateway_ip, str(external)]))
+        assert reply == f"job {job_id} on {node}\n"
+        # The forward does not open the compute node itself to the public network.
+        assert not port_open_from(testbed, "client", compute_ip, port)
+    finally:
+        ok(forward(testbed, "gateway1", "-D", external, f"{compute_ip}:{port}"))
+    assert not port_open_from(testbed, "client", gateway_ip, external)
+
+    ok(testbed.ssh("command1", f"sudo -n -u alice scancel {job_id}"))
+    wait_until(f"job {job_id} CANCELLED", lambda: sacct_state(testbed, job_id).startswith("CANCELLED"), 60)
+    assert squeue_row(testbed, job_id) == []
+
+
+def test_end_states_in_sacct(testbed: Testbed) -> None:
+    done = ok(testbed.ssh("command1", SUBMIT, stdin="#!/bin/bash\necho done\n")).strip()
+    failed = ok(testbed.ssh("command1", SUBMIT, stdin="#!/bin/bash\nexit 7\n")).strip()
+    wait_until(f"job {done} COMPLETED", lambda: sacct_state(testbed, done) == "COMPLETED", 60)
+    wait_until(f"job {failed} FAILED", lambda: sacct_state(testbed, failed) == "FAILED", 60)
+    rows = ok(testbed.ssh("command1", f"sudo -n -u alice sacct -P -n -X -o JobID,State,ExitCode -j {done},{failed}"))
+    assert rows.splitlines() == [f"{done}|COMPLETED|0:0", f"{failed}|FAILED|7:0"]
+    log = testbed.node("compute1").exec(["cat", f"/home/alice/slurm-{done}.out"])
+    log2 = testbed.node("compute2").exec(["cat", f"/home/alice/slurm-{done}.out"])
+    assert "done\n" in (log.stdout + log2.stdout)
