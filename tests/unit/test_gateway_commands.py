@@ -1,0 +1,107 @@
+"""Gateway command builders and parsers: probes, name resolution, restore edits; the simulator's sh and getent."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from runner.gateway import commands
+from runner.gateway.iptables import ForwardRule
+from simulator.commands import CommandContext, CommandResult
+from simulator.netdb import getent_command
+from simulator.shell import sh_command, split_script
+
+pytestmark = pytest.mark.unit
+
+
+def test_probe_of_one_host_is_one_nc_with_every_port() -> None:
+    argv = commands.probe_argv([("10.0.0.1", 50002), ("10.0.0.1", 50001), ("10.0.0.1", 50002)])
+    assert argv == ["nc", "-z", "-v", "-w1", "10.0.0.1", "50001", "50002"]
+
+
+def test_probe_of_several_hosts_is_one_sh_script_of_quoted_nc_calls() -> None:
+    argv = commands.probe_argv([("10.0.0.1", 50001), ("10.0.0.2", 50001)])
+    assert argv[:2] == ["sh", "-c"]
+    assert [shlex.split(part) for part in argv[2].split("; ")] == [
+        ["nc", "-z", "-v", "-w1", "10.0.0.1", "50001"],
+        ["nc", "-z", "-v", "-w1", "10.0.0.2", "50001"],
+    ]
+
+
+@pytest.mark.parametrize("host", ["vis01", "10.0.0.1; reboot", "$(id)", ""])
+def test_probe_accepts_only_ipv4_literals(host: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - ipaddress' message varies
+        commands.probe_argv([(host, 50000)])
+
+
+def test_parse_probe_reads_netcat_openbsd_verbose_lines() -> None:
+    stderr = (
+        "Connection to 10.0.0.1 50001 port [tcp/*] succeeded!\n"
+        "nc: connect to 10.0.0.1 port 50002 (tcp) failed: Connection refused\n"
+        "Connection to 10.0.0.2 22 port [tcp/ssh] succeeded!\n"
+    )
+    assert commands.parse_probe(stderr) == {("10.0.0.1", 50001), ("10.0.0.2", 22)}
+
+
+def test_parse_ahostsv4_maps_names_to_their_first_address() -> None:
+    output = (
+        "10.1.0.5        STREAM vis01-ib0.cluster.example\n10.1.0.5        DGRAM  \n10.1.0.5        RAW    \n"
+        "10.1.0.6        STREAM vis02-ib0\n10.1.0.6        DGRAM  \n"
+    )
+    assert commands.parse_ahostsv4(output, ["vis01-ib0", "vis02-ib0"]) == {
+        "vis01-ib0": "10.1.0.5",
+        "vis02-ib0": "10.1.0.6",
+    }
+    assert commands.parse_ahostsv4(output.splitlines(keepends=True)[3], ["vis01-ib0", "vis02-ib0"]) == {
+        "vis02-ib0": "10.1.0.6"
+    }
+
+
+def test_edit_input_deletes_halves_independently_and_adds_both() -> None:
+    rule = ForwardRule("j-1", 50001, "10.0.0.1", 50001)
+    text = commands.edit_input(add=[rule], delete_masquerade=[ForwardRule("j-0", 1, "10.0.0.2", 50000)])
+    lines = text.splitlines()
+    assert lines[0] == "*nat"
+    assert lines[-1] == "COMMIT"
+    assert lines[1].startswith("-D BWVISU-POST -d 10.0.0.2/32")
+    assert '--comment "bwvisu:j-0"' in lines[1]
+    assert lines[2].startswith("-A BWVISU -p tcp")
+    assert lines[3].startswith("-A BWVISU-POST")
+    assert len(lines) == 5
+
+
+async def _echo(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
+    return CommandResult(int(argv[1]) if argv[1:] else 0, f"{' '.join(argv)}\n", f"{ctx.user}\n")
+
+
+class _Node:
+    class dispatcher:  # noqa: N801 - the attribute the shell looks up on a simulated node
+        handlers = {"echo": _echo}  # noqa: RUF012
+
+
+def _ctx() -> CommandContext:
+    return CommandContext(node=_Node(), user="bwvisu", resolve={"sim-c001": "127.9.0.1"}.__getitem__)
+
+
+async def test_sim_sh_runs_a_list_of_simple_commands_in_order() -> None:
+    result = await sh_command(_ctx(), ["sh", "-c", "echo 0 a; echo 3 'b c'"], b"")
+    assert result == CommandResult(3, "echo 0 a\necho 3 b c\n", "bwvisu\nbwvisu\n")
+
+
+@pytest.mark.parametrize("script", ["echo 1 | echo 2", "echo $HOME", "echo 1 && echo 2", "echo 1 > f", "echo `id`"])
+async def test_sim_sh_refuses_what_it_does_not_simulate(script: str) -> None:
+    assert split_script(script) is None
+    assert (await sh_command(_ctx(), ["sh", "-c", script], b"")).exit_status == 2
+
+
+async def test_sim_sh_reports_unknown_commands_like_sh() -> None:
+    result = await sh_command(_ctx(), ["sh", "-c", "nope; echo 0"], b"")
+    assert result.exit_status == 0
+    assert "nope: not found" in result.stderr
+
+
+async def test_sim_getent_ahostsv4_resolves_and_exits_2_for_unknown_names() -> None:
+    result = await getent_command(_ctx(), ["getent", "ahostsv4", "sim-c001", "ghost"], b"")
+    assert result.exit_status == 2
+    assert commands.parse_ahostsv4(result.stdout, ["sim-c001", "ghost"]) == {"sim-c001": "127.9.0.1"}

@@ -1,0 +1,85 @@
+"""Gateway choice: least-loaded healthy gateway; a gateway whose SSH fails is skipped until healthy again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from runner.errors import ClusterUnavailable
+from runner.gateway.iptables import ForwardRule
+from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
+from runner.ssh import CommandOutput, NodeUnreachable
+
+pytestmark = pytest.mark.unit
+
+
+class FakeNode:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+        self.calls: list[list[str]] = []
+
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+        self.calls.append(argv)
+        if self.down:
+            raise NodeUnreachable(self.name, argv, "connection refused")
+        return CommandOutput(self.name, tuple(argv), 0, "", "")
+
+    async def close(self) -> None:
+        return None
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pool(n: int, clock: Clock) -> tuple[GatewayPool, list[FakeNode]]:
+    nodes = [FakeNode(f"gw{i}") for i in range(n)]
+    gateways = [Gateway(node, f"10.0.0.{i}", f"192.0.2.{i}") for i, node in enumerate(nodes)]
+    return GatewayPool(gateways, down_retry_after=30, clock=clock), nodes
+
+
+def test_choice_spreads_forwards_evenly_from_the_recorded_load() -> None:
+    p, _ = pool(4, Clock())
+    p.set_load({"10.0.0.0": 5, "10.0.0.1": 2})
+    chosen = Counter(p.choose().internal_ip for _ in range(13))
+    assert chosen == {"10.0.0.2": 5, "10.0.0.3": 5, "10.0.0.1": 3}
+    assert set(p.load.values()) == {5}
+
+
+async def test_a_gateway_whose_ssh_fails_is_skipped_until_it_answers_again() -> None:
+    clock = Clock()
+    p, nodes = pool(2, clock)
+    nodes[0].down = True
+    first = p.gateways[0]
+    with pytest.raises(GatewayUnavailable):
+        await p.run(first, ["true"])
+    assert [p.choose().internal_ip for _ in range(3)] == ["10.0.0.1"] * 3
+    nodes[0].down = False
+    clock.now += 31
+    assert p.choose().internal_ip == "10.0.0.0"  # tried again after the retry period
+    await p.run(first, ["true"])
+    assert first.down_until == 0.0
+
+
+def test_no_healthy_gateway_is_a_cluster_error() -> None:
+    clock = Clock()
+    p, _ = pool(1, clock)
+    p.gateways[0].down_until = clock.now + 10
+    with pytest.raises(ClusterUnavailable):
+        p.choose()
+
+
+async def test_concurrent_installs_on_one_gateway_go_out_in_few_restore_calls() -> None:
+    p, nodes = pool(1, Clock())
+    p.gateways[0].chains_ready = True
+    gw = p.gateways[0]
+    await asyncio.gather(*(p.install(gw, [ForwardRule(f"j-{i}", 50000 + i, "10.1.0.1", 50000 + i)]) for i in range(50)))
+    restores = [c for c in nodes[0].calls if c[:3] == ["sudo", "-n", "iptables-restore"]]
+    assert len(restores) <= 2
+    assert p.restore_calls == len(restores)
