@@ -8,11 +8,12 @@ when the objects that started the testbed are gone.
 from __future__ import annotations
 
 import logging
+import time
 
 import docker
 from docker.errors import APIError, NotFound
 
-from containers.nodes import LABEL_RUN, LABEL_TESTBED
+from containers.nodes import LABEL_CREATED, LABEL_RUN, LABEL_TESTBED
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +57,21 @@ def list_runs() -> dict[str, list[str]]:
         return runs
     finally:
         client.close()
+
+
+def remove_stale(max_age_seconds: float) -> list[str]:
+    """Remove testbeds whose containers are older than ``max_age_seconds`` (left by a killed run); their ids."""
+    client = docker.from_env()
+    try:
+        now = time.time()
+        stale = set()
+        for container in client.containers.list(all=True, filters={"label": f"{LABEL_TESTBED}=true"}):
+            created = container.labels.get(LABEL_CREATED, "")
+            if created.isdigit() and now - int(created) > max_age_seconds:
+                stale.add(container.labels.get(LABEL_RUN, ""))
+    finally:
+        client.close()
+    for run in sorted(stale - {""}):
+        log.warning("removing stale testbed %s", run)
+        remove_by_label(run)
+    return sorted(stale - {""})

@@ -55,8 +55,9 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"ssh -i {key} -o UserKnownHostsFile={known_hosts} -p {node.ssh_port} bwvisu@127.0.0.1")  # fmt: skip
     for node in [ep.controller, *ep.compute, *ep.etcd]:
         print(f"  {node.hostname:10} cluster {node.cluster_ip:15} container {node.container}")
-    print(f"first job: echo 'sleep 60' | ssh ... 'sudo -n -u alice sbatch --parsable'   (down: bwvisu-testbed "
-          f"down {testbed.run_id})")  # fmt: skip
+    print("first job: printf '#!/bin/bash\\nsleep 60\\n' | ssh ... \\")
+    print("    'sudo -n -u alice sbatch --parsable --chdir=/home/alice'")
+    print(f"bring it down: bwvisu-testbed down {testbed.run_id}")
     return 0
 
 
@@ -76,9 +77,10 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     run = None if args.all else args.run
     if run is None and not args.all:
-        runs = list(list_runs())
+        # Only testbeds this CLI started (they have a state folder): tests may be running others.
+        runs = [r for r in list_runs() if (STATE_ROOT / r).is_dir()]
         if len(runs) != 1:
-            print(f"name a run id or pass --all; running: {', '.join(runs) or 'none'}", file=sys.stderr)
+            print(f"name a run id or pass --all; started here: {', '.join(runs) or 'none'}", file=sys.stderr)
             return 2
         run = runs[0]
     containers, networks = remove_by_label(run)

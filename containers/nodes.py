@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 LABEL_TESTBED = "org.bwvisu.testbed"
 LABEL_RUN = "org.bwvisu.testbed.run"
 LABEL_ROLE = "org.bwvisu.testbed.role"
+LABEL_CREATED = "org.bwvisu.testbed.created"
 
 
 class NodeError(RuntimeError):
@@ -62,7 +63,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
 
 def labels_for(run_id: str, role: str | None = None) -> dict[str, str]:
     """The labels every container and network of testbed ``run_id`` carries."""
-    labels = {LABEL_TESTBED: "true", LABEL_RUN: run_id}
+    labels = {LABEL_TESTBED: "true", LABEL_RUN: run_id, LABEL_CREATED: str(int(time.time()))}
     if role is not None:
         labels[LABEL_ROLE] = role
     return labels

@@ -13,7 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from containers.cleanup import remove_stale
 from containers.testbed import Testbed, TestbedSpec
+
+# A testbed older than this was left by a killed run (no test session lasts this long).
+STALE_AFTER_SECONDS = 3 * 3600
 
 
 def _docker_answers() -> bool:
@@ -37,6 +41,7 @@ def docker_engine() -> None:
 @pytest.fixture(scope="session")
 def testbed(docker_engine: None) -> Iterator[Testbed]:
     """A ready cluster shared by the whole session; removed afterwards even when tests fail."""
+    remove_stale(STALE_AFTER_SECONDS)
     bed = Testbed(TestbedSpec(compute=2, gateways=2, command=1, etcd_members=1, client=True))
     with bed:
         yield bed
