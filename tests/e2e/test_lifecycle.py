@@ -1,0 +1,54 @@
+"""Testbed life cycle: a 3-member etcd comes up healthy, and nothing is left behind after stop or a failed start."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from containers import readiness
+from containers.nodes import LABEL_RUN, WaitTimeout
+from containers.testbed import Testbed, TestbedSpec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+SMALL_ETCD3 = TestbedSpec(compute=1, gateways=1, command=1, etcd_members=3, client=False)
+
+
+def leftovers(run_id: str) -> tuple[list[str], list[str]]:
+    client = docker.from_env()
+    try:
+        selector = {"label": f"{LABEL_RUN}={run_id}"}
+        containers = [c.name for c in client.containers.list(all=True, filters=selector)]
+        networks = [n.name for n in client.networks.list(filters=selector)]
+        return containers, networks
+    finally:
+        client.close()
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_three_etcd_members_healthy_then_nothing_left() -> None:
+    bed = Testbed(SMALL_ETCD3)
+    with bed:
+        assert len(bed.endpoints.etcd) == 3
+        health = bed.node("etcd2").exec(
+            ["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health", "--cluster"]
+        )
+        # etcdctl prints health reports on stderr.
+        assert (health.stdout + health.stderr).count("is healthy") == 3, health
+        assert len(bed.runner_config()["etcd-servers"]) == 3
+        containers, networks = leftovers(bed.run_id)
+        assert len(containers) == 7  # 3 etcd, controller, compute, command, gateway
+        assert len(networks) == 2
+    assert leftovers(bed.run_id) == ([], [])
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_failed_start_removes_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never_ready(*_: object) -> None:
+        raise WaitTimeout("injected: cluster never ready")
+
+    monkeypatch.setattr(readiness, "wait_ready", never_ready)
+    bed = Testbed(TestbedSpec(compute=1, gateways=1, command=1, client=False))
+    with pytest.raises(WaitTimeout, match="injected"):
+        bed.start()
+    assert leftovers(bed.run_id) == ([], [])
