@@ -61,8 +61,9 @@ class Leadership:
                             self._leading.set()
                             log.info("leader: %s now leads (%s)", self.identity, self._key.decode())
                     else:
-                        await asyncio.wait_for(self._lease.refresh(), timeout=interval)
-                        remaining = await asyncio.wait_for(self._lease.remaining_ttl(), timeout=interval)
+                        async with asyncio.timeout(interval):
+                            await self._lease.refresh()
+                            remaining = await self._lease.remaining_ttl()
                         if remaining <= 0:
                             self._step_down("lease expired")
                 except (*_ETCD_ERRORS, TimeoutError) as exc:

@@ -35,11 +35,19 @@ class Loop:
         """Run the next step now instead of at the end of the interval."""
         self._wake.set()
 
+    @staticmethod
+    def _check_cancelled() -> None:
+        """Honour a cancellation that a library swallowed during the step (the task still counts it)."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+
     async def run(self) -> None:
         log.info("loop %s: started (every %.2fs)", self.name, self._interval)
         while True:
             if self._gate is not None:
                 await self._gate()
+            self._check_cancelled()
             self._wake.clear()
             try:
                 await self._step()
@@ -49,5 +57,7 @@ class Loop:
                 self.errors += 1
                 log.exception("loop %s: step failed; continuing", self.name)
             self.iterations += 1
+            self._check_cancelled()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()

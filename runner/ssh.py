@@ -124,7 +124,9 @@ class SshNode:
             conn = await self._connection(argv)
             command = shlex.join(argv)
             try:
-                result = await asyncio.wait_for(conn.run(command, input=stdin, check=False), limit)
+                # asyncio.timeout, not wait_for: wait_for in 3.11 can swallow a cancellation that races completion.
+                async with asyncio.timeout(limit):
+                    result = await conn.run(command, input=stdin, check=False)
             except TimeoutError as exc:
                 # The channel is gone with the task; the connection may be wedged, so start afresh next time.
                 self._drop(conn)
@@ -136,7 +138,11 @@ class SshNode:
             except (asyncssh.Error, OSError) as exc:
                 self._drop(conn)
                 raise CommandIndeterminate(self.name, argv, f"connection lost: {exc}") from exc
-        status = result.exit_status if result.exit_status is not None else 255
+        if result.exit_status is None:
+            # The channel closed without an exit status: the connection died under the command.
+            self._drop(conn)
+            raise CommandIndeterminate(self.name, argv, "channel closed without an exit status")
+        status = result.exit_status
         out = result.stdout if isinstance(result.stdout, str) else ""
         err = result.stderr if isinstance(result.stderr, str) else ""
         log.debug("%s: %s -> %d", self.name, argv[0] if argv else "", status)

@@ -1,0 +1,130 @@
+"""Faults on the simulated cluster: no job lost, none submitted twice, nothing hostile reaches a shell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runner.app import Runner
+from runner.config import Settings
+from simulator import SimCluster
+from tests.hostile_inputs import HOSTILE_RAW_BODIES, HOSTILE_SUBMISSIONS, HUGE_VALUE_SUBMISSION, Hostile
+from tests.integration.conftest import api_client
+from tests.integration.test_runner_lifecycle import submit, wait_for_async, wait_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+RUNNER_TEMPLATES = Path(__file__).parents[2] / "runner" / "templates"
+
+
+def sbatch_calls(cluster: SimCluster) -> int:
+    return sum(1 for r in cluster.command_log if "sbatch" in r.argv)
+
+
+async def test_command_node_down_fails_over(
+    sim_command_node_down: SimCluster, api: httpx.AsyncClient, runner: Runner
+) -> None:
+    cluster = sim_command_node_down
+    job_id = await submit(api)
+    await wait_state(api, job_id, "running")
+    nodes = {r.node for r in cluster.command_log if "sbatch" in r.argv}
+    assert nodes == {cluster.command_nodes[1].node}
+    assert sbatch_calls(cluster) == 1
+
+
+async def test_down_node_is_used_again_once_back(
+    sim_cluster: SimCluster, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(ssh={**make_settings().ssh.model_dump(mode="json"), "down_retry_after": 0.2})
+    first = sim_cluster.command_nodes[0].node
+    await sim_cluster.node_down(first)
+    async with Runner(settings) as runner, api_client(runner) as api:
+        await submit(api)
+        await sim_cluster.node_up(first)
+
+        async def first_used_again() -> bool:
+            await submit(api)
+            return any(r.node == first and "sbatch" in r.argv for r in sim_cluster.command_log)
+
+        await wait_for_async(first_used_again, 30, "the recovered command node was never used again")
+
+
+async def test_controller_unresponsive_keeps_state_and_says_unknown(
+    sim_cluster: SimCluster, api: httpx.AsyncClient
+) -> None:
+    job_id = await submit(api)
+    await wait_state(api, job_id, "running")
+    sim_cluster.controller_up = False
+
+    async def unknown() -> bool:
+        body = (await api.get(f"/jobs/{job_id}")).json()
+        return bool(body["details"].get("scheduler-state", "").startswith("unknown"))
+
+    await wait_for_async(unknown, 30, "details never said the scheduler state is unknown")
+    body = (await api.get(f"/jobs/{job_id}")).json()
+    assert body["state"] == "running"
+    assert (await api.get("/jobs")).json() == {"jobs": [job_id]}
+    submit_response = await api.post(
+        "/jobs", json={"uid": "alice", "template-name": "sleep.txt", "variables": {"minutes": "5", "seconds": "9"}}
+    )
+    assert submit_response.status_code == 503
+    sim_cluster.controller_up = True
+
+    async def known() -> bool:
+        return "scheduler-state" not in (await api.get(f"/jobs/{job_id}")).json()["details"]
+
+    await wait_for_async(known, 30, "the unknown note never went away")
+    assert (await api.get(f"/jobs/{job_id}")).json()["state"] == "running"
+
+
+async def test_connection_dropped_mid_submit_submits_exactly_once(
+    sim_cluster: SimCluster, api: httpx.AsyncClient
+) -> None:
+    # The connection is cut after sbatch read the script and ran it: the runner must find the job by name.
+    sim_cluster.faults.drop_connection("sbatch", execute=True)
+    job_id = await submit(api)
+    await wait_state(api, job_id, "running")
+    jobs = [j for j in sim_cluster.scheduler.jobs.values() if j.name == f"bwvisu-{job_id}"]
+    assert len(jobs) == 1
+
+
+async def test_connection_dropped_before_sbatch_ran_submits_once_elsewhere(
+    sim_cluster: SimCluster, api: httpx.AsyncClient
+) -> None:
+    sim_cluster.faults.drop_connection("sbatch", execute=False)
+    job_id = await submit(api)
+    await wait_state(api, job_id, "running")
+    jobs = [j for j in sim_cluster.scheduler.jobs.values() if j.name == f"bwvisu-{job_id}"]
+    assert len(jobs) == 1
+
+
+@pytest.fixture
+async def runner_with_examples(make_settings: Callable[..., Settings]) -> Runner:
+    return Runner(make_settings(templates_dir=str(RUNNER_TEMPLATES)))
+
+
+@pytest.mark.parametrize("case", HOSTILE_SUBMISSIONS, ids=lambda c: c.label)
+async def test_hostile_submissions_never_reach_the_cluster(
+    case: Hostile, sim_cluster: SimCluster, runner_with_examples: Runner
+) -> None:
+    async with runner_with_examples as runner, api_client(runner) as api:
+        response = await api.post("/jobs", json=case.body)
+        assert 400 <= response.status_code < 500, response.text
+        assert case.field in response.text
+        assert sbatch_calls(sim_cluster) == 0
+        assert all(r.stdin_size == 0 for r in sim_cluster.command_log)
+
+
+async def test_raw_and_huge_bodies_never_reach_the_cluster(
+    sim_cluster: SimCluster, runner_with_examples: Runner
+) -> None:
+    async with runner_with_examples as runner, api_client(runner) as api:
+        for raw in HOSTILE_RAW_BODIES.values():
+            response = await api.post("/jobs", content=raw, headers={"Content-Type": "application/json"})
+            assert 400 <= response.status_code < 500
+        huge = await api.post("/jobs", json=HUGE_VALUE_SUBMISSION)
+        assert huge.status_code == 413
+        assert sbatch_calls(sim_cluster) == 0
