@@ -39,9 +39,7 @@ def dev_config(cluster: SimCluster, etcd: EtcdServer, *, api_port: int, keyhole_
 
 
 @asynccontextmanager
-async def dev_environment(
-    api_port: int = 4242, config: ClusterConfig | None = None
-) -> AsyncIterator[DevEnvironment]:
+async def dev_environment(api_port: int = 4242, config: ClusterConfig | None = None) -> AsyncIterator[DevEnvironment]:
     """Start etcd and a simulated cluster; yield settings for a runner on them; stop both afterwards."""
     with EtcdServer() as etcd:
         async with SimCluster(config or ClusterConfig.default()) as cluster:

@@ -77,7 +77,10 @@ class StateStore:
         try:
             ok, _ = await self.client.transaction(
                 compare=[tx.create(key) == 0, tx.create(self._done_key(record.job_id)) == 0],
-                success=[tx.put(key, record.model_dump_json().encode()), tx.put(self._token_key(record.job_id), token.encode())],
+                success=[
+                    tx.put(key, record.model_dump_json().encode()),
+                    tx.put(self._token_key(record.job_id), token.encode()),
+                ],
                 failure=[],
             )
         except _ETCD_ERRORS as exc:
