@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import httpx
 import pytest
 
@@ -39,9 +42,8 @@ async def wait_state(api: httpx.AsyncClient, job_id: str, state: str, timeout: f
     return body
 
 
-async def wait_for_async(predicate, timeout: float, message: str) -> None:  # noqa: ANN001
-    import asyncio
-
+async def wait_for_async(predicate: Callable[[], Awaitable[bool]], timeout: float, message: str) -> None:
+    """Poll ``predicate`` until it holds; fail with ``message`` after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         if await predicate():
@@ -113,9 +115,7 @@ async def test_queued_job_is_submitted_until_resources_free(api: httpx.AsyncClie
     body = await wait_state(api, job_id, "submitted")
     details = body["details"]
     assert isinstance(details, dict)
-    await wait_for_async(
-        lambda: _has_state(api, job_id, "PENDING"), 30, "squeue never reported PENDING"
-    )
+    await wait_for_async(lambda: _has_state(api, job_id, "PENDING"), 30, "squeue never reported PENDING")
     sim_cluster.resume_scheduling()
     await wait_state(api, job_id, "running")
 

@@ -1,4 +1,4 @@
-"""Command-node failover: unreachable nodes are skipped for a while; ambiguous sbatch is looked up, never repeated blindly."""
+"""Command-node failover: unreachable nodes are skipped for a while; an ambiguous sbatch is looked up first."""
 
 from __future__ import annotations
 

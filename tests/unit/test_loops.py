@@ -13,17 +13,19 @@ pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 async def test_step_errors_are_survived() -> None:
     calls = 0
+    third = asyncio.Event()
 
     async def step() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("boom")
+        if calls == 3:
+            third.set()
 
     loop = Loop("t", step, interval=0.01)
     task = asyncio.create_task(loop.run())
-    while calls < 3:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(third.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -31,19 +33,18 @@ async def test_step_errors_are_survived() -> None:
 
 
 async def test_wake_runs_the_next_step_before_the_interval() -> None:
+    first = asyncio.Event()
     ran = asyncio.Event()
     calls = 0
 
     async def step() -> None:
         nonlocal calls
         calls += 1
-        if calls == 2:
-            ran.set()
+        (first if calls == 1 else ran).set()
 
     loop = Loop("t", step, interval=3600)
     task = asyncio.create_task(loop.run())
-    while calls < 1:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(first.wait(), 10)
     loop.wake()
     await asyncio.wait_for(ran.wait(), 10)
     task.cancel()

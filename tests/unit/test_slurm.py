@@ -55,7 +55,9 @@ def test_parse_squeue_rejects_wrong_field_count() -> None:
 
 def test_invalid_job_id_is_an_answer_not_a_failure() -> None:
     assert slurm.squeue_missing_ids(1, "slurm_load_jobs error: Invalid job id specified\n")
-    assert not slurm.squeue_missing_ids(1, "slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
+    assert not slurm.squeue_missing_ids(
+        1, "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+    )
 
 
 def test_parse_sacct_cuts_cancelled_by() -> None:
@@ -91,5 +93,7 @@ def test_bwvisu_state(state: str, expected: JobState) -> None:
 
 
 def test_error_text_picks_the_error_line() -> None:
-    stderr = "sbatch: warning: something\nsbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    stderr = (
+        "sbatch: warning: something\nsbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
     assert slurm.SlurmErrorText.from_stderr(stderr).text.endswith("Invalid partition name specified")
