@@ -261,7 +261,6 @@ class Testbed:
             "keyholed-port-range": {"min": 50000, "max": 60000},
             "keyholed-max-forwarders-per-job": 4,
             "etcd-servers": [{"ip": n.cluster_ip, "port": ETCD_CLIENT_PORT} for n in ep.etcd],
-            "debug": {"keyholed-static-forwarding": False},
             "forwarding-hostname-suffix": "",
         }
 
