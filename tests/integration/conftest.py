@@ -40,9 +40,7 @@ def runner_config(cluster: SimCluster, etcd: EtcdServer, prefix: str, **override
 
 
 @pytest.fixture
-def make_settings(
-    sim_cluster: SimCluster, etcd_server: EtcdServer, etcd_prefix: str
-) -> Callable[..., Settings]:
+def make_settings(sim_cluster: SimCluster, etcd_server: EtcdServer, etcd_prefix: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         return settings_from_mapping(runner_config(sim_cluster, etcd_server, etcd_prefix, **overrides))
 
