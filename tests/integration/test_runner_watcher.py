@@ -1,0 +1,72 @@
+"""The job watcher: one squeue per tick for all jobs, and only one watcher acting among runners sharing an etcd."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aetcd
+import pytest
+
+from runner.app import Runner
+from runner.config import Settings
+from runner.leader import Leadership
+from simulator import SimCluster
+from tests.integration.conftest import api_client
+from tests.integration.test_runner_lifecycle import submit, wait_for_async
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+async def test_one_squeue_per_tick_for_all_jobs(
+    sim_cluster: SimCluster, make_settings: Callable[..., Settings], etcd_client: aetcd.Client
+) -> None:
+    # Another process holds the watchers' leadership, so the test alone drives ticks.
+    settings = make_settings()
+    holder = Leadership(etcd_client, f"{settings.etcd_prefix}/leader/watchers", ttl=5, identity="other")
+    holding = asyncio.create_task(holder.run())
+    try:
+        await asyncio.wait_for(holder.wait_leader(), 30)
+        async with Runner(settings) as runner, api_client(runner) as api:
+            for _ in range(30):
+                await submit(api)
+            assert runner.watch_loop.iterations == 0
+            sim_cluster.command_log.clear()
+            stats = await runner.job_watcher.tick()
+            assert stats.queried == 30
+            assert len(sim_cluster.command_log.named("squeue")) == 1
+            assert len(sim_cluster.command_log) == 1  # nothing else: no sacct while nothing ended
+    finally:
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
+
+
+async def test_only_one_of_two_runners_watches(sim_cluster: SimCluster, make_settings: Callable[..., Settings]) -> None:
+    # Two processes: the same etcd and cluster, each its own keyhole listener.
+    async with Runner(make_settings()) as first, Runner(make_settings()) as second, api_client(first) as api:
+        await wait_for_async(
+            _async(lambda: first.leadership.is_leader or second.leadership.is_leader), 30, "nobody leads"
+        )
+        job_id = await submit(api)
+        # jobs submitted through either runner are watched by the leader
+        await wait_for_async(
+            _async(lambda: first.watch_loop.iterations + second.watch_loop.iterations > 5), 30, "no ticks"
+        )
+        leaders = [r for r in (first, second) if r.leadership.is_leader]
+        followers = [r for r in (first, second) if not r.leadership.is_leader]
+        assert len(leaders) == 1
+        before = followers[0].watch_loop.iterations
+        ticks = leaders[0].watch_loop.iterations
+        await wait_for_async(_async(lambda: leaders[0].watch_loop.iterations > ticks + 5), 30, "leader stopped")
+        assert followers[0].watch_loop.iterations == before
+        body = (await api.get(f"/jobs/{job_id}")).json()
+        assert body["state"] in {"submitted", "running"}
+
+
+def _async(predicate: Callable[[], bool]) -> Callable[[], asyncio.Future[bool]]:
+    def call() -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.set_result(bool(predicate()))
+        return future
+
+    return call
