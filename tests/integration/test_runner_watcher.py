@@ -12,8 +12,9 @@ from runner.app import Runner
 from runner.config import Settings
 from runner.leader import Leadership
 from simulator import SimCluster
+from simulator.testing import wait_for
 from tests.integration.conftest import api_client
-from tests.integration.test_runner_lifecycle import submit, wait_for_async
+from tests.integration.test_runner_lifecycle import submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -44,29 +45,16 @@ async def test_one_squeue_per_tick_for_all_jobs(
 async def test_only_one_of_two_runners_watches(sim_cluster: SimCluster, make_settings: Callable[..., Settings]) -> None:
     # Two processes: the same etcd and cluster, each its own keyhole listener.
     async with Runner(make_settings()) as first, Runner(make_settings()) as second, api_client(first) as api:
-        await wait_for_async(
-            _async(lambda: first.leadership.is_leader or second.leadership.is_leader), 30, "nobody leads"
-        )
+        await wait_for(lambda: first.leadership.is_leader or second.leadership.is_leader, timeout=30)
         job_id = await submit(api)
         # jobs submitted through either runner are watched by the leader
-        await wait_for_async(
-            _async(lambda: first.watch_loop.iterations + second.watch_loop.iterations > 5), 30, "no ticks"
-        )
+        await wait_for(lambda: first.watch_loop.iterations + second.watch_loop.iterations > 5, timeout=30)
         leaders = [r for r in (first, second) if r.leadership.is_leader]
         followers = [r for r in (first, second) if not r.leadership.is_leader]
         assert len(leaders) == 1
         before = followers[0].watch_loop.iterations
         ticks = leaders[0].watch_loop.iterations
-        await wait_for_async(_async(lambda: leaders[0].watch_loop.iterations > ticks + 5), 30, "leader stopped")
+        await wait_for(lambda: leaders[0].watch_loop.iterations > ticks + 5, timeout=30)
         assert followers[0].watch_loop.iterations == before
         body = (await api.get(f"/jobs/{job_id}")).json()
         assert body["state"] in {"submitted", "running"}
-
-
-def _async(predicate: Callable[[], bool]) -> Callable[[], asyncio.Future[bool]]:
-    def call() -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        future.set_result(bool(predicate()))
-        return future
-
-    return call
