@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from runner.cluster import Scheduler
 from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError
-from runner.records import JobRecord, JobState, SubmitPhase
+from runner.records import JobRecord, JobState, submission_failed, submitted_as
 from runner.state import StateStore
 from runner.templates import TemplateStore
 
@@ -69,10 +69,9 @@ class Jobs:
             slurm_id = await self._scheduler.submit(uid, job_id, workdir, script)
         except RunnerError as exc:
             log.warning("job %s (uid %s): submission failed: %s", job_id, uid, exc)
-            message = exc.public
-            await self._store.update_job(job_id, lambda r: _failed(r, message))
+            await self._store.update_job(job_id, submission_failed(exc.public))
             raise
-        await self._store.update_job(job_id, lambda r: _submitted(r, slurm_id))
+        await self._store.update_job(job_id, submitted_as(slurm_id))
         log.info("job %s (uid %s, template %s): submitted as Slurm job %s", job_id, uid, template_name, slurm_id)
         if self._on_submitted is not None:
             self._on_submitted()
@@ -99,20 +98,6 @@ class Jobs:
     async def check_user(self, username: str) -> bool:
         check_username(username, "username")
         return await self._scheduler.user_exists(username)
-
-
-def _submitted(record: JobRecord, slurm_id: str) -> JobRecord:
-    record.slurm_id = slurm_id
-    record.submit_phase = SubmitPhase.SUBMITTED
-    record.details["slurm-job-id"] = slurm_id
-    return record
-
-
-def _failed(record: JobRecord, message: str) -> JobRecord:
-    record.submit_phase = SubmitPhase.FAILED
-    record.state = JobState.FINISHED
-    record.details["submission-error"] = message
-    return record
 
 
 def _cancel_requested(record: JobRecord) -> JobRecord:

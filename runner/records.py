@@ -7,6 +7,7 @@ change without the other.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,3 +65,31 @@ class JobRecord(BaseModel):
     @property
     def active(self) -> bool:
         return self.state is not JobState.FINISHED
+
+
+Change = Callable[[JobRecord], JobRecord]
+"""A state transition applied by :meth:`runner.state.StateStore.update_job`."""
+
+
+def submitted_as(slurm_id: str) -> Change:
+    """The job is known to Slurm under ``slurm_id`` (after sbatch, or found again by name)."""
+
+    def change(record: JobRecord) -> JobRecord:
+        record.slurm_id = slurm_id
+        record.submit_phase = SubmitPhase.SUBMITTED
+        record.details["slurm-job-id"] = slurm_id
+        return record
+
+    return change
+
+
+def submission_failed(message: str) -> Change:
+    """Slurm never accepted the job: it is finished, with the reason in its details."""
+
+    def change(record: JobRecord) -> JobRecord:
+        record.submit_phase = SubmitPhase.FAILED
+        record.state = JobState.FINISHED
+        record.details["submission-error"] = message
+        return record
+
+    return change

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner import slurm
 from runner.cluster import Scheduler
 from runner.errors import RunnerError
-from runner.records import JobRecord, JobState, SubmitPhase
+from runner.records import Change, JobRecord, JobState, submission_failed, submitted_as
 from runner.state import StateStore
 
 log = logging.getLogger(__name__)
 
-Change = Callable[[JobRecord], JobRecord]
-
+NEVER_SUBMITTED = "the submission was interrupted before Slurm accepted the job"
 UNKNOWN_NOTE = "scheduler-state"
 UNKNOWN_TEXT = "unknown: the scheduler could not be asked"
 
@@ -96,10 +94,10 @@ class JobWatcher:
             slurm_id = found.get(slurm.job_name(record.job_id))
             if slurm_id is not None:
                 log.info("job %s: interrupted submission found as Slurm job %s", record.job_id, slurm_id)
-                await self._store.update_job(record.job_id, _adopt(slurm_id))
+                await self._store.update_job(record.job_id, submitted_as(slurm_id))
             else:
                 log.warning("job %s: submission never reached Slurm; finishing it", record.job_id)
-                await self._store.update_job(record.job_id, _never_submitted)
+                await self._store.update_job(record.job_id, submission_failed(NEVER_SUBMITTED))
 
 
 def _observed(row: dict[str, str]) -> Change:
@@ -141,21 +139,4 @@ def _ended(row: dict[str, str] | None, acct: dict[str, str] | None) -> Change:
 def _mark_unknown(record: JobRecord) -> JobRecord:
     record.scheduler_unknown = True
     record.details[UNKNOWN_NOTE] = UNKNOWN_TEXT
-    return record
-
-
-def _adopt(slurm_id: str) -> Change:
-    def change(record: JobRecord) -> JobRecord:
-        record.slurm_id = slurm_id
-        record.submit_phase = SubmitPhase.SUBMITTED
-        record.details["slurm-job-id"] = slurm_id
-        return record
-
-    return change
-
-
-def _never_submitted(record: JobRecord) -> JobRecord:
-    record.submit_phase = SubmitPhase.FAILED
-    record.state = JobState.FINISHED
-    record.details["submission-error"] = "the submission was interrupted before Slurm accepted the job"
     return record
