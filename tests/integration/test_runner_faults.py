@@ -128,3 +128,22 @@ async def test_raw_and_huge_bodies_never_reach_the_cluster(
         huge = await api.post("/jobs", json=HUGE_VALUE_SUBMISSION)
         assert huge.status_code == 413
         assert sbatch_calls(sim_cluster) == 0
+
+
+async def test_unknown_host_key_is_refused_and_nothing_runs(
+    sim_cluster: SimCluster, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # known_hosts that names the command nodes with a key they do not have (a gateway's key, re-labelled)
+    lines = sim_cluster.known_hosts_path.read_text().splitlines()
+    gateway = sim_cluster.gateway_nodes[0].node
+    foreign_key = next(line.split(maxsplit=1)[1] for line in lines if line.startswith(f"[{gateway}]:"))
+    hosts = [f"[{n.host}]:{n.port}" for n in sim_cluster.command_nodes]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text("".join(f"{host} {foreign_key}\n" for host in hosts))
+    ssh = {**make_settings().ssh.model_dump(mode="json"), "known_hosts": str(wrong)}
+    async with Runner(make_settings(ssh=ssh)) as runner, api_client(runner) as api:
+        response = await api.post(
+            "/jobs", json={"uid": "alice", "template-name": "sleep.txt", "variables": {"minutes": "5", "seconds": "9"}}
+        )
+        assert response.status_code == 503
+    assert len(sim_cluster.command_log) == 0
