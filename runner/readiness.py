@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from runner.errors import RunnerError
 from runner.gateway.iptables import ForwardRule
-from runner.gateway.pool import Gateway, GatewayPool
+from runner.gateway.pool import CurrentRules, Gateway, GatewayPool
 from runner.keyhole.claims import Claims
 from runner.keyhole.ports import PortBook, PortRecord
 from runner.records import JobRecord, JobState
@@ -153,19 +153,21 @@ class KeyholeWatcher:
             await self._reconcile_all(live, stats)
 
     async def _reconcile_all(self, live: list[PortRecord], stats: SweepStats) -> None:
-        settled = time.time() - self.placement_grace
+        del live  # read again below, after listing: a record is always saved before its rule is written
         for gateway in self._pool.healthy():
-            desired = {_rule(r) for r in live if r.gateway == gateway.internal_ip and r.reserved_at <= settled}
-            recent = {r.job_id for r in live if r.gateway == gateway.internal_ip and r.reserved_at > settled}
             try:
-                await self._reconcile_one(gateway, desired, recent, stats)
+                current = await self._pool.current(gateway)
+                records = [r for r in await self._ports.all() if r.gateway == gateway.internal_ip]
+                settled = time.time() - self.placement_grace
+                desired = {_rule(r) for r in records if r.reserved_at <= settled}
+                recent = {r.job_id for r in records if r.reserved_at > settled}
+                await self._reconcile_one(gateway, current, desired, recent, stats)
             except RunnerError as exc:
                 log.warning("keyhole: reconciling gateway %s failed: %s", gateway.internal_ip, exc)
 
     async def _reconcile_one(
-        self, gateway: Gateway, desired: set[ForwardRule], recent: set[str], stats: SweepStats
+        self, gateway: Gateway, current: CurrentRules, desired: set[ForwardRule], recent: set[str], stats: SweepStats
     ) -> None:
-        current = await self._pool.current(gateway)
         masq_of = {_masq(r): r for r in desired}
         seen_dnat: set[ForwardRule] = set()
         stray_dnat = []
