@@ -7,30 +7,21 @@ job's keyhole token) is written before ``sbatch`` runs, and the Slurm id right a
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
 
 from runner.cluster import Scheduler
-from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError
+from runner.errors import NoSuchJob, NoSuchRunningJob, RunnerError
 from runner.records import JobRecord, JobState, submission_failed, submitted_as
 from runner.state import StateStore
 from runner.templates import TemplateStore
+from runner.users import check_user_name
 
 log = logging.getLogger(__name__)
 
-USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-
 KeyholeExpander = Callable[[str, str, str], str]
 """``expand(script, job_id, token) -> script`` replacing the ``#KEYHOLE-REQUEST-PORTS`` line."""
-
-
-def check_username(name: str, field: str = "uid") -> str:
-    """A POSIX-style account name, or InvalidUser naming the field; nothing else reaches a command node."""
-    if not USERNAME.fullmatch(name):
-        raise InvalidUser(f"{field}: must be a user name (lower-case letters, digits, '_', '-'; up to 32 characters)")
-    return name
 
 
 class Jobs:
@@ -54,7 +45,7 @@ class Jobs:
         self._on_submitted = on_submitted
 
     async def submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
-        check_username(uid)
+        check_user_name(uid)
         script = self._templates.render(template_name, variables)  # every 4xx is raised before any I/O
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
@@ -96,7 +87,7 @@ class Jobs:
         return await self._store.active_ids()
 
     async def check_user(self, username: str) -> bool:
-        check_username(username, "username")
+        check_user_name(username, "username")
         return await self._scheduler.user_exists(username)
 
 

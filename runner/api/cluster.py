@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from runner.api.deps import ServiceDep
-from runner.api.schemas import ErrorResponse, Message, user_name_problem
+from runner.api.schemas import ErrorResponse, Message
 from runner.errors import InvalidUser, NoSuchUser
+from runner.users import user_name_problem
 
 router = APIRouter(prefix="/cluster", tags=["cluster"])
 

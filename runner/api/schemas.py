@@ -6,7 +6,6 @@ so a bad request gets a 422 that names the field (``uid``, ``template-name``, ``
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -14,14 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from runner.records import JobRecord, JobState
 from runner.templates import template_name_problem, variable_name_problem, variable_value_problem
-
-_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-USER_NAME_RULE = "must be a POSIX user name: [a-z_][a-z0-9_-]{0,31}"
-
-
-def user_name_problem(name: str) -> str | None:
-    """Why ``name`` is not a user name the runner passes to the cluster, or None."""
-    return None if _USER_NAME.fullmatch(name) else USER_NAME_RULE
+from runner.users import user_name_problem
 
 
 def _rule(code: str, problem: str | None, value: str) -> str:
