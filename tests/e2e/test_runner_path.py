@@ -42,12 +42,12 @@ def free_port_on(ip: str) -> int:
         return port
 
 
-def runner_settings(testbed: Testbed, prefix: str) -> dict[str, Any]:
+def runner_settings(testbed: Testbed, prefix: str, templates: Path = TEMPLATES) -> dict[str, Any]:
     host_ip = testbed.endpoints.cluster_host_ip
     return {
         **testbed.runner_config(keyhole_ip=host_ip, keyhole_port=free_port_on(host_ip)),
         "etcd_prefix": prefix,
-        "templates_dir": str(TEMPLATES),
+        "templates_dir": str(templates),
         "api": {"user": API_AUTH[0], "password": API_AUTH[1]},
         "ssh": {
             "client_keys": [str(testbed.ssh_key.private_path)],
