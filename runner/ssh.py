@@ -159,7 +159,12 @@ class OneShotSshNode(SshNode):
     """A new SSH connection for every command: the baseline the benchmarks compare the shared connection with."""
 
     async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-        try:
-            return await super().run(argv, stdin, timeout)
-        finally:
-            await self.close()
+        # A private node per command: concurrent commands must not share (and close) each other's connection.
+        # The same bound on commands in flight applies as for the shared connection; only reuse differs.
+        fresh = SshNode(self.host, self.port, self.user, self._settings)
+        async with self._sessions:
+            try:
+                return await fresh.run(argv, stdin, timeout)
+            finally:
+                self.connects += fresh.connects
+                await fresh.close()

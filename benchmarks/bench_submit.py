@@ -1,0 +1,174 @@
+"""Submission on the simulator: REST ``POST /jobs`` -> etcd -> SSH ``sbatch``, against its ceiling and baseline.
+
+``python -m benchmarks.bench_submit`` (``--smoke`` for a seconds-long run). For 1, 10, 50 and 200 concurrent
+clients, measured side by side in the same run and cluster (timings drift on a shared machine, ratios less):
+
+- runner: a real uvicorn server on 127.0.0.1 port 0 and ``httpx.AsyncClient`` clients posting process-free
+  sleep jobs from a separate load-generator process (:mod:`benchmarks.loadgen`, as a frontend would be);
+  the runner shares its process with the simulated cluster, as the ceiling's client does. Each request
+  writes the record to etcd, runs ``sbatch`` over the kept-open SSH connection and saves the Slurm id
+  before answering;
+- ceiling: the same ``sbatch`` command line and script through bare asyncssh over one kept-open connection,
+  with the runner's session limit (``ssh.max_sessions`` channels at once);
+- baseline: the runner's own submission path with :class:`~runner.ssh.OneShotSshNode` command nodes
+  (a new SSH connection per command).
+
+Targets: runner >= 0.5x the ceiling and >= 5x the baseline at every concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import uuid
+from dataclasses import asdict, dataclass
+
+from benchmarks.common import (
+    LOOPBACK_API,
+    BenchResult,
+    Figure,
+    LoadResult,
+    bench_runner_config,
+    closed_loop,
+    submit_body,
+)
+from benchmarks.loadgen import run_loadgen
+from runner import slurm
+from runner.api.server import ApiServer
+from runner.app import Runner
+from runner.config import Settings, settings_from_mapping
+from runner.ssh import CommandRunner, OneShotSshNode
+from runner.templates import TemplateStore
+from simulator import ClusterConfig, SimCluster
+from simulator.etcd import EtcdServer
+
+LEVELS = (1, 10, 50, 200)
+CEILING_TARGET = 0.5
+BASELINE_TARGET = 5.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Submissions per level (runner and ceiling), for the baseline, and the time cap of one measurement."""
+
+    per_level: int
+    baseline_per_level: int
+    max_seconds: float
+    levels: tuple[int, ...]
+
+
+FULL = Sizes(per_level=500, baseline_per_level=200, max_seconds=20.0, levels=LEVELS)
+SMOKE = Sizes(per_level=20, baseline_per_level=20, max_seconds=10.0, levels=(1, 10))
+
+
+def _settings(cluster: SimCluster, etcd: EtcdServer) -> Settings:
+    return settings_from_mapping(bench_runner_config(cluster, etcd))
+
+
+async def runner_load(
+    cluster: SimCluster, etcd: EtcdServer, clients: int, total: int, max_seconds: float, *, one_shot: bool
+) -> LoadResult:
+    """``total`` REST submissions by ``clients`` concurrent clients through a fresh runner (own etcd prefix)."""
+    settings = _settings(cluster, etcd)
+    nodes: list[CommandRunner] | None = None
+    if one_shot:
+        nodes = [OneShotSshNode(n.ip, n.port, n.user, settings.ssh) for n in settings.command_nodes]
+    async with Runner(settings, command_nodes=nodes) as runner, ApiServer(runner.app, LOOPBACK_API) as server:
+        return await run_loadgen(server.url, clients, total, max_seconds)
+
+
+async def ceiling_load(
+    cluster: SimCluster, etcd: EtcdServer, clients: int, total: int, max_seconds: float
+) -> LoadResult:
+    """The runner's ``sbatch`` command and script over one bare asyncssh connection, session-limited."""
+    settings = _settings(cluster, etcd)
+    body = submit_body()
+    script = TemplateStore(settings.templates_dir).render(body["template-name"], body["variables"])
+    workdir = f"{settings.bwvisu_home_prefix}/{body['uid']}"
+    sessions = asyncio.Semaphore(settings.ssh.max_sessions)
+    conn = await cluster.connect(cluster.command_nodes[0].node)
+
+    async def sbatch(_index: int) -> None:
+        command = shlex.join(slurm.sbatch_argv(body["uid"], uuid.uuid4().hex, workdir))
+        async with sessions:
+            result = await conn.run(command, input=script, check=False)
+        if result.exit_status != 0:
+            raise RuntimeError(f"sbatch: {result.stderr!r}")
+
+    try:
+        return await closed_loop(clients, total, max_seconds, sbatch)
+    finally:
+        conn.close()
+        await conn.wait_closed()
+
+
+def _ratio(a: LoadResult, b: LoadResult) -> float:
+    return round(a.rate / b.rate, 2) if b.rate > 0 else float("nan")
+
+
+async def bench(sizes: Sizes) -> BenchResult:
+    """Every level: ceiling, runner and baseline one after the other on the same cluster and etcd."""
+    result = BenchResult()
+    # Enough CPUs that every sleep job starts at once: no queue builds up in the scheduler's way.
+    config = ClusterConfig.build(command=1, compute=50, cpus=200, gateways=1)
+    with EtcdServer() as etcd:
+        async with SimCluster(config) as cluster:
+            for clients in sizes.levels:
+                ceiling = await ceiling_load(cluster, etcd, clients, sizes.per_level, sizes.max_seconds)
+                runner = await runner_load(cluster, etcd, clients, sizes.per_level, sizes.max_seconds, one_shot=False)
+                baseline = await runner_load(
+                    cluster, etcd, clients, sizes.baseline_per_level, sizes.max_seconds, one_shot=True
+                )
+                level = {"ceiling": ceiling.summary(), "runner": runner.summary(), "baseline": baseline.summary()}
+                result.series[str(clients)] = level
+                params = {"clients": clients}
+                for kind, load in (("runner", runner), ("ceiling", ceiling), ("baseline", baseline)):
+                    summary = level[kind]
+                    result.add(
+                        Figure(f"submit.{kind}.jobs_per_s", summary["per_second"], "jobs/s", params),
+                        Figure(f"submit.{kind}.p50_ms", summary["p50_ms"], "ms", params),
+                        Figure(f"submit.{kind}.p99_ms", summary["p99_ms"], "ms", params),
+                    )
+                    if load.errors:
+                        result.add(Figure(f"submit.{kind}.errors", load.errors, "requests", params, "0", False))
+                over_ceiling, over_baseline = _ratio(runner, ceiling), _ratio(runner, baseline)
+                result.add(
+                    Figure(
+                        "submit.runner_over_ceiling",
+                        over_ceiling,
+                        "x",
+                        params,
+                        f">= {CEILING_TARGET}",
+                        over_ceiling >= CEILING_TARGET,
+                    ),
+                    Figure(
+                        "submit.runner_over_baseline",
+                        over_baseline,
+                        "x",
+                        params,
+                        f">= {BASELINE_TARGET:g}",
+                        over_baseline >= BASELINE_TARGET,
+                    ),
+                )
+                print(
+                    f"submit: {clients:>3} clients: runner {runner.rate:7.1f}/s (p50 {level['runner']['p50_ms']} ms,"
+                    f" p99 {level['runner']['p99_ms']} ms), ceiling {ceiling.rate:7.1f}/s,"
+                    f" baseline {baseline.rate:6.1f}/s; runner/ceiling {over_ceiling}, runner/baseline {over_baseline}",
+                    flush=True,
+                )
+    return result
+
+
+def main(argv: list[str] | None = None) -> BenchResult:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_submit", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="about 20 submissions per level, for tests")
+    args = parser.parse_args(argv)
+    result = asyncio.run(bench(SMOKE if args.smoke else FULL))
+    print(json.dumps([asdict(f) for f in result.figures], indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
