@@ -59,7 +59,7 @@ class Sizes:
     levels: tuple[int, ...]
 
 
-FULL = Sizes(per_level=500, baseline_per_level=200, max_seconds=20.0, levels=LEVELS)
+FULL = Sizes(per_level=300, baseline_per_level=150, max_seconds=15.0, levels=LEVELS)
 SMOKE = Sizes(per_level=20, baseline_per_level=20, max_seconds=10.0, levels=(1, 10))
 
 
