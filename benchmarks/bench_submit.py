@@ -22,6 +22,8 @@ import argparse
 import asyncio
 import json
 import shlex
+import statistics
+import time
 import uuid
 from dataclasses import asdict, dataclass
 
@@ -32,6 +34,7 @@ from benchmarks.common import (
     LoadResult,
     bench_runner_config,
     closed_loop,
+    ms,
     submit_body,
 )
 from benchmarks.loadgen import run_loadgen
@@ -104,6 +107,18 @@ async def ceiling_load(
         await conn.wait_closed()
 
 
+async def connect_cost(cluster: SimCluster, samples: int) -> float:
+    """Median seconds to open and close one SSH connection: what the baseline adds to every command."""
+    times: list[float] = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        conn = await cluster.connect(cluster.command_nodes[0].node)
+        conn.close()
+        await conn.wait_closed()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def _ratio(a: LoadResult, b: LoadResult) -> float:
     return round(a.rate / b.rate, 2) if b.rate > 0 else float("nan")
 
@@ -158,6 +173,9 @@ async def bench(sizes: Sizes) -> BenchResult:
                     f" baseline {baseline.rate:6.1f}/s; runner/ceiling {over_ceiling}, runner/baseline {over_baseline}",
                     flush=True,
                 )
+            connect = await connect_cost(cluster, 20)
+            result.add(Figure("submit.ssh_connect_ms", ms(connect), "ms", {"samples": 20}, note="open + close"))
+            print(f"submit: one SSH connection (open + close) takes {ms(connect)} ms (median of 20)", flush=True)
     return result
 
 
