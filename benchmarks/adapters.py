@@ -81,7 +81,7 @@ def _keyhole_module() -> Any:
 
 async def _gateway_loads(etcd: EtcdServer) -> dict[str, list[int]]:
     """Forwards per gateway for each keyhole prefix in etcd, from the port records spread() left there."""
-    client = aetcd.Client(host=etcd.host, port=etcd.port)
+    client = aetcd.Client(host=etcd.host, port=etcd.port, options={"grpc.max_receive_message_length": 256 * 2**20})
     await client.connect()
     try:
         rows = await client.get_prefix(b"/bench-")

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -89,6 +90,7 @@ class RunnerProcess:
         self._config = config
         self._timeout = answer_timeout
         self._proc: asyncio.subprocess.Process | None = None
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __aexit__
         self.started: dict[str, Any] = {}
 
     async def _read(self) -> dict[str, Any]:
@@ -97,7 +99,9 @@ class RunnerProcess:
         async with asyncio.timeout(self._timeout):
             line = await self._proc.stdout.readline()
         if not line:
-            raise RuntimeError("the runner process ended early")
+            self._stderr.seek(0)
+            tail = self._stderr.read()[-600:].decode(errors="replace")
+            raise RuntimeError(f"the runner process ended early: {tail}")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -116,7 +120,7 @@ class RunnerProcess:
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=self._stderr,
         )
         assert self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(self._config).encode() + b"\n")
@@ -128,6 +132,7 @@ class RunnerProcess:
     ) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
+            self._stderr.close()
             return
         if proc.returncode is None and proc.stdin is not None and not proc.stdin.is_closing():
             proc.stdin.write(b'{"op": "quit"}\n')
@@ -138,6 +143,8 @@ class RunnerProcess:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        finally:
+            self._stderr.close()
 
 
 def main() -> None:

@@ -28,6 +28,9 @@ from runner.records import JobRecord
 log = logging.getLogger(__name__)
 
 MAX_CAS_ATTEMPTS = 20
+# A watcher tick reads every active record in one range read; 10,000 records with their Slurm details are
+# about 10 MB, past gRPC's 4 MiB default, which failed every tick at that size (found by the benchmarks).
+_GRPC_OPTIONS = {"grpc.max_receive_message_length": 256 * 2**20}
 
 
 def etcd_client(servers: list[Endpoint], timeout: int = 10) -> aetcd.Client:
@@ -35,7 +38,7 @@ def etcd_client(servers: list[Endpoint], timeout: int = 10) -> aetcd.Client:
     if not servers:
         raise ValueError("no etcd servers configured")
     if len(servers) == 1:
-        return aetcd.Client(host=servers[0].ip, port=servers[0].port, timeout=timeout)
+        return aetcd.Client(host=servers[0].ip, port=servers[0].port, timeout=timeout, options=dict(_GRPC_OPTIONS))
     # aetcd dials f"{host}:{port}"; gRPC's ipv4: scheme takes a comma-separated address list.
     *first, last = servers
     head = ",".join(f"{s.ip}:{s.port}" for s in first)
@@ -43,7 +46,7 @@ def etcd_client(servers: list[Endpoint], timeout: int = 10) -> aetcd.Client:
         host=f"ipv4:{head},{last.ip}",
         port=last.port,
         timeout=timeout,
-        options={"grpc.lb_policy_name": "round_robin"},
+        options={**_GRPC_OPTIONS, "grpc.lb_policy_name": "round_robin"},
     )
 
 
