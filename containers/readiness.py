@@ -93,3 +93,17 @@ def wait_ssh(testbed: Testbed, say: Progress) -> None:
             SSH_TIMEOUT,
         )
     say(f"testbed {testbed.run_id}: sshd answering on command and gateway nodes")
+
+
+def wait_node(testbed: Testbed, node: Node) -> None:
+    """Wait until one (re)started node serves in its role again."""
+    if node.role == "etcd":
+        _bounded(f"etcd member {node.hostname} healthy", node, lambda: etcd_healthy(node), ETCD_TIMEOUT)
+    elif node.role == "controller":
+        _bounded("scontrol ping: controller UP", node, lambda: controller_up(node), CONTROLLER_TIMEOUT)
+    elif node.role == "compute":
+        controller = testbed.node("controller")
+        _bounded(f"{node.hostname} idle", node, lambda: all_idle(controller, [node.hostname]), NODES_TIMEOUT)
+    elif node.role in ("command", "gateway"):
+        what = f"sshd on {node.hostname} accepting the runner's key"
+        _bounded(what, node, lambda: testbed.ssh(node.hostname, "true", timeout=15).ok, SSH_TIMEOUT)

@@ -139,6 +139,17 @@ class Testbed:
         if not self._keep_workdir:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
+    def restart(self, hostname: str) -> None:
+        """Start a node again (stopped or running), refresh endpoints and known_hosts, and wait until it serves.
+
+        Addresses and published ports may change across a restart; the node's SSH host key does not.
+        """
+        node = self.node(hostname)
+        node.container.get_wrapped_container().restart(timeout=2)
+        self._endpoints = self._collect_endpoints()
+        self._write_known_hosts()
+        readiness.wait_node(self, node)
+
     def __enter__(self) -> Testbed:
         return self.start()
 

@@ -19,7 +19,8 @@ if [ -n "${MUNGE_KEY_B64:-}" ]; then
 fi
 
 start_sshd() {
-    ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+    # Kept across `docker restart`, so known_hosts stays valid when a stopped node comes back.
+    [ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
     if [ -n "${RUNNER_AUTHORIZED_KEY:-}" ]; then
         install -d -o bwvisu -g bwvisu -m 0700 /home/bwvisu/.ssh
         printf '%s\n' "$RUNNER_AUTHORIZED_KEY" >/home/bwvisu/.ssh/authorized_keys

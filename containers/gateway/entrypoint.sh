@@ -3,7 +3,8 @@
 # (as a site's gateway is set up once by its admins), then sshd.
 . /usr/local/lib/testbed-init.sh
 if [ -n "${CLUSTER_SUBNET:-}" ]; then
-    iptables -t nat -A POSTROUTING -d "$CLUSTER_SUBNET" -m comment --comment testbed-masquerade -j MASQUERADE
+    rule=(POSTROUTING -d "$CLUSTER_SUBNET" -m comment --comment testbed-masquerade -j MASQUERADE)
+    iptables -t nat -C "${rule[@]}" 2>/dev/null || iptables -t nat -A "${rule[@]}"
 fi
 start_sshd
 exec sleep infinity

@@ -52,3 +52,13 @@ def test_failed_start_removes_everything(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(WaitTimeout, match="injected"):
         bed.start()
     assert leftovers(bed.run_id) == ([], [])
+
+
+def test_restarted_gateway_serves_again_with_the_same_host_key(testbed: Testbed) -> None:
+    old_key = testbed.node("gateway2").exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout
+    testbed.restart("gateway2")
+    assert testbed.node("gateway2").exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout == old_key
+    rules = testbed.ssh("gateway2", "sudo -n iptables -t nat -S POSTROUTING")
+    assert rules.ok, rules.stderr
+    assert rules.stdout.count("testbed-masquerade") == 1
+    assert [g.hostname for g in testbed.endpoints.gateways] == ["gateway1", "gateway2"]
