@@ -29,6 +29,9 @@ from runner.watcher import JobWatcher
 
 log = logging.getLogger(__name__)
 
+# Submissions wake the job watcher so new jobs are seen promptly; a burst of them still costs a few ticks.
+WOKEN_TICK_GAP = 0.5
+
 
 def command_runners(settings: Settings) -> list[CommandRunner]:
     return [SshNode(n.ip, n.port, n.user, settings.ssh) for n in settings.command_nodes]
@@ -62,7 +65,13 @@ class Runner:
         self.templates = TemplateStore(s.templates_dir)
         self.leadership = Leadership(self.etcd, f"{s.etcd_prefix}/leader/watchers", s.watcher.leader_ttl)
         self.job_watcher = JobWatcher(self.store, self.scheduler, pending_grace=3 * s.ssh.command_timeout)
-        self.watch_loop = Loop("job-watcher", self.job_watcher.tick, s.watcher.interval, self.leadership.wait_leader)
+        self.watch_loop = Loop(
+            "job-watcher",
+            self.job_watcher.tick,
+            s.watcher.interval,
+            self.leadership.wait_leader,
+            min_gap=min(s.watcher.interval, WOKEN_TICK_GAP),
+        )
         self.jobs = Jobs(
             self.store,
             self.scheduler,

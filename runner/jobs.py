@@ -54,15 +54,15 @@ class Jobs:
                 raise RunnerError(internal="template requests ports but no keyhole service is configured")
             script = self._expand_keyhole(script, job_id, token)
         record = JobRecord(job_id=job_id, uid=uid, template_name=template_name, variables=dict(variables))
-        await self._store.create_job(record, token)
+        revision = await self._store.create_job(record, token)
         workdir = f"{self._home_prefix}/{uid}"
         try:
             slurm_id = await self._scheduler.submit(uid, job_id, workdir, script)
         except RunnerError as exc:
             log.warning("job %s (uid %s): submission failed: %s", job_id, uid, exc)
-            await self._store.update_job(job_id, submission_failed(exc.public))
+            await self._store.update_job(job_id, submission_failed(exc.public), known=(record, revision))
             raise
-        await self._store.update_job(job_id, submitted_as(slurm_id))
+        await self._store.update_job(job_id, submitted_as(slurm_id), known=(record, revision))
         log.info("job %s (uid %s, template %s): submitted as Slurm job %s", job_id, uid, template_name, slurm_id)
         if self._on_submitted is not None:
             self._on_submitted()

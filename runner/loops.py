@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 class Loop:
     """Calls ``step`` every ``interval`` seconds, or sooner when :meth:`wake` is called.
 
-    ``gate`` (e.g. leadership) is awaited before each step, so a follower waits without spinning.
+    ``gate`` (e.g. leadership) is awaited before each step, so a follower waits without spinning. Steps start
+    at least ``min_gap`` seconds apart however often :meth:`wake` is called, so a burst of wake-ups (one per
+    submission) costs a few steps, not one each.
     """
 
     def __init__(
@@ -22,11 +24,13 @@ class Loop:
         step: Callable[[], Awaitable[object]],
         interval: float,
         gate: Callable[[], Awaitable[None]] | None = None,
+        min_gap: float = 0.0,
     ) -> None:
         self.name = name
         self._step = step
         self._interval = interval
         self._gate = gate
+        self._min_gap = min_gap
         self._wake = asyncio.Event()
         self.iterations = 0
         self.errors = 0
@@ -49,6 +53,7 @@ class Loop:
                 await self._gate()
             self._check_cancelled()
             self._wake.clear()
+            started = asyncio.get_running_loop().time()
             try:
                 await self._step()
             except asyncio.CancelledError:
@@ -61,3 +66,6 @@ class Loop:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
+            pause = started + self._min_gap - asyncio.get_running_loop().time()
+            if pause > 0:
+                await asyncio.sleep(pause)  # woken early: keep steps min_gap apart

@@ -73,12 +73,12 @@ class StateStore:
     def _token_key(self, job_id: str) -> bytes:
         return f"{self.prefix}/tokens/{job_id}".encode()
 
-    async def create_job(self, record: JobRecord, token: str) -> None:
-        """Store a new job and its token; Conflict if the id exists."""
+    async def create_job(self, record: JobRecord, token: str) -> int:
+        """Store a new job and its token; Conflict if the id exists. Returns the record's revision."""
         key = self._active_key(record.job_id)
         tx = self.client.transactions
         try:
-            ok, _ = await self.client.transaction(
+            ok, responses = await self.client.transaction(
                 compare=[tx.create(key) == 0, tx.create(self._done_key(record.job_id)) == 0],
                 success=[
                     tx.put(key, record.model_dump_json().encode()),
@@ -90,6 +90,8 @@ class StateStore:
             raise _unavailable(exc) from exc
         if not ok:
             raise Conflict(f"job {record.job_id} exists")
+        revision: int = responses[0].response_put.header.revision
+        return revision
 
     async def _read(self, job_id: str) -> tuple[JobRecord, int, bool] | None:
         """The record, its key's mod revision, and whether it is active."""
@@ -134,10 +136,12 @@ class StateStore:
             if found is None or not found[2]:
                 return None
             current, revision, _ = found
-            new = change(current.model_copy(deep=True))
-            if new is None or new == current:
+            # ``change`` mutates a fresh parse; comparing JSON tells a no-op apart without deep copies.
+            before = current.model_dump_json()
+            new = change(JobRecord.model_validate_json(before))
+            if new is None or new.model_dump_json() == before:
                 return current
-            new = new.model_copy(update={"updated_at": time.time()})
+            new.updated_at = time.time()
             key = self._active_key(job_id)
             body = new.model_dump_json().encode()
             if new.active:

@@ -8,6 +8,7 @@ a cut value with ``+``; ``-p``/``-P`` print whole values separated by ``|``.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class _Parser(argparse.ArgumentParser):
         raise _Usage(message)
 
 
+@functools.cache  # built once: argparse parsers are reusable and slow to build
 def _parser() -> _Parser:
     p = _Parser(prog="sacct", add_help=False, allow_abbrev=False)
     p.add_argument("-j", "--jobs", action="append")

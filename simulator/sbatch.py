@@ -7,6 +7,7 @@ and from the command line, the command line winning, as in Slurm's ``opt.c``.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
         raise _Usage(message)
 
 
+@functools.cache  # built once: argparse parsers are reusable and slow to build
 def _parser() -> _Parser:
     p = _Parser(prog="sbatch", add_help=False, allow_abbrev=False)
     p.add_argument("-N", "--nodes")

@@ -7,6 +7,7 @@ right-justified), without one it is printed whole. ``-O`` fields default to 20 c
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -158,6 +159,7 @@ class _Parser(argparse.ArgumentParser):
         raise _Usage(message)
 
 
+@functools.cache  # built once: argparse parsers are reusable and slow to build
 def _parser() -> _Parser:
     p = _Parser(prog="squeue", add_help=False, allow_abbrev=False)
     p.add_argument("-h", "--noheader", action="store_true")

@@ -103,3 +103,19 @@ async def test_only_one_leader_and_takeover_on_resign(etcd_client: aetcd.Client,
         task_a.cancel()
         task_b.cancel()
         await asyncio.gather(task_a, task_b, return_exceptions=True)
+
+
+async def test_create_returns_the_revision_update_can_start_from(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    rec = record()
+    revision = await store.create_job(rec, "tok")
+    [(_, stored_revision)] = await store.active_jobs()
+    assert revision == stored_revision
+
+    def touch(r: JobRecord) -> JobRecord:
+        r.details["x"] = "1"
+        return r
+
+    stored = await store.update_job("j1", touch, known=(rec, revision))
+    assert stored is not None
+    assert stored.details == {"x": "1"}

@@ -72,3 +72,26 @@ async def test_cancellation_swallowed_by_a_step_still_stops_the_loop() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_burst_of_wakes_costs_few_steps() -> None:
+    steps = 0
+    wakes = 0
+
+    async def step() -> None:
+        nonlocal steps
+        steps += 1
+
+    loop = Loop("t", step, interval=3600, min_gap=0.2)
+    task = asyncio.create_task(loop.run())
+    loop_time = asyncio.get_running_loop().time
+    start = loop_time()
+    # wake it constantly for a while: without the gap every wake-up would be a step
+    while steps < 2 or loop_time() - start < 0.5:
+        loop.wake()
+        wakes += 1
+        await asyncio.sleep(0.001)
+    elapsed = loop_time() - start
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert steps <= elapsed / 0.2 + 1 < wakes
