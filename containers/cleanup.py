@@ -65,10 +65,14 @@ def remove_stale(max_age_seconds: float) -> list[str]:
     try:
         now = time.time()
         stale = set()
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL_TESTBED}=true"}):
-            created = container.labels.get(LABEL_CREATED, "")
+        selector = {"label": f"{LABEL_TESTBED}=true"}
+        # Networks too: a run killed between creating its networks and its first container leaves only those.
+        objects = [*client.containers.list(all=True, filters=selector), *client.networks.list(filters=selector)]
+        for obj in objects:
+            labels = obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {}
+            created = labels.get(LABEL_CREATED, "")
             if created.isdigit() and now - int(created) > max_age_seconds:
-                stale.add(container.labels.get(LABEL_RUN, ""))
+                stale.add(labels.get(LABEL_RUN, ""))
     finally:
         client.close()
     for run in sorted(stale - {""}):
