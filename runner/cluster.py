@@ -127,7 +127,7 @@ class SlurmCluster:
             out = await self.nodes.run(argv, stdin=script)
         if not out.ok:
             text = slurm.SlurmErrorText.from_stderr(out.stderr).text
-            if "Unable to contact slurm controller" in text:
+            if slurm.controller_unreachable(out.stderr):
                 raise SchedulerUnavailable(internal=text)
             raise SchedulerError(f"sbatch failed: {text}", internal=f"exit {out.exit_status} on {out.node}")
         return slurm.parse_sbatch(out.stdout)
@@ -168,8 +168,10 @@ class SlurmCluster:
         except CommandIndeterminate:
             # scancel is idempotent: asking again is safe.
             out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id))
-        if slurm.scancel_unknown_job(out.exit_status, out.stderr):
+        if slurm.scancel_unknown_job(out.stderr):
             return False
+        if slurm.controller_unreachable(out.stderr):
+            raise SchedulerUnavailable(internal=slurm.SlurmErrorText.from_stderr(out.stderr).text)
         if not out.ok:
             raise SchedulerError(f"scancel failed: {slurm.SlurmErrorText.from_stderr(out.stderr).text}")
         return True

@@ -30,8 +30,9 @@ SQUEUE_FIELDS: tuple[tuple[str, str], ...] = (
 SQUEUE_FORMAT = "|".join(code for code, _ in SQUEUE_FIELDS)
 SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Start", "End", "Elapsed", "NodeList")
 
-# Slurm's own texts for "that job id is not in the controller's memory".
+# Slurm's own texts for "that job id is not in the controller's memory" and "no controller answered".
 _INVALID_JOB_ID = "Invalid job id specified"
+_CONTROLLER_DOWN = ("Unable to contact slurm controller", "Socket timed out on send/recv operation")
 
 _RUNNING = {"RUNNING", "SUSPENDED", "STOPPED", "SIGNALING", "RESIZING", "STAGE_OUT"}
 _ENDED = {
@@ -137,11 +138,18 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, str]]:
 
 
 def scancel_argv(uid: str, slurm_id: str) -> list[str]:
-    return as_user(uid, ["scancel", slurm_id])
+    # Without --verbose, Slurm 22.05's scancel of an unknown job prints nothing and exits 0.
+    return as_user(uid, ["scancel", "--verbose", slurm_id])
 
 
-def scancel_unknown_job(exit_status: int, stderr: str) -> bool:
-    return exit_status != 0 and _INVALID_JOB_ID in stderr
+def scancel_unknown_job(stderr: str) -> bool:
+    """scancel says the job is not (or no longer) known; its exit status is 0 for this case."""
+    return _INVALID_JOB_ID in stderr
+
+
+def controller_unreachable(stderr: str) -> bool:
+    """Slurm's client could not talk to slurmctld (down, or not answering in time)."""
+    return any(text in stderr for text in _CONTROLLER_DOWN)
 
 
 def getent_argv(username: str) -> list[str]:

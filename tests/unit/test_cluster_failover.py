@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from runner.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
@@ -105,3 +108,60 @@ async def test_ten_thousand_ids_are_one_squeue() -> None:
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
     await cluster.query([str(1_000_000 + i) for i in range(10_000)])
     assert len(node.calls) == 1
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurm"
+
+
+def captured(name: str) -> CommandOutput:
+    """A real Slurm 22.05 answer captured on the container cluster (tests/fixtures/slurm)."""
+    manifest = json.loads((FIXTURES / "manifest.json").read_text())["commands"][name]
+    stderr = FIXTURES / f"{name}.stderr.txt"
+    return CommandOutput(
+        "n",
+        (),
+        manifest["exit_status"],
+        (FIXTURES / f"{name}.txt").read_text(),
+        stderr.read_text() if stderr.exists() else "",
+    )
+
+
+async def test_scancel_of_a_job_slurm_no_longer_knows_is_reported_as_such() -> None:
+    node = ScriptedNode("a", [captured("scancel_unknown_verbose")])
+    cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
+    assert await cluster.cancel("alice", "999999") is False
+    assert "--verbose" in node.calls[0]
+
+
+async def test_scancel_with_the_controller_down_is_unavailable() -> None:
+    cluster = SlurmCluster(
+        CommandNodes([ScriptedNode("a", [captured("scancel_controller_down")])], down_retry_after=10)
+    )
+    with pytest.raises(SchedulerUnavailable):
+        await cluster.cancel("alice", "3")
+
+
+async def test_scancel_refused_is_a_scheduler_error() -> None:
+    cluster = SlurmCluster(
+        CommandNodes([ScriptedNode("a", [captured("scancel_other_users_job")])], down_retry_after=10)
+    )
+    with pytest.raises(SchedulerError, match="Access/permission denied"):
+        await cluster.cancel("bob", "2")
+
+
+@pytest.mark.parametrize("name", ["squeue_controller_down", "squeue_controller_unresponsive"])
+async def test_real_squeue_failures_are_unavailable(name: str) -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured(name)])], down_retry_after=10))
+    with pytest.raises(SchedulerUnavailable):
+        await cluster.query(["1"])
+
+
+async def test_real_squeue_of_an_unknown_id_is_empty() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("squeue_j_unknown")])], down_retry_after=10))
+    assert await cluster.query(["999999"]) == {}
+
+
+async def test_real_sbatch_with_controller_down_is_unavailable() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("sbatch_controller_down")])], down_retry_after=10))
+    with pytest.raises(SchedulerUnavailable):
+        await cluster.submit("alice", "j", "/home/alice", "#!/bin/bash\n")
