@@ -13,17 +13,15 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-import runner
 from containers.testbed import Testbed, TestbedSpec
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
-from tests.e2e.test_runner_path import API_AUTH, runner_settings, wait_for
+from tests.e2e.test_runner_path import API_AUTH, TEMPLATES, runner_settings, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,9 +33,6 @@ pytestmark = [
         reason="runner scale/fault e2e tests are opt-in (BWVISU_E2E_RUNNER_FAULTS=1) until they pass reliably",
     ),
 ]
-
-# The runner's own example templates: template_webapp.txt is a light listener.
-RUNNER_TEMPLATES = Path(runner.__file__).parent / "templates"
 
 WEBAPP = {"expected_runtime_in_minutes": "30", "number_of_nodes": "1", "tasks_per_node": "1"}
 FETCH_ALL = """
@@ -63,7 +58,7 @@ def big_testbed(docker_engine: None) -> Iterator[Testbed]:
 async def runner_api(
     testbed: Testbed, prefix: str, settings: Settings | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings or settings_from_mapping(runner_settings(testbed, prefix, RUNNER_TEMPLATES))
+    settings = settings or settings_from_mapping(runner_settings(testbed, prefix, TEMPLATES))
     async with (
         Runner(settings) as started,
         httpx.AsyncClient(
@@ -148,7 +143,7 @@ async def test_thirty_jobs_spread_evenly_over_three_gateways(big_testbed: Testbe
 async def test_runner_restarted_mid_flight_loses_nothing(big_testbed: Testbed) -> None:
     prefix = f"/e2e-{big_testbed.run_id}-restart"
     # Same configuration both times: the job's script holds the keyhole address it was submitted with.
-    settings = settings_from_mapping(runner_settings(big_testbed, prefix, RUNNER_TEMPLATES))
+    settings = settings_from_mapping(runner_settings(big_testbed, prefix, TEMPLATES))
     async with runner_api(big_testbed, prefix, settings) as api:
         job_id = await submit(api)
     # The first runner is gone before the job asked for its port; a new one takes over from etcd.

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+import runner
 from containers.testbed import Testbed
 from runner.app import Runner
 from runner.config import settings_from_mapping
@@ -25,8 +26,8 @@ from tests.e2e.test_xpra import fetch
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 API_AUTH = ("bwvisu-web", "e2e-password")
-# Our own Xpra template: the runner's example passes --exit-with-children with --start, which Xpra 3.1 rejects.
-TEMPLATES = Path(__file__).parent / "templates"
+# The runner's shipped templates, so the shipped Xpra template is the one proven on real Xpra.
+TEMPLATES = Path(runner.__file__).parent / "templates"
 XPRA_VARIABLES = {
     "expected_runtime_in_minutes": "15",
     "number_of_nodes": "1",

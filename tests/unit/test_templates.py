@@ -46,7 +46,9 @@ def test_xpra_example_renders_spec_submission() -> None:
     assert "#SBATCH --time=15\n" in script
     assert "#SBATCH --nodes=1\n" in script
     assert '"$HOME/ubuntu_nemo.simg"' in script
-    assert '--bind-tcp="0.0.0.0:$KEYHOLE_PORT0" --html=on --start=xterm --daemon=no' in script
+    assert '--bind-tcp="0.0.0.0:$KEYHOLE_PORT0" --html=on --start-child=xterm --exit-with-children=yes' in script
+    # Xpra 3.1 refuses --exit-with-children unless the session has a --start-child command
+    assert "--start=" not in script
     assert script.count("#KEYHOLE-REQUEST-PORTS 1\n") == 1  # left for the keyhole module to expand
     assert "{{" not in script
 
