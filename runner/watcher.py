@@ -72,6 +72,8 @@ class JobWatcher:
                 change = _ended(row, accounting.get(record.slurm_id))
             else:
                 assert row is not None
+                if not _observation_differs(record, row):
+                    continue  # most jobs, most ticks: nothing to write, nothing to copy
                 change = _observed(row)
             stored = await self._store.update_job(record.job_id, change, known=(record, rev))
             if stored is not None and stored is not record:
@@ -100,14 +102,28 @@ class JobWatcher:
                 await self._store.update_job(record.job_id, submission_failed(NEVER_SUBMITTED))
 
 
+def _observed_state(record: JobRecord, row: dict[str, str]) -> JobState:
+    state = slurm.bwvisu_state(row["slurm-state"])
+    if state is JobState.RUNNING and record.state is JobState.AVAILABLE:
+        state = JobState.AVAILABLE  # readiness is the keyhole watcher's call
+    if record.cancel_requested and state in (JobState.RUNNING, JobState.AVAILABLE, JobState.SUBMITTED):
+        state = JobState.COMPLETING
+    return state
+
+
+def _observation_differs(record: JobRecord, row: dict[str, str]) -> bool:
+    """Whether applying :func:`_observed` would change the record (checked without copying it)."""
+    return (
+        record.scheduler_unknown
+        or record.state is not _observed_state(record, row)
+        or record.slurm_state != row["slurm-state"]
+        or any(record.details.get(key) != value for key, value in row.items())
+    )
+
+
 def _observed(row: dict[str, str]) -> Change:
     def change(record: JobRecord) -> JobRecord:
-        state = slurm.bwvisu_state(row["slurm-state"])
-        if state is JobState.RUNNING and record.state is JobState.AVAILABLE:
-            state = JobState.AVAILABLE  # readiness is the keyhole watcher's call
-        if record.cancel_requested and state in (JobState.RUNNING, JobState.AVAILABLE, JobState.SUBMITTED):
-            state = JobState.COMPLETING
-        record.state = state
+        record.state = _observed_state(record, row)
         record.slurm_state = row["slurm-state"]
         record.scheduler_unknown = False
         record.details = {**record.details, **row}
