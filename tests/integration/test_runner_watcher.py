@@ -37,7 +37,6 @@ async def test_one_squeue_per_tick_for_all_jobs(
             assert stats.queried == 30
             assert len(sim_cluster.command_log.named("squeue")) == 1
             assert len(sim_cluster.command_log) == 1  # nothing else: no sacct while nothing ended
-            assert all(r.slurm_state == "RUNNING" for r, _ in await runner.store.active_jobs())
             again = await runner.job_watcher.tick()
             assert (again.queried, again.updated) == (30, 0)  # nothing changed, nothing written
     finally:
