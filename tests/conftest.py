@@ -10,7 +10,7 @@ import pytest
 
 from simulator.etcd import EtcdServer
 
-pytest_plugins = ["simulator.testing"]
+pytest_plugins = ["simulator.testing", "tests.e2e.testbed_fixtures"]
 
 
 @pytest.fixture(scope="session")

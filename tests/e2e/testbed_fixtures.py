@@ -1,4 +1,7 @@
-"""Fixtures for the end-to-end tier: one real containerised cluster per test session.
+"""Fixtures for the containerised cluster: one real cluster per test session, shared by every tier that uses it.
+
+Loaded as a plugin by ``tests/conftest.py`` (not a ``tests/e2e`` conftest), so the e2e tests and the testbed
+side of ``tests/contract`` share the same session ``testbed`` instead of each starting its own.
 
 ``testbed`` starts a small cluster (1 controller, 2 compute, 1 command, 2 gateways, 1 etcd, a client on
 the public network) once per session and removes it, by label, whatever happens. Without a Docker engine

@@ -1,0 +1,151 @@
+"""The two clusters the contract suite runs against, behind one small adapter.
+
+A :class:`Backend` gives what the runner itself has of a cluster: an SSH runner (the runner's own
+:class:`runner.ssh.SshNode`) to a command node and to a gateway as the runner's account, the users and
+compute hostnames, where a user's jobs may write, and a batch script that listens on a TCP port on its
+compute node. Only reading a job's output file on its node goes around SSH, since the runner never does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from containers.testbed import HOME_PREFIX, RUNNER_USER, Testbed
+from runner.config import SshSettings
+from runner.ssh import SshNode
+from simulator.cluster import SimCluster
+
+
+class Backend(Protocol):
+    """One cluster as the contract tests see it."""
+
+    name: str
+    command: SshNode
+    """The first command node, logged in as the runner's account."""
+    gateway: SshNode
+    """The first gateway, logged in as the runner's account."""
+    user: str
+    """A cluster user the runner submits for (``sudo -n -u USER``)."""
+    other_user: str
+    """A second user, who owns none of ``user``'s jobs."""
+
+    @property
+    def compute_hosts(self) -> list[str]: ...
+
+    @property
+    def partition(self) -> str:
+        """The default partition."""
+        ...
+
+    def workdir(self, user: str) -> str: ...
+
+    def listener_script(self, port: int) -> str:
+        """A batch script whose job accepts TCP connections on ``port`` at its node's address until cancelled."""
+        ...
+
+    async def read_file(self, host: str, path: str) -> str:
+        """A file written by a job on compute node ``host``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class SimBackend:
+    cluster: SimCluster
+    command: SshNode
+    gateway: SshNode
+    name: str = "sim"
+    user: str = "alice"
+    other_user: str = "bob"
+
+    @classmethod
+    def connect(cls, cluster: SimCluster) -> SimBackend:
+        settings = SshSettings(client_keys=[cluster.client_key_path], known_hosts=cluster.known_hosts_path)
+        cmd = cluster.command_nodes[0]
+        gw = cluster.gateway_nodes[0]
+        command = SshNode(cmd.host, cmd.port, cmd.user, settings)
+        return cls(cluster, command, SshNode(gw.host, gw.port, gw.user, settings))
+
+    @property
+    def compute_hosts(self) -> list[str]:
+        return [c.name for c in self.cluster.compute_nodes]
+
+    @property
+    def partition(self) -> str:
+        return next(p.name for p in self.cluster.config.partitions if p.default)
+
+    def workdir(self, user: str) -> str:
+        return str(self.cluster.home_prefix / user)
+
+    def listener_script(self, port: int) -> str:
+        return f"#!/bin/bash\n#SIM-BEHAVIOUR listen port={port}\n"
+
+    async def read_file(self, host: str, path: str) -> str:
+        del host  # every simulated node shares this machine's file system
+        return await asyncio.to_thread(Path(path).read_text)
+
+    async def close(self) -> None:
+        await self.command.close()
+        await self.gateway.close()
+
+
+@dataclass
+class TestbedBackend:
+    __test__ = False  # not a pytest test class
+
+    testbed: Testbed
+    command: SshNode
+    gateway: SshNode
+    name: str = "testbed"
+    user: str = "alice"
+    other_user: str = "bob"
+    partition: str = "batch"
+
+    @classmethod
+    def connect(cls, testbed: Testbed) -> TestbedBackend:
+        settings = SshSettings(client_keys=[testbed.ssh_key.private_path], known_hosts=testbed.known_hosts_path)
+        ep = testbed.endpoints
+        cmd, gw = ep.command[0], ep.gateways[0]
+        assert cmd.ssh_host is not None
+        assert cmd.ssh_port is not None
+        assert gw.ssh_host is not None
+        assert gw.ssh_port is not None
+        return cls(
+            testbed,
+            SshNode(cmd.ssh_host, cmd.ssh_port, RUNNER_USER, settings),
+            SshNode(gw.ssh_host, gw.ssh_port, RUNNER_USER, settings),
+        )
+
+    @property
+    def compute_hosts(self) -> list[str]:
+        return [c.hostname for c in self.testbed.endpoints.compute]
+
+    def workdir(self, user: str) -> str:
+        return f"{HOME_PREFIX}/{user}"
+
+    def listener_script(self, port: int) -> str:
+        return (
+            "#!/bin/bash\n"
+            "exec python3 -c '\n"
+            "import socket\n"
+            "s = socket.socket()\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f's.bind(("0.0.0.0", {port}))\n'
+            "s.listen()\n"
+            "while True:\n"
+            "    s.accept()[0].close()\n"
+            "'\n"
+        )
+
+    async def read_file(self, host: str, path: str) -> str:
+        result = await asyncio.to_thread(self.testbed.node(host).exec, ["cat", path])
+        assert result.ok, f"cat {path} on {host}: {result.stderr}"
+        return result.stdout
+
+    async def close(self) -> None:
+        await self.command.close()
+        await self.gateway.close()

@@ -1,0 +1,162 @@
+"""A gateway as the runner uses it (iptables in the nat table, getent, nc), the same on the simulator and for real.
+
+Rules are built by :mod:`runner.gateway.iptables` / :mod:`runner.gateway.commands` and read back with their
+parsers. Each test uses its own job id in the rule comments (and its own chain), so a shared gateway's other
+rules are never touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+import pytest
+
+from runner.gateway import commands
+from runner.gateway.iptables import (
+    DNAT_CHAIN,
+    SNAT_CHAIN,
+    ForwardRule,
+    add_commands,
+    list_command,
+    parse_forward_rules,
+    parse_masquerade_rules,
+    restore_command,
+)
+from runner.gateway.pool import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE
+from runner.ssh import CommandOutput
+from tests.contract.backends import Backend
+from tests.contract.support import eventually, scancel, submit, wait_state
+
+pytestmark = [pytest.mark.contract, pytest.mark.timeout(120)]
+
+
+def ok(out: CommandOutput) -> str:
+    assert out.ok, f"{out.argv[:5]} exit {out.exit_status}: {out.stderr}"
+    return out.stdout
+
+
+async def resolve(backend: Backend, names: list[str]) -> dict[str, str]:
+    out = await backend.gateway.run(commands.resolve_argv(names))
+    return commands.parse_ahostsv4(ok(out), names)
+
+
+async def test_getent_ahostsv4_resolves_compute_hosts(backend: Backend) -> None:
+    out = await backend.gateway.run(commands.resolve_argv(backend.compute_hosts))
+    assert out.exit_status == 0
+    found = commands.parse_ahostsv4(out.stdout, backend.compute_hosts)
+    assert set(found) == set(backend.compute_hosts)
+    assert len(set(found.values())) == len(found)
+    for address in found.values():
+        ipaddress.IPv4Address(address)
+    first = out.stdout.splitlines()[0].split()
+    assert first[1:] == ["STREAM", backend.compute_hosts[0]]
+    unknown = await backend.gateway.run(commands.resolve_argv(["no-such-host"]))
+    assert (unknown.exit_status, unknown.stdout) == (2, "")
+
+
+async def test_iptables_chain_append_list_delete(backend: Backend) -> None:
+    chain = f"CT-{uuid.uuid4().hex[:8].upper()}"
+    rule = ForwardRule(f"contract-{uuid.uuid4().hex[:8]}", 52001, "10.9.8.7", 5901)
+    run = backend.gateway.run
+    assert (await run(commands.chain_check_argv(chain, SUDO_IPTABLES))).exit_status == 1
+    ok(await run(commands.chain_create_argv(chain, SUDO_IPTABLES)))
+    try:
+        again = await run(commands.chain_create_argv(chain, SUDO_IPTABLES))
+        assert (again.exit_status, again.stderr) == (1, "iptables: Chain already exists.\n")
+        assert ok(await run(list_command(chain, iptables=SUDO_IPTABLES))) == f"-N {chain}\n"
+        [dnat, _] = add_commands(rule, iptables=SUDO_IPTABLES)
+        append = [*dnat[:6], chain, *dnat[7:]]  # sudo -n iptables -t nat -A <chain> ...
+        ok(await run(append))
+        listed = ok(await run(list_command(chain, iptables=SUDO_IPTABLES)))
+        assert parse_forward_rules(listed, chain=chain) == [rule]
+        assert listed.splitlines()[1] == (
+            f'-A {chain} -p tcp -m tcp --dport 52001 -m comment --comment "bwvisu:{rule.job_id}" '
+            "-j DNAT --to-destination 10.9.8.7:5901"
+        )
+        delete = [*dnat[:5], "-D", chain, *dnat[7:]]
+        ok(await run(delete))
+        assert ok(await run(list_command(chain, iptables=SUDO_IPTABLES))) == f"-N {chain}\n"
+        missing = await run(delete)
+        assert missing.exit_status == 1
+        assert "does a matching rule exist in that chain?" in missing.stderr
+    finally:
+        await run([*SUDO_IPTABLES, "-t", "nat", "-F", chain])
+        ok(await run([*SUDO_IPTABLES, "-t", "nat", "-X", chain]))
+    assert (await run(commands.chain_check_argv(chain, SUDO_IPTABLES))).exit_status == 1
+
+
+async def ensure_chains(backend: Backend) -> None:
+    """The runner's chain set-up (runner.gateway.pool.GatewayPool.ensure_chains), call for call."""
+    for chain, hook in commands.CHAINS:
+        for check, create in (
+            (commands.chain_check_argv(chain, SUDO_IPTABLES), commands.chain_create_argv(chain, SUDO_IPTABLES)),
+            (
+                commands.jump_check_argv(hook, chain, SUDO_IPTABLES),
+                commands.jump_insert_argv(hook, chain, SUDO_IPTABLES),
+            ),
+        ):
+            if not (await backend.gateway.run(check)).ok:
+                await backend.gateway.run(create)
+            ok(await backend.gateway.run(check))
+
+
+async def test_iptables_restore_noflush_adds_and_deletes_forwards(backend: Backend) -> None:
+    await ensure_chains(backend)
+    job = f"contract-{uuid.uuid4().hex[:8]}"
+    rules = [ForwardRule(job, 52011, "10.9.8.7", 5901), ForwardRule(job, 52012, "10.9.8.6", 5902)]
+    run = backend.gateway.run
+    restore = restore_command(iptables_restore=SUDO_IPTABLES_RESTORE)
+
+    async def mine() -> tuple[list[ForwardRule], list[tuple[str, str, int]]]:
+        dnat = ok(await run(list_command(DNAT_CHAIN, iptables=SUDO_IPTABLES)))
+        masq = ok(await run(list_command(SNAT_CHAIN, iptables=SUDO_IPTABLES)))
+        return (
+            sorted(r for r in parse_forward_rules(dnat) if r.job_id == job),
+            sorted(m for m in parse_masquerade_rules(masq) if m[0] == job),
+        )
+
+    ok(await run(restore, commands.edit_input(add=rules)))
+    try:
+        assert await mine() == (rules, [(job, "10.9.8.6", 5902), (job, "10.9.8.7", 5901)])
+        hooks = ok(await run([*SUDO_IPTABLES, "-t", "nat", "-S", "PREROUTING"]))
+        assert f"-A PREROUTING -j {DNAT_CHAIN}" in hooks.splitlines()
+        # All or nothing: deleting one present and one absent rule changes nothing.
+        absent = ForwardRule(job, 52013, "10.9.8.5", 5903)
+        failed = await run(restore, commands.edit_input(delete_dnat=[rules[0], absent]))
+        assert failed.exit_status != 0
+        assert (await mine())[0] == rules
+        ok(await run(restore, commands.edit_input(delete_dnat=[rules[0]], delete_masquerade=[rules[0]])))
+        assert await mine() == ([rules[1]], [(job, "10.9.8.6", 5902)])
+    finally:
+        current = await mine()
+        left = current[0]
+        masq_left = [ForwardRule(j, 1, ip, port) for j, ip, port in current[1]]
+        ok(await run(restore, commands.edit_input(delete_dnat=left, delete_masquerade=masq_left)))
+    assert await mine() == ([], [])
+
+
+async def test_nc_probe_from_a_gateway_sees_a_jobs_port(backend: Backend) -> None:
+    port = 47020
+    job_id = await submit(backend, backend.listener_script(port), tag="listener")
+    try:
+        node = (await wait_state(backend, job_id, {"RUNNING"}))["node-list"]
+        addresses = await resolve(backend, backend.compute_hosts)
+        address = addresses[node]
+        other = next(a for h, a in addresses.items() if h != node)
+
+        async def probe() -> set[tuple[str, int]]:
+            out = await backend.gateway.run(commands.probe_argv([(address, port), (address, port + 1), (other, port)]))
+            return commands.parse_probe(out.stderr)
+
+        open_ports = await eventually(probe, lambda found: (address, port) in found, 30, f"port {port} on {node}")
+        assert open_ports == {(address, port)}
+        single = await backend.gateway.run(["nc", "-z", "-w1", address, str(port)])
+        assert (single.exit_status, single.stdout) == (0, "")
+        closed = await backend.gateway.run(["nc", "-z", "-w1", address, str(port + 1)])
+        assert closed.exit_status == 1
+        verbose = await backend.gateway.run(commands.probe_argv([(address, port)]))
+        assert verbose.exit_status == 0
+        assert commands.parse_probe(verbose.stderr) == {(address, port)}
+    finally:
+        await scancel(backend, job_id)
