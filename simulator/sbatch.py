@@ -151,7 +151,8 @@ def _parse(  # noqa: PLR0911 - one return per error sbatch reports
     try:
         spec = _spec(merged, script, account, ctx.node.name)
     except TimeFormatError:
-        return _error("Invalid --time specification")
+        # sbatch rejects the option while parsing it and exits 255 (fatal()), not 1 like later errors
+        return CommandResult(255, "", "sbatch: error: Invalid --time specification\n")
     except ValueError as exc:
         return _error(str(exc))
     return spec, bool(cli.parsable), bool(cli.quiet)

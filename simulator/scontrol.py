@@ -1,7 +1,14 @@
-"""``scontrol show job``/``ping`` and ``scancel``, with Slurm 22.05's texts."""
+"""``scontrol show job``/``ping`` and ``scancel``, with Slurm 22.05's texts and exit statuses.
+
+scancel's exit status is its worst Slurm error number modulo 256, as real ``scancel`` exits with the errno:
+Access/permission denied (2002) is 210, a controller that cannot be reached (1800) is 8. A job that is
+unknown or already ended is no error when it is being killed (the default signal): nothing is printed and
+the status is 0 unless ``-v``/``--verbose`` asks to see the message.
+"""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -9,7 +16,7 @@ from dataclasses import dataclass, field
 from simulator.commands import CommandContext, CommandResult
 from simulator.hostlist import compress
 from simulator.jobs import Job
-from simulator.scheduler import SlurmError
+from simulator.scheduler import ACCESS_DENIED, ALREADY_DONE, INVALID_JOB_ID, SlurmError
 from simulator.slurmctl import CONNECT_FAILURE, slurm, uid_of
 from simulator.slurmtime import clock_limit, clock_secs, timestamp
 
@@ -114,6 +121,7 @@ class _CancelRequest:
     user: str | None = None
     name: str | None = None
     state: str | None = None
+    verbose: bool = False
 
 
 def _parse_scancel(argv: list[str]) -> _CancelRequest | CommandResult:
@@ -132,7 +140,9 @@ def _parse_scancel(argv: list[str]) -> _CancelRequest | CommandResult:
             req.name = value or next(args, "")
         elif key in ("-t", "--state"):
             req.state = _STATE_ALIASES.get((value or next(args, "")).upper())
-        elif key in ("-b", "--batch", "-f", "--full", "-Q", "--quiet", "-v", "--verbose"):
+        elif key in ("-v", "--verbose") or re.fullmatch(r"-v+", arg):
+            req.verbose = True
+        elif key in ("-b", "--batch", "-f", "--full", "-Q", "--quiet"):
             continue
         elif arg.startswith("-"):
             return CommandResult(
@@ -169,14 +179,29 @@ async def scancel(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Comman
             and (req.name is None or j.name == req.name)
             and (req.state is None or j.state.value == req.state)
         ]
-    errors: list[str] = []
+    messages: list[str] = []
+    status = 0
     uid = uid_of(ctx)
     for job_id in targets:
+        if req.verbose:
+            what = "Terminating job" if req.signum is None else f"Signal {req.signum} to job"
+            messages.append(f"scancel: {what} {job_id}\n")
         if not service.controller_up:
-            errors.append(f"scancel: error: Kill job error on job id {job_id}: {CONNECT_FAILURE}\n")
-            continue
-        try:
-            sched.cancel(job_id, uid, ctx.user, req.signum)
-        except SlurmError as exc:
-            errors.append(f"scancel: error: Kill job error on job id {job_id}: {exc.message}\n")
-    return CommandResult(1 if errors else 0, "", "".join(errors))
+            error = CONNECT_FAILURE
+        else:
+            try:
+                sched.cancel(job_id, uid, ctx.user, req.signum)
+                continue
+            except SlurmError as exc:
+                error = exc.message
+        quiet = error in _GONE
+        if req.verbose or not quiet:
+            messages.append(f"scancel: error: Kill job error on job id {job_id}: {error}\n")
+        if not (quiet and req.signum is None):  # a job already gone counts as killed
+            status = max(status, _ERRNO.get(error, 1))
+    return CommandResult(status % 256, "", "".join(messages))
+
+
+# Slurm's error numbers for the texts above (slurm_errno.h); scancel exits with the largest modulo 256.
+_ERRNO = {CONNECT_FAILURE: 1800, ACCESS_DENIED: 2002, INVALID_JOB_ID: 2017, ALREADY_DONE: 2021}
+_GONE = (INVALID_JOB_ID, ALREADY_DONE)
