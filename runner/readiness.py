@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,7 +74,7 @@ class KeyholeWatcher:
         records = await self._ports.all()
         ended = [r for r in records if r.job_id not in jobs and not await self._still_active(r.job_id)]
         live = [r for r in records if r not in ended]
-        self._pool.set_load(dict(Counter(r.gateway for r in live if r.gateway)))
+        self._pool.set_load([(r.job_id, r.gateway) for r in live if r.gateway])
         if ended:
             stats.cleaned_jobs = await self.cleanup(ended)
         await self._probe(jobs, health=self.sweeps % self._health_every == 0, stats=stats)
@@ -97,6 +96,8 @@ class KeyholeWatcher:
             if gateway is None:
                 done_gateways.add(ip)  # no longer configured: nothing to remove there
                 continue
+            if self._pool.is_down(gateway):
+                continue  # kept for when it answers again; trying now would only fail
             try:
                 current = await self._pool.current(gateway)
                 await self._pool.edit(

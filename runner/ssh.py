@@ -102,11 +102,17 @@ class SshNode:
         self._connect_lock = asyncio.Lock()
         self._sessions = asyncio.Semaphore(settings.max_sessions)
         self.connects = 0  # how many connections were opened: a reused connection keeps this at 1
+        self._connect_failures = 0
+        self._last_connect_error = ""
 
-    async def _connection(self, argv: list[str]) -> asyncssh.SSHClientConnection:
+    async def _connection(self, argv: list[str], failures_before: int) -> asyncssh.SSHClientConnection:
         async with self._connect_lock:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn
+            if self._connect_failures != failures_before:
+                # A connect attempt failed while this command waited for the lock: a node that just timed out
+                # would only time out again, once per queued command, so they all fail with it.
+                raise NodeUnreachable(self.name, argv, f"cannot connect: {self._last_connect_error}")
             try:
                 self._conn = await asyncssh.connect(
                     self.host,
@@ -115,6 +121,8 @@ class SshNode:
                 )
             except (OSError, asyncssh.Error, TimeoutError) as exc:
                 self._conn = None
+                self._connect_failures += 1
+                self._last_connect_error = str(exc) or type(exc).__name__
                 raise NodeUnreachable(self.name, argv, f"cannot connect: {exc}") from exc
             self.connects += 1
             log.info("ssh connected to %s", self.name)
@@ -128,8 +136,9 @@ class SshNode:
     async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
         """Run ``argv`` (joined with :func:`shlex.join`, so no word is ever reinterpreted by the remote shell)."""
         limit = timeout if timeout is not None else self._settings.command_timeout
+        failures_before = self._connect_failures
         async with self._sessions:
-            conn = await self._connection(argv)
+            conn = await self._connection(argv, failures_before)
             command = shlex.join(argv)
             try:
                 # asyncio.timeout, not wait_for: wait_for in 3.11 can swallow a cancellation that races completion.

@@ -1,9 +1,13 @@
 """The runner's gateways: one kept-open SSH node each, health, least-loaded choice, and batched rule edits.
 
 A gateway whose command cannot be delivered (:class:`~runner.ssh.NodeUnreachable`) or whose answer was lost
-(:class:`~runner.ssh.CommandIndeterminate`) is marked down and skipped by :meth:`GatewayPool.choose` until
-``down_retry_after`` seconds have passed; its next successful command marks it healthy again. Load is the
-number of forwards recorded per gateway (kept by the caller from etcd, adjusted here as forwards are placed).
+(:class:`~runner.ssh.CommandIndeterminate`) is marked down: until ``down_retry_after`` seconds have passed
+:meth:`GatewayPool.choose` skips it and its commands fail at once without touching the network (a stopped
+host would make each of them wait for a connect timeout); its next successful command marks it healthy again.
+
+Load is the number of forwards per gateway: those recorded in etcd (refreshed by the keyhole watcher through
+:meth:`GatewayPool.set_load`) plus this process's choices not yet visible there. A choice is counted the moment
+it is made, so a burst of concurrent requests spreads as evenly as requests arriving one by one.
 
 Rule additions to one gateway are coalesced: while one ``iptables-restore --noflush`` runs, new requests
 queue up and go out together in the next one, so a burst of requests costs a few SSH calls, not one each,
@@ -85,29 +89,63 @@ class GatewayPool:
         self._retry_after = down_retry_after
         self._clock = clock
         self.restore_calls = 0
+        # job id -> (gateway, forwards, when chosen): choices etcd may not show yet
+        self._inflight: dict[str, tuple[str, int, float]] = {}
 
     def healthy(self) -> list[Gateway]:
         now = self._clock()
         return [g for g in self.gateways if g.down_until <= now]
 
-    def choose(self, exclude: Sequence[Gateway] = (), weight: int = 1) -> Gateway:
-        """The least-loaded healthy gateway (configuration order breaks ties); counts ``weight`` forwards on it."""
+    def is_down(self, gateway: Gateway) -> bool:
+        return gateway.down_until > self._clock()
+
+    def choose(self, job_id: str, exclude: Sequence[Gateway] = (), weight: int = 1) -> Gateway:
+        """The least-loaded healthy gateway (configuration order breaks ties) for ``job_id``'s ``weight`` forwards.
+
+        The choice counts at once (until :meth:`release` or until etcd shows the job's forwards), so concurrent
+        requests never all see the same least-loaded gateway.
+        """
         candidates = [g for g in self.healthy() if g not in exclude]
         if not candidates:
             raise GatewayUnavailable(internal=f"all {len(self.gateways)} gateways down or excluded")
+        self.release(job_id)
         chosen = min(candidates, key=lambda g: self.load.get(g.internal_ip, 0))
+        self._inflight[job_id] = (chosen.internal_ip, weight, self._clock())
         self.load[chosen.internal_ip] = self.load.get(chosen.internal_ip, 0) + weight
         return chosen
 
-    def set_load(self, counts: dict[str, int]) -> None:
-        self.load = {g.internal_ip: counts.get(g.internal_ip, 0) for g in self.gateways}
+    def release(self, job_id: str) -> None:
+        """Forget ``job_id``'s choice (its placement failed)."""
+        gone = self._inflight.pop(job_id, None)
+        if gone is not None:
+            self.load[gone[0]] = self.load.get(gone[0], 0) - gone[1]
+
+    def set_load(self, placed: Sequence[tuple[str, str]], *, forget_after: float = 300.0) -> None:
+        """Refresh load from etcd's ``(job id, gateway)`` placements, keeping this process's newer choices."""
+        counts = {g.internal_ip: 0 for g in self.gateways}
+        seen: set[tuple[str, str]] = set()
+        for job_id, ip in placed:
+            counts[ip] = counts.get(ip, 0) + 1
+            seen.add((job_id, ip))
+        now = self._clock()
+        for job_id, (ip, weight, since) in list(self._inflight.items()):
+            if (job_id, ip) in seen or now - since > forget_after:
+                del self._inflight[job_id]  # etcd shows it now (or its request died long ago)
+            else:
+                counts[ip] = counts.get(ip, 0) + weight
+        self.load = counts
 
     async def run(self, gateway: Gateway, argv: list[str], stdin: str | None = None) -> CommandOutput:
-        """Run on ``gateway``; transport failures mark it down and become :class:`GatewayUnavailable`."""
+        """Run on ``gateway``; transport failures mark it down and become :class:`GatewayUnavailable`.
+
+        While it is marked down, commands fail at once.
+        """
+        if self.is_down(gateway):
+            raise GatewayUnavailable(internal=f"{gateway.internal_ip}: marked down; retried after a pause")
         try:
             out = await gateway.runner.run(argv, stdin)
         except (NodeUnreachable, CommandIndeterminate) as exc:
-            if gateway.down_until <= self._clock():
+            if not self.is_down(gateway):
                 log.warning("gateway %s marked down: %s", gateway.internal_ip, exc.reason)
             gateway.down_until = self._clock() + self._retry_after
             gateway.chains_ready = False

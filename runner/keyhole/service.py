@@ -130,6 +130,7 @@ class KeyholeService:
             return await self._forward(request, job, claim.record, takeover=claim.outcome is Outcome.TAKEOVER)
         except RunnerError as exc:
             log.warning("keyhole: job %s: giving up this attempt: %s", job_id, exc)
+            self.pool.release(job_id)
             held = await self.ports.of_job(job_id)
             await self.ports.release(job_id, [r.port for r in held])
             await self._claims.abandon(job_id, request.nonce)
@@ -145,12 +146,8 @@ class KeyholeService:
             await self._install_missing(gateway, placed)
         else:
             if takeover:
-                held = await self.ports.of_job(job_id)
-                await self.ports.release(job_id, [r.port for r in held])
-            placed = await self._place(request)
-            await self._step("before-rule")
-            gateway = self.pool.by_ip[placed[0].gateway or ""]
-            await self.pool.install(gateway, [_rule(r) for r in placed])
+                await self._release_all(job_id)
+            placed, gateway = await self._place_and_install(request)
         await self._step("after-rule")
         forwards = [
             Forward(
@@ -179,22 +176,34 @@ class KeyholeService:
         if missing:
             await self.pool.edit(gateway, add=missing)
 
-    async def _place(self, request: protocol.KeyholeRequest) -> list[PortRecord]:
-        """Reserve ports closed on every host, on a healthy gateway that resolved the hosts; save placement."""
+    async def _release_all(self, job_id: str) -> None:
+        held = await self.ports.of_job(job_id)
+        await self.ports.release(job_id, [r.port for r in held])
+
+    async def _place_and_install(self, request: protocol.KeyholeRequest) -> tuple[list[PortRecord], Gateway]:
+        """Place the forwards on a healthy gateway and write the rules there.
+
+        A gateway found down at any step (it may have died after it was chosen) loses this job's reservations
+        and choice, and the next least-loaded gateway is tried, so the job's one request still succeeds.
+        """
+        job_id = request.job_id
         suffix = self._settings.forwarding_hostname_suffix
         names = [h + suffix for h in request.hostnames]
         tried: list[Gateway] = []
         for _ in range(min(GATEWAY_TRIES, len(self.pool.gateways))):
-            gateway = self.pool.choose(exclude=tried, weight=request.ports)
+            gateway = self.pool.choose(job_id, exclude=tried, weight=request.ports)
             try:
-                return await self._place_on(request, gateway, names)
-            except GatewayUnavailable:
-                self.pool.load[gateway.internal_ip] -= request.ports
+                placed = await self._place_on(request, gateway, names)
+                await self._step("before-rule")
+                await self.pool.install(gateway, [_rule(r) for r in placed])
+            except GatewayUnavailable as exc:
+                log.warning("keyhole: job %s: gateway %s down (%s); trying another", job_id, gateway.internal_ip, exc)
+                self.pool.release(job_id)
+                await self._release_all(job_id)
                 tried.append(gateway)
-            except RunnerError:
-                self.pool.load[gateway.internal_ip] -= request.ports
-                raise
-        raise ClusterUnavailable(internal=f"job {request.job_id}: no gateway could place the forward")
+                continue
+            return placed, gateway
+        raise ClusterUnavailable(internal=f"job {job_id}: no gateway could place the forward")
 
     async def _place_on(self, request: protocol.KeyholeRequest, gateway: Gateway, names: list[str]) -> list[PortRecord]:
         addresses = await self.pool.resolve(gateway, names)

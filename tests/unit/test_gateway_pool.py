@@ -44,12 +44,37 @@ def pool(n: int, clock: Clock) -> tuple[GatewayPool, list[FakeNode]]:
     return GatewayPool(gateways, down_retry_after=30, clock=clock), nodes
 
 
+def placed(counts: dict[str, int]) -> list[tuple[str, str]]:
+    return [(f"old-{ip}-{i}", ip) for ip, n in counts.items() for i in range(n)]
+
+
 def test_choice_spreads_forwards_evenly_from_the_recorded_load() -> None:
     p, _ = pool(4, Clock())
-    p.set_load({"10.0.0.0": 5, "10.0.0.1": 2})
-    chosen = Counter(p.choose().internal_ip for _ in range(13))
+    p.set_load(placed({"10.0.0.0": 5, "10.0.0.1": 2}))
+    chosen = Counter(p.choose(f"j{i}").internal_ip for i in range(13))
     assert chosen == {"10.0.0.2": 5, "10.0.0.3": 5, "10.0.0.1": 3}
     assert set(p.load.values()) == {5}
+
+
+def test_choices_not_yet_in_etcd_survive_a_load_refresh() -> None:
+    # 30 requests choose at once; the watcher refreshes the load from etcd while only some are recorded there.
+    p, _ = pool(3, Clock())
+    picks = {f"j{i}": p.choose(f"j{i}").internal_ip for i in range(30)}
+    recorded = [(job, ip) for job, ip in picks.items() if int(job[1:]) % 3 == 0]
+    p.set_load(recorded)
+    assert p.load == {"10.0.0.0": 10, "10.0.0.1": 10, "10.0.0.2": 10}
+    p.set_load(list(picks.items()))  # all recorded now: the choices are not counted twice
+    assert p.load == {"10.0.0.0": 10, "10.0.0.1": 10, "10.0.0.2": 10}
+    assert Counter(p.choose(f"k{i}").internal_ip for i in range(3)) == {"10.0.0.0": 1, "10.0.0.1": 1, "10.0.0.2": 1}
+
+
+def test_a_released_choice_no_longer_counts() -> None:
+    p, _ = pool(2, Clock())
+    assert p.choose("a", weight=2).internal_ip == "10.0.0.0"
+    p.release("a")
+    p.set_load([])
+    assert p.load == {"10.0.0.0": 0, "10.0.0.1": 0}
+    assert p.choose("b").internal_ip == "10.0.0.0"
 
 
 async def test_a_gateway_whose_ssh_fails_is_skipped_until_it_answers_again() -> None:
@@ -59,10 +84,13 @@ async def test_a_gateway_whose_ssh_fails_is_skipped_until_it_answers_again() -> 
     first = p.gateways[0]
     with pytest.raises(GatewayUnavailable):
         await p.run(first, ["true"])
-    assert [p.choose().internal_ip for _ in range(3)] == ["10.0.0.1"] * 3
+    assert [p.choose(f"j{i}").internal_ip for i in range(3)] == ["10.0.0.1"] * 3
     nodes[0].down = False
+    with pytest.raises(GatewayUnavailable):
+        await p.run(first, ["true"])  # still marked down: refused without reaching the node
+    assert len(nodes[0].calls) == 1
     clock.now += 31
-    assert p.choose().internal_ip == "10.0.0.0"  # tried again after the retry period
+    assert p.choose("k").internal_ip == "10.0.0.0"  # tried again after the retry period
     await p.run(first, ["true"])
     assert first.down_until == 0.0
 
@@ -72,7 +100,7 @@ def test_no_healthy_gateway_is_a_cluster_error() -> None:
     p, _ = pool(1, clock)
     p.gateways[0].down_until = clock.now + 10
     with pytest.raises(ClusterUnavailable):
-        p.choose()
+        p.choose("j")
 
 
 async def test_concurrent_installs_on_one_gateway_go_out_in_few_restore_calls() -> None:
