@@ -1,14 +1,15 @@
 """``bwvisu-testbed``: bring a local containerised cluster up, show it, bring it down.
 
-``up`` builds images (cached) and starts a cluster, printing progress, then writes the runner
-configuration, SSH key and known_hosts into a state folder and prints how to log in. The containers keep
-running after the command exits; ``down`` removes them by label. ``status`` lists running testbeds.
+``up`` builds images (cached) and starts a cluster, printing progress, then starts a runner attached to it
+(a child process on the host, see :mod:`containers.runner_process`) and prints the runner's URL, credentials
+and a first curl; the state folder holds the runner's config.json, its log and PID, the SSH key and
+known_hosts. The containers and the runner keep running after the command exits; ``down`` stops the runner
+and removes the containers by label. ``status`` lists running testbeds and their runners.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from containers import runner_process
 from containers.cleanup import list_runs, remove_by_label
 from containers.images import build_all
 from containers.testbed import Testbed, TestbedSpec
@@ -39,24 +41,46 @@ def cmd_up(args: argparse.Namespace) -> int:
     staging = STATE_ROOT / f"starting-{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
     testbed = Testbed(spec, progress=_progress, workdir=staging)
-    testbed.start()
-    state = STATE_ROOT / testbed.run_id
-    staging.rename(state)
-    key = state / "ssh" / "id_ed25519"
-    known_hosts = state / "ssh" / "known_hosts"
-    config = testbed.runner_config()
-    (state / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        testbed.start()
+        state = STATE_ROOT / testbed.run_id
+        staging.rename(state)
+        key = state / "ssh" / "id_ed25519"
+        known_hosts = state / "ssh" / "known_hosts"
+        host_ip = testbed.endpoints.cluster_host_ip
+        config = runner_process.runner_config(
+            testbed.runner_config(keyhole_ip=host_ip),
+            key_path=key,
+            known_hosts=known_hosts,
+            keyhole_port=args.keyhole_port or runner_process.free_port(host_ip),
+            api_port=args.api_port or runner_process.free_port("127.0.0.1"),
+            password=runner_process.new_password(),
+            prefix=f"/bwvisu-testbed-{testbed.run_id}",
+        )
+        _progress("starting the runner")
+        runner = runner_process.start(state, config)
+        runner_process.wait_ready(runner, args.runner_timeout, state / runner_process.LOG_FILE)
+    except BaseException:
+        _progress("start failed; removing what was started")
+        if (STATE_ROOT / testbed.run_id).is_dir():
+            runner_process.stop(STATE_ROOT / testbed.run_id)
+        testbed.stop()
+        raise
     ep = testbed.endpoints
     print(f"\ntestbed {testbed.run_id} is up (images {testbed.timings['images']:.1f} s, "
           f"ready {testbed.timings['ready']:.1f} s); state in {state}")  # fmt: skip
-    print(f"runner configuration: {state / 'config.json'}")
+    print(f"runner:       {runner.url}   (pid {runner.pid}, log {state / runner_process.LOG_FILE})")
+    print(f"credentials:  {runner.user} / {runner.password}")
+    print(f"runner configuration: {state / runner_process.CONFIG_FILE}")
+    print("first curl:")
+    for line in runner.curl_lines():
+        print(f"  {line}")
+    print("nodes:")
     for node in [*ep.command, *ep.gateways]:
         print(f"  {node.hostname:10} cluster {node.cluster_ip:15} public {node.public_ip or '-':15} "
               f"ssh -i {key} -o UserKnownHostsFile={known_hosts} -p {node.ssh_port} bwvisu@127.0.0.1")  # fmt: skip
     for node in [ep.controller, *ep.compute, *ep.etcd]:
         print(f"  {node.hostname:10} cluster {node.cluster_ip:15} container {node.container}")
-    print("first job: printf '#!/bin/bash\\nsleep 60\\n' | ssh ... \\")
-    print("    'sudo -n -u alice sbatch --parsable --chdir=/home/alice'")
     print(f"bring it down: bwvisu-testbed down {testbed.run_id}")
     return 0
 
@@ -69,6 +93,11 @@ def cmd_status(_: argparse.Namespace) -> int:
     for run, containers in sorted(runs.items()):
         state = STATE_ROOT / run
         print(f"testbed {run}" + (f" (state {state})" if state.exists() else ""))
+        runner = runner_process.info(state)
+        if runner is not None:
+            up = runner_process.alive(runner.pid)
+            answering = "answering" if up and runner_process.answers(runner) else "not answering"
+            print(f"  runner pid {runner.pid} {'running' if up else 'exited'}, {runner.url} {answering}")
         for line in sorted(containers):
             print(f"  {line}")
     return 0
@@ -83,8 +112,13 @@ def cmd_down(args: argparse.Namespace) -> int:
             print(f"name a run id or pass --all; started here: {', '.join(runs) or 'none'}", file=sys.stderr)
             return 2
         run = runs[0]
+    states = [STATE_ROOT / run] if run else list(STATE_ROOT.glob("*"))
+    for state in states:
+        pid = runner_process.stop(state)
+        if pid is not None:
+            print(f"stopped runner pid {pid}")
     containers, networks = remove_by_label(run)
-    for state in [STATE_ROOT / run] if run else list(STATE_ROOT.glob("*")):
+    for state in states:
         shutil.rmtree(state, ignore_errors=True)
     print(f"removed {containers} containers and {networks} networks")
     return 0
@@ -99,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--gateways", type=int, default=2)
     up.add_argument("--command", type=int, default=1)
     up.add_argument("--etcd", type=int, default=1, choices=(1, 3))
+    up.add_argument("--api-port", type=int, default=0, help="runner API port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--keyhole-port", type=int, default=0, help="keyhole port (default: a free one)")
+    up.add_argument("--runner-timeout", type=float, default=60.0, help="seconds to wait for the runner's API")
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="list running testbeds").set_defaults(func=cmd_status)
     down = sub.add_parser("down", help="remove a testbed's containers and networks")
