@@ -128,8 +128,14 @@ def alive(pid: int) -> bool:
     try:  # a child of this process that exited is a zombie until reaped: not alive
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
+        done = 0
+    if done != 0:
+        return False
+    try:  # an orphan that exited stays a zombie until init reaps it
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    return done == 0
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def answers(target: RunnerInfo, timeout: float = 2.0) -> bool:
