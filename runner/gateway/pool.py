@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SUDO_IPTABLES = ("sudo", "-n", "iptables")
 SUDO_IPTABLES_RESTORE = ("sudo", "-n", "iptables-restore")
+RESOLVE_TTL = 60.0  # seconds a gateway's answer for a compute hostname is reused
 
 
 class GatewayUnavailable(ClusterUnavailable):
@@ -91,6 +92,10 @@ class GatewayPool:
         self.restore_calls = 0
         # job id -> (gateway, forwards, when chosen): choices etcd may not show yet
         self._inflight: dict[str, tuple[str, int, float]] = {}
+        # (gateway, hostname) -> (address, when resolved): compute hosts keep their addresses, so a
+        # keyhole request usually needs no ``getent`` call of its own
+        self._resolved: dict[tuple[str, str], tuple[str, float]] = {}
+        self.resolve_ttl = RESOLVE_TTL
 
     def healthy(self) -> list[Gateway]:
         now = self._clock()
@@ -239,9 +244,24 @@ class GatewayPool:
         await self._checked(gateway, restore_command(iptables_restore=SUDO_IPTABLES_RESTORE), text)
 
     async def resolve(self, gateway: Gateway, names: Sequence[str]) -> dict[str, str]:
-        """Hostnames to IPv4 addresses as the gateway resolves them; unresolvable names are missing."""
-        out = await self.run(gateway, commands.resolve_argv(names))
-        return commands.parse_ahostsv4(out.stdout, names)
+        """Hostnames to IPv4 addresses as the gateway resolves them; unresolvable names are missing.
+
+        Answers are reused for ``resolve_ttl`` seconds; only names not known (or known too long) are asked.
+        """
+        now = self._clock()
+        known: dict[str, str] = {}
+        for name in names:
+            hit = self._resolved.get((gateway.internal_ip, name))
+            if hit is not None and now - hit[1] <= self.resolve_ttl:
+                known[name] = hit[0]
+        ask = [n for n in dict.fromkeys(names) if n not in known]
+        if ask:
+            out = await self.run(gateway, commands.resolve_argv(ask))
+            found = commands.parse_ahostsv4(out.stdout, ask)
+            for name, address in found.items():
+                self._resolved[(gateway.internal_ip, name)] = (address, now)
+            known.update(found)
+        return {n: known[n] for n in names if n in known}
 
     async def probe(self, gateway: Gateway, targets: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which ``(ip, port)`` accept connections, seen from ``gateway``: one command for all of them."""

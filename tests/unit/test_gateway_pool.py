@@ -111,3 +111,25 @@ async def test_concurrent_installs_on_one_gateway_go_out_in_few_restore_calls() 
     restores = [c for c in nodes[0].calls if c[:3] == ["sudo", "-n", "iptables-restore"]]
     assert len(restores) <= 2
     assert p.restore_calls == len(restores)
+
+
+class ResolvingNode(FakeNode):
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+        self.calls.append(argv)
+        out = "".join(f"10.1.0.{i} STREAM {name}\n" for i, name in enumerate(argv[2:], start=1))
+        return CommandOutput(self.name, tuple(argv), 0 if argv[2:] != ["nowhere"] else 2, out, "")
+
+
+async def test_resolutions_are_reused_for_a_while_so_a_request_costs_one_ssh_call_less() -> None:
+    clock = Clock()
+    node = ResolvingNode("gw0")
+    p = GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, clock=clock)
+    gw = p.gateways[0]
+    assert await p.resolve(gw, ["c1", "c2"]) == {"c1": "10.1.0.1", "c2": "10.1.0.2"}
+    assert await p.resolve(gw, ["c2"]) == {"c2": "10.1.0.2"}
+    assert len(node.calls) == 1
+    assert await p.resolve(gw, ["c3", "c1"]) == {"c3": "10.1.0.1", "c1": "10.1.0.1"}
+    assert node.calls[-1] == ["getent", "ahostsv4", "c3"]  # only what is not known yet
+    clock.now += 61
+    await p.resolve(gw, ["c1"])
+    assert node.calls[-1] == ["getent", "ahostsv4", "c1"]  # asked again once the answer is old
