@@ -117,18 +117,6 @@ def unwrap_sudo(argv: list[str], login_user: str, users: UserDB, may_sudo: bool)
     return rest, account.name
 
 
-def _inner_command(argv: list[str]) -> list[str]:
-    """The command a ``sudo [options] [--] COMMAND...`` line runs, without checking the options."""
-    rest = argv[1:]
-    while rest and rest[0].startswith("-"):
-        flag = rest.pop(0)
-        if flag == "--":
-            break
-        if flag == "-u" and rest:
-            rest.pop(0)
-    return rest
-
-
 class Dispatcher:
     """Runs command lines for one node."""
 
@@ -170,10 +158,7 @@ class Dispatcher:
         try:
             argv, user = unwrap_sudo(argv, login_user, self.users, login_user in self.sudoers)
         except SudoError as exc:
-            # A real sshd takes the client's stdin even when sudo refuses before reading it; closing the
-            # channel at once would break a client still sending a script (sbatch) instead of answering.
-            size = len(await read_stdin()) if self._reads_stdin(_inner_command(argv)) else 0
-            self._record(login_user, login_user, argv, command_line, size, exc.result.exit_status, started)
+            self._record(login_user, login_user, argv, command_line, 0, exc.result.exit_status, started)
             return exc.result
         if not argv:
             return CommandResult(0)
@@ -209,10 +194,6 @@ class Dispatcher:
             raise DroppedConnection(name)
         log.debug("node %s user %s: %s -> %d", self.node_name, user, name, result.exit_status)
         return result
-
-    def _reads_stdin(self, argv: list[str]) -> bool:
-        predicate = self.stdin_readers.get(argv[0]) if argv else None
-        return argv[0] in self.handlers and predicate is not None and predicate(argv)
 
     def _record(  # noqa: PLR0917 - a private recorder with one call shape
         self, login: str, user: str, argv: list[str], line: str, size: int, status: int | None, started: float
