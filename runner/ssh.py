@@ -143,7 +143,7 @@ class SshNode:
             try:
                 # asyncio.timeout, not wait_for: wait_for in 3.11 can swallow a cancellation that races completion.
                 async with asyncio.timeout(limit):
-                    result = await conn.run(command, input=stdin, check=False)
+                    result = await self._run_process(conn, command, stdin)
             except TimeoutError as exc:
                 # The channel is gone with the task; the connection may be wedged, so start afresh next time.
                 self._drop(conn)
@@ -164,6 +164,21 @@ class SshNode:
         err = result.stderr if isinstance(result.stderr, str) else ""
         log.debug("%s: %s -> %d", self.name, argv[0] if argv else "", status)
         return CommandOutput(self.name, tuple(argv), status, out, err)
+
+    @staticmethod
+    async def _run_process(
+        conn: asyncssh.SSHClientConnection, command: str, stdin: str | None
+    ) -> asyncssh.SSHCompletedProcess:
+        process = await conn.create_process(command)
+        if stdin is not None:
+            try:
+                process.stdin.write(stdin)
+                process.stdin.write_eof()
+            except BrokenPipeError:
+                # The command ended without reading its input (sudo refused, sbatch rejected an option):
+                # its exit status and error text still follow, and the connection is fine.
+                log.debug("%s: %s stopped reading its input", conn.get_extra_info("peername"), command[:40])
+        return await process.wait(check=False)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -69,7 +69,10 @@ class JobWatcher:
             assert record.slurm_id is not None
             row = rows.get(record.slurm_id)
             if _has_ended(row):
-                change = _ended(row, accounting.get(record.slurm_id))
+                acct = accounting.get(record.slurm_id)
+                if row is not None and acct is not None and not _is_final(acct):
+                    continue  # accounting lags the controller for a moment after the end: ask again next tick
+                change = _ended(row, acct)
             else:
                 assert row is not None
                 if not _observation_differs(record, row):
@@ -138,12 +141,21 @@ def _has_ended(row: dict[str, str] | None) -> bool:
     return row is None or slurm.bwvisu_state(row["slurm-state"]) is JobState.FINISHED
 
 
+def _is_final(acct: dict[str, str]) -> bool:
+    return slurm.bwvisu_state(acct["slurm-state"]) is JobState.FINISHED
+
+
+# Right after a job ends, sacct names it "allocation" with only its first node; the controller's view wins.
+_CONTROLLER_FIELDS = ("job-name", "node-list")
+
+
 def _ended(row: dict[str, str] | None, acct: dict[str, str] | None) -> Change:
     def change(record: JobRecord) -> JobRecord:
         record.state = JobState.FINISHED
         record.scheduler_unknown = False
         record.details.pop(UNKNOWN_NOTE, None)
-        record.details = {**record.details, **(row or {}), **(acct or {})}
+        accounted = {k: v for k, v in (acct or {}).items() if k not in _CONTROLLER_FIELDS or k not in record.details}
+        record.details = {**record.details, **accounted, **(row or {})}
         record.slurm_state = record.details.get("slurm-state")
         if row is None and acct is None:
             record.details["end-reason"] = "job left the queue; accounting has no record"
