@@ -67,8 +67,8 @@ class JobRecord(BaseModel):
         return self.state is not JobState.FINISHED
 
 
-Change = Callable[[JobRecord], JobRecord]
-"""A state transition applied by :meth:`runner.state.StateStore.update_job`."""
+Change = Callable[[JobRecord], JobRecord | None]
+"""A state transition applied by :meth:`runner.state.StateStore.update_job`; None leaves the record alone."""
 
 
 def submitted_as(slurm_id: str) -> Change:

@@ -31,7 +31,6 @@ class TickStats:
     active: int = 0
     queried: int = 0
     updated: int = 0
-    finished: int = 0
     scheduler_ok: bool = True
 
 
@@ -54,9 +53,7 @@ class JobWatcher:
         except RunnerError as exc:
             stats.scheduler_ok = False
             log.warning("watcher: squeue failed, keeping last states of %d jobs: %s", len(tracked), exc)
-            for record, rev in tracked:
-                if not record.scheduler_unknown:
-                    await self._store.update_job(record.job_id, _mark_unknown, known=(record, rev))
+            await self._store.update_jobs([(r, rev, _mark_unknown) for r, rev in tracked if not r.scheduler_unknown])
             return stats
         ended = [sid for r, _ in tracked if (sid := r.slurm_id) is not None and _has_ended(rows.get(sid))]
         accounting: dict[str, dict[str, str]] = {}
@@ -65,6 +62,7 @@ class JobWatcher:
                 accounting = await self._scheduler.accounting(ended)
             except RunnerError as exc:
                 log.warning("watcher: sacct failed for %d ended jobs: %s", len(ended), exc)
+        changes: list[tuple[JobRecord, int, Change]] = []
         for record, rev in tracked:
             assert record.slurm_id is not None
             row = rows.get(record.slurm_id)
@@ -78,10 +76,9 @@ class JobWatcher:
                 if not _observation_differs(record, row):
                     continue  # most jobs, most ticks: nothing to write, nothing to copy
                 change = _observed(row)
-            stored = await self._store.update_job(record.job_id, change, known=(record, rev))
-            if stored is not None and stored is not record:
-                stats.updated += 1
-                stats.finished += stored.state is JobState.FINISHED
+            changes.append((record, rev, change))
+        # One transaction per batch of records: a tick where thousands of jobs start costs few round trips.
+        stats.updated = await self._store.update_jobs(changes)
         return stats
 
     async def _adopt_interrupted(self, jobs: list[tuple[JobRecord, int]]) -> None:

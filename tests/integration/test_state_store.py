@@ -119,3 +119,29 @@ async def test_create_returns_the_revision_update_can_start_from(etcd_client: ae
     stored = await store.update_job("j1", touch, known=(rec, revision))
     assert stored is not None
     assert stored.details == {"x": "1"}
+
+
+async def test_many_updates_are_batched_and_a_conflict_is_redone_alone(
+    etcd_client: aetcd.Client, etcd_prefix: str
+) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    for i in range(70):
+        await store.create_job(record(f"j{i:02d}"), "tok")
+    jobs = await store.active_jobs()
+
+    def running(r: JobRecord) -> JobRecord:
+        r.state = JobState.RUNNING
+        return r
+
+    # a concurrent writer touches one record after it was read: its batch must not overwrite that
+    def note(r: JobRecord) -> JobRecord:
+        r.details["other"] = "writer"
+        return r
+
+    await store.update_job("j05", note)
+    written = await store.update_jobs([(r, rev, running) for r, rev in jobs])
+    assert written == 70
+    stored = {r.job_id: r for r, _ in await store.active_jobs()}
+    assert all(r.state is JobState.RUNNING for r in stored.values())
+    assert stored["j05"].details == {"other": "writer"}
+    assert await store.update_jobs([(r, rev, running) for r, rev in await store.active_jobs()]) == 0
