@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,16 +22,7 @@ from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
 from tests.e2e.test_runner_path import API_AUTH, TEMPLATES, runner_settings, wait_for
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(600),
-    # Opt-in until reliable: under load, 30 jobs sometimes did not all become available within 240 s, and
-    # after a gateway stopped some new jobs stayed unavailable (the keyhole kept reconciling the dead gateway).
-    pytest.mark.skipif(
-        os.environ.get("BWVISU_E2E_RUNNER_FAULTS") != "1",
-        reason="runner scale/fault e2e tests are opt-in (BWVISU_E2E_RUNNER_FAULTS=1) until they pass reliably",
-    ),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 WEBAPP = {"expected_runtime_in_minutes": "30", "number_of_nodes": "1", "tasks_per_node": "1"}
 FETCH_ALL = """
@@ -135,8 +125,8 @@ async def test_thirty_jobs_spread_evenly_over_three_gateways(big_testbed: Testbe
         counts = await check_reachable(big_testbed, bodies)
         print(f"forwards per gateway: {dict(sorted(counts.items()))}")
         assert set(counts) == {g.public_ip for g in big_testbed.endpoints.gateways}
-        # Least-loaded placement under 30 concurrent keyhole requests: seen 10/10/10 and 11/9/10.
-        assert max(counts.values()) - min(counts.values()) <= 2
+        # Least-loaded placement counts each choice at once, so 30 concurrent requests spread 10/10/10.
+        assert max(counts.values()) - min(counts.values()) <= 1
         await cancel_all(api, job_ids)
 
 
