@@ -2,10 +2,9 @@
 
 Sections (issue 6's items): ``submit`` (1), ``status`` (2), ``watcher`` (3 and the memory figures, 7),
 ``keyhole`` (readiness, 4; gateways at scale, 5), ``iptables`` (raw rule install time, 5), ``simulator``
-(the simulated cluster's own cost) and ``containers`` (6: only with Docker and once containers/ offers its
-timing functions). A section that cannot run is listed as skipped with the reason; one that fails is listed
-as failed and the others still run. Results go to ``DIR/results.json`` and ``DIR/*.png``
-(default ``benchmarks/results/``).
+(the simulated cluster's own cost) and ``containers`` (6: only with Docker). A section that cannot run is
+listed as skipped with the reason; one that fails is listed as failed and the others still run. Results go
+to ``DIR/results.json`` and ``DIR/*.png`` (default ``benchmarks/results/``).
 """
 
 from __future__ import annotations
