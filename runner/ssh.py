@@ -22,6 +22,10 @@ from runner.config import SshSettings
 
 log = logging.getLogger(__name__)
 
+# A refused channel on a live connection is retried this often, waiting 20 ms, 40 ms, ... (1.3 s in all).
+CHANNEL_OPEN_ATTEMPTS = 7
+CHANNEL_RETRY_DELAY = 0.02
+
 
 @dataclass(frozen=True)
 class CommandOutput:
@@ -143,7 +147,7 @@ class SshNode:
             try:
                 # asyncio.timeout, not wait_for: wait_for in 3.11 can swallow a cancellation that races completion.
                 async with asyncio.timeout(limit):
-                    result = await self._run_process(conn, command, stdin)
+                    result = await self._run_with_channel_retries(conn, command, stdin)
             except TimeoutError as exc:
                 # The channel is gone with the task; the connection may be wedged, so start afresh next time.
                 self._drop(conn)
@@ -164,6 +168,25 @@ class SshNode:
         err = result.stderr if isinstance(result.stderr, str) else ""
         log.debug("%s: %s -> %d", self.name, argv[0] if argv else "", status)
         return CommandOutput(self.name, tuple(argv), status, out, err)
+
+    async def _run_with_channel_retries(
+        self, conn: asyncssh.SSHClientConnection, command: str, stdin: str | None
+    ) -> asyncssh.SSHCompletedProcess:
+        """Open the channel, retrying briefly when sshd refuses it on a live connection.
+
+        OpenSSH counts a session against ``MaxSessions`` until it has processed the channel's close, so a
+        burst can meet a refusal although fewer channels are open on our side; the command never started,
+        so opening again is safe. A refusal that persists is reported as the node being unreachable.
+        """
+        for attempt in range(CHANNEL_OPEN_ATTEMPTS):
+            try:
+                return await self._run_process(conn, command, stdin)
+            except asyncssh.ChannelOpenError:
+                if conn.is_closed() or attempt == CHANNEL_OPEN_ATTEMPTS - 1:
+                    raise
+                log.debug("%s: channel refused, retrying (%d)", self.name, attempt + 1)
+                await asyncio.sleep(CHANNEL_RETRY_DELAY * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     async def _run_process(

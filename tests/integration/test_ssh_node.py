@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from runner.config import SshSettings
@@ -36,6 +38,22 @@ async def test_commands_share_one_connection(sim_cluster: SimCluster) -> None:
     try:
         for _ in range(5):
             assert (await ssh.run(["id", "-un"])).stdout.strip() == sim_cluster.command_nodes[0].user
+        assert ssh.connects == 1
+    finally:
+        await ssh.close()
+
+
+async def test_a_burst_beyond_the_servers_session_limit_waits_instead_of_failing(sim_cluster: SimCluster) -> None:
+    endpoint = sim_cluster.command_nodes[0]
+    # more channels at once than the simulated sshd's MaxSessions (10): some opens are refused and retried
+    settings = SshSettings(
+        client_keys=[sim_cluster.client_key_path], known_hosts=sim_cluster.known_hosts_path, max_sessions=16
+    )
+    ssh = SshNode(endpoint.host, endpoint.port, endpoint.user, settings)
+    sim_cluster.faults.slow_command("id", 0.05)  # keep channels open long enough to overlap
+    try:
+        outs = await asyncio.gather(*(ssh.run(["id", "-un"]) for _ in range(40)))
+        assert all(out.ok for out in outs)
         assert ssh.connects == 1
     finally:
         await ssh.close()
