@@ -9,13 +9,10 @@ Both answers come from etcd: the benchmark also reports how many Slurm commands 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from benchmarks.common import (
     BenchResult,
@@ -25,6 +22,7 @@ from benchmarks.common import (
     http_api,
     ms,
     percentile,
+    run_cli,
     store_jobs,
 )
 from runner.app import Runner
@@ -116,12 +114,9 @@ async def bench(sizes: Sizes) -> BenchResult:
 
 
 def main(argv: list[str] | None = None) -> BenchResult:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_status", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="100 and 1,000 jobs, few samples")
-    args = parser.parse_args(argv)
-    result = asyncio.run(bench(SMOKE if args.smoke else FULL))
-    print(json.dumps([asdict(f) for f in result.figures], indent=1))
-    return result
+    return run_cli(
+        "python -m benchmarks.bench_status", __doc__, bench, (FULL, SMOKE), "100 and 1,000 jobs, few samples", argv
+    )
 
 
 if __name__ == "__main__":

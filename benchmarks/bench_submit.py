@@ -18,14 +18,12 @@ Targets: runner >= 0.5x the ceiling and >= 5x the baseline at every concurrency.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shlex
 import statistics
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from benchmarks.common import (
     LOOPBACK_API,
@@ -35,6 +33,7 @@ from benchmarks.common import (
     bench_runner_config,
     closed_loop,
     ms,
+    run_cli,
     submit_body,
 )
 from benchmarks.loadgen import run_loadgen
@@ -180,12 +179,14 @@ async def bench(sizes: Sizes) -> BenchResult:
 
 
 def main(argv: list[str] | None = None) -> BenchResult:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_submit", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="about 20 submissions per level, for tests")
-    args = parser.parse_args(argv)
-    result = asyncio.run(bench(SMOKE if args.smoke else FULL))
-    print(json.dumps([asdict(f) for f in result.figures], indent=1))
-    return result
+    return run_cli(
+        "python -m benchmarks.bench_submit",
+        __doc__,
+        bench,
+        (FULL, SMOKE),
+        "about 20 submissions per level, for tests",
+        argv,
+    )
 
 
 if __name__ == "__main__":

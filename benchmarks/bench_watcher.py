@@ -15,16 +15,14 @@ ticking over 10,000 jobs (each after a garbage collection).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import aetcd
 
-from benchmarks.common import SLEEP_TEMPLATE, BenchResult, Figure, bench_runner_config, ms, store_jobs
+from benchmarks.common import SLEEP_TEMPLATE, BenchResult, Figure, bench_runner_config, ms, run_cli, store_jobs
 from benchmarks.runner_process import RunnerProcess
 from runner.state import StateStore
 from simulator import ClusterConfig, SimCluster
@@ -138,12 +136,8 @@ def _figures(result: BenchResult, sizes: Sizes, rss_start: float, rss_full: floa
 
 
 def main(argv: list[str] | None = None) -> BenchResult:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_watcher", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="100 and 1,000 jobs")
-    args = parser.parse_args(argv)
-    result = asyncio.run(bench(SMOKE if args.smoke else FULL))
-    print(json.dumps([asdict(f) for f in result.figures], indent=1))
-    return result
+    smoke_help = "100 and 1,000 jobs"
+    return run_cli("python -m benchmarks.bench_watcher", __doc__, bench, (FULL, SMOKE), smoke_help, argv)
 
 
 if __name__ == "__main__":

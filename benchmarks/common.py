@@ -7,14 +7,16 @@ settings for a simulated cluster and a local etcd the way the integration tests 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -196,3 +198,24 @@ async def store_jobs(store: StateStore, ids: list[str], slurm_ids: list[str] | N
 
 def submit_body(uid: str = "alice") -> dict[str, Any]:
     return {"uid": uid, "template-name": SLEEP_TEMPLATE, "variables": SLEEP_VARIABLES}
+
+
+SizesT = TypeVar("SizesT")
+
+
+def run_cli(
+    prog: str,
+    doc: str | None,
+    bench: Callable[[SizesT], Coroutine[Any, Any, BenchResult]],
+    sizes: tuple[SizesT, SizesT],
+    smoke_help: str,
+    argv: list[str] | None = None,
+) -> BenchResult:
+    """``python -m benchmarks.<name> [--smoke]``: run one benchmark (full, smoke) and print its figures as JSON."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    args = parser.parse_args(argv)
+    full, smoke = sizes
+    result = asyncio.run(bench(smoke if args.smoke else full))
+    print(json.dumps([asdict(f) for f in result.figures], indent=1))
+    return result

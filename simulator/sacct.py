@@ -7,12 +7,12 @@ a cut value with ``+``; ``-p``/``-P`` print whole values separated by ``|``.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simulator.cliparse import Parser, UsageError
 from simulator.commands import CommandContext, CommandResult
 from simulator.hostlist import compress
 from simulator.jobs import Job, JobState
@@ -89,18 +89,9 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
 }
 
 
-class _Usage(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _Usage(message)
-
-
 @functools.cache  # built once: argparse parsers are reusable and slow to build
-def _parser() -> _Parser:
-    p = _Parser(prog="sacct", add_help=False, allow_abbrev=False)
+def _parser() -> Parser:
+    p = Parser(prog="sacct", add_help=False, allow_abbrev=False)
     p.add_argument("-j", "--jobs", action="append")
     p.add_argument("-n", "--noheader", action="store_true")
     p.add_argument("-P", "--parsable2", action="store_true")
@@ -126,7 +117,7 @@ def _columns(spec: str) -> list[tuple[str, int, Getter]]:
         name, _, width = item.partition("%")
         field = FIELDS.get(name.lower())
         if field is None:
-            raise _Usage(f'Invalid field requested: "{name}"')
+            raise UsageError(f'Invalid field requested: "{name}"')
         header, default_width, getter = field
         size = int(width) if width else default_width
         columns.append((header, size if default_width > 0 or not width else -size, getter))
@@ -146,7 +137,7 @@ async def sacct(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandR
         opts = _parser().parse_args(argv[1:])
         fields = opts.format or (BRIEF_FIELDS if opts.brief else DEFAULT_FIELDS)
         columns = _columns(fields)
-    except _Usage as exc:
+    except UsageError as exc:
         return CommandResult(1, "", f"sacct: error: {exc}\n")
     if not service.dbd_up:
         return dbd_down_result()

@@ -11,6 +11,7 @@ import functools
 import shlex
 from pathlib import Path
 
+from simulator.cliparse import Parser, UsageError
 from simulator.commands import CommandContext, CommandResult
 from simulator.jobs import JobSpec
 from simulator.scheduler import INVALID_PARTITION, SlurmError
@@ -19,18 +20,9 @@ from simulator.slurmtime import TimeFormatError, parse_time_limit
 from simulator.users import Account
 
 
-class _Usage(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _Usage(message)
-
-
 @functools.cache  # built once: argparse parsers are reusable and slow to build
-def _parser() -> _Parser:
-    p = _Parser(prog="sbatch", add_help=False, allow_abbrev=False)
+def _parser() -> Parser:
+    p = Parser(prog="sbatch", add_help=False, allow_abbrev=False)
     p.add_argument("-N", "--nodes")
     p.add_argument("-n", "--ntasks", type=int)
     p.add_argument("--ntasks-per-node", type=int)
@@ -62,7 +54,7 @@ def needs_stdin(argv: list[str]) -> bool:
     """Whether this sbatch call reads its script from stdin (no script file, no ``--wrap``)."""
     try:
         opts = _parser().parse_args(argv[1:])
-    except _Usage:
+    except UsageError:
         return False
     return opts.script is None and opts.wrap is None
 
@@ -126,7 +118,7 @@ def _parse(  # noqa: PLR0911 - one return per error sbatch reports
     parser = _parser()
     try:
         cli = parser.parse_args(argv[1:])
-    except _Usage as exc:
+    except UsageError as exc:
         return CommandResult(1, "", f'sbatch: {exc}\nTry "sbatch --help" for more information\n')
     script = _script(cli, stdin)
     if isinstance(script, CommandResult):
@@ -141,7 +133,7 @@ def _parse(  # noqa: PLR0911 - one return per error sbatch reports
         )
     try:
         from_script = parser.parse_args(directives(script))
-    except _Usage as exc:
+    except UsageError as exc:
         return CommandResult(1, "", f"sbatch: {exc}\n")
     merged = {k: v for k, v in vars(from_script).items() if v not in (None, False)}
     merged.update({k: v for k, v in vars(cli).items() if v not in (None, False)})

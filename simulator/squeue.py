@@ -6,13 +6,13 @@ right-justified), without one it is printed whole. ``-O`` fields default to 20 c
 
 from __future__ import annotations
 
-import argparse
 import functools
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simulator.cliparse import Parser, UsageError
 from simulator.commands import CommandContext, CommandResult
 from simulator.hostlist import compress
 from simulator.jobs import LONG_STATE, SHORT_STATE, Job, JobState
@@ -150,18 +150,9 @@ def render(jobs: list[Job], columns: list[Column], header: bool, now: float) -> 
     return "".join(line + "\n" for line in lines)
 
 
-class _Usage(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _Usage(message)
-
-
 @functools.cache  # built once: argparse parsers are reusable and slow to build
-def _parser() -> _Parser:
-    p = _Parser(prog="squeue", add_help=False, allow_abbrev=False)
+def _parser() -> Parser:
+    p = Parser(prog="squeue", add_help=False, allow_abbrev=False)
     p.add_argument("-h", "--noheader", action="store_true")
     p.add_argument("-j", "--jobs", action="append")
     p.add_argument("-u", "--user", action="append")
@@ -193,7 +184,7 @@ def _states(values: list[str]) -> set[str] | None:
             return None
         long = LONG_STATE.get(upper, upper)
         if long not in SHORT_STATE:
-            raise _Usage(f"Invalid job state specified: {value}")
+            raise UsageError(f"Invalid job state specified: {value}")
         wanted.add(long)
     return wanted
 
@@ -208,7 +199,7 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
             if opts.Format
             else parse_format(opts.format or (LONG_FORMAT if opts.long else DEFAULT_FORMAT))
         )
-    except _Usage as exc:
+    except UsageError as exc:
         return CommandResult(1, "", f"squeue: error: {exc}\n")
     except FormatError as exc:
         return CommandResult(1, "", f"Invalid job format specification: {exc}\n")
