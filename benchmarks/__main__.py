@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import platform
-import resource
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ from typing import Any
 import psutil
 
 from benchmarks import adapters, bench_status, bench_submit, bench_watcher, plots
-from benchmarks.common import BenchResult
+from benchmarks.common import BenchResult, raised_file_limit
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -117,13 +116,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     names = args.only or list(SECTIONS)
     # Thousands of simulated forwarders and SSH channels need about a descriptor each.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     started = time.perf_counter()
-    try:
+    with raised_file_limit():
         sections = asyncio.run(run(names, args.smoke))
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import time
 
+from benchmarks.common import raised_file_limit
 from simulator.commands import CommandContext
 from simulator.gateway import HANDLERS, GatewayService
 
@@ -77,15 +77,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="small sizes, a few seconds")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
+    with raised_file_limit():
         if args.smoke:
             asyncio.run(main_async([0, 100], batch=50, singles=20))
         else:
             asyncio.run(main_async([0, 1000, 10000], batch=500, singles=200))
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import statistics
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 
 import aetcd
 
+from benchmarks.common import raised_file_limit
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
 from runner.gateway.iptables import ForwardRule
@@ -209,15 +209,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="small sizes, seconds")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
+    with raised_file_limit():
         if args.smoke:
             asyncio.run(main_async(200, [0, 100], samples=20, ready_jobs=3))
         else:
             asyncio.run(main_async(10_000, [0, 1_000, 10_000], samples=200, ready_jobs=40))
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 if __name__ == "__main__":

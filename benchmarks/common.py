@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import resource
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -219,3 +221,14 @@ def run_cli(
     result = asyncio.run(bench(smoke if args.smoke else full))
     print(json.dumps([asdict(f) for f in result.figures], indent=1))
     return result
+
+
+@contextlib.contextmanager
+def raised_file_limit() -> Iterator[None]:
+    """Raise the open-file limit to its hard maximum for a run with thousands of sockets, then restore it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
