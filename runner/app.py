@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from types import TracebackType
 
@@ -54,13 +55,27 @@ class Runner:
         self._keyhole_fault = keyhole_fault
         self.etcd: aetcd.Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Runner:
+        # Everything opened so far is closed again if a later step fails (e.g. the keyhole port is taken).
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
         self.etcd = etcd_client(s.etcd_servers)
         await self.etcd.connect()
+        stack.push_async_callback(self.etcd.close)
         self.store = StateStore(self.etcd, s.etcd_prefix)
         self.nodes = CommandNodes(self._given_nodes or command_runners(s), s.ssh.down_retry_after)
+        stack.push_async_callback(self.nodes.close)
         self.scheduler = SlurmCluster(self.nodes)
         self.templates = TemplateStore(s.templates_dir)
         self.leadership = Leadership(self.etcd, f"{s.etcd_prefix}/leader/watchers", s.watcher.leader_ttl)
@@ -90,13 +105,20 @@ class Runner:
             gate=self.leadership.wait_leader,
         )
         await self.keyhole.start()
+        stack.push_async_callback(self.keyhole.close)
+        stack.push_async_callback(self.leadership.resign)
         self._tasks = [
             asyncio.create_task(self.leadership.run(), name="leadership"),
             asyncio.create_task(self.watch_loop.run(), name="job-watcher"),
             asyncio.create_task(self.keyhole.loop.run(), name="keyhole-watcher"),
         ]
+        stack.push_async_callback(self._stop_tasks)
         log.info("runner ready: %d command nodes, etcd %s", len(s.command_nodes), s.etcd_servers)
-        return self
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _expand_keyhole(self, script: str, job_id: str, token: str) -> str:
         urls = [f"http://{e.ip}:{e.port}" for e in self.settings.keyholed_servers]
@@ -111,11 +133,5 @@ class Runner:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.leadership.resign()
-        await self.keyhole.close()
-        await self.nodes.close()
-        if self.etcd is not None:
-            await self.etcd.close()
+        """Stop the loops, resign leadership, then close the keyhole, the SSH connections and etcd."""
+        await self._stack.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
 import aetcd
@@ -61,3 +62,17 @@ async def test_only_one_of_two_runners_watches(sim_cluster: SimCluster, make_set
         assert followers[0].watch_loop.iterations == before
         body = (await api.get(f"/jobs/{job_id}")).json()
         assert body["state"] in {"submitted", "running"}
+
+
+async def test_a_runner_that_cannot_start_closes_what_it_opened(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    endpoint = settings.keyholed_servers[0]
+    with socket.socket() as busy:
+        busy.bind((endpoint.ip, endpoint.port))
+        busy.listen()
+        runner = Runner(settings)
+        with pytest.raises(OSError, match="in use"):
+            await runner.__aenter__()
+    assert runner.etcd is not None
+    assert runner.etcd.channel is None  # the etcd client was closed again
+    assert not [t for t in asyncio.all_tasks() if t.get_name() in {"leadership", "job-watcher", "keyhole-watcher"}]
