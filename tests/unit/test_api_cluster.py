@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,17 +12,6 @@ from tests.hostile_inputs import HOSTILE_UIDS
 from tests.unit.api_support import EXAMPLE_TEMPLATES, FakeJobService, client_for, make_app
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def service() -> FakeJobService:
-    return FakeJobService()
-
-
-@pytest.fixture
-async def client(service: FakeJobService) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(make_app(service)) as c:
-        yield c
 
 
 async def test_check_user_exists(client: httpx.AsyncClient, service: FakeJobService) -> None:

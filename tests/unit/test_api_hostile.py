@@ -16,20 +16,9 @@ from tests.hostile_inputs import (
     VALID_VARIABLES,
     Hostile,
 )
-from tests.unit.api_support import FakeJobService, client_for, make_app
+from tests.unit.api_support import FakeJobService
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def service() -> FakeJobService:
-    return FakeJobService()
-
-
-@pytest.fixture
-async def client(service: FakeJobService) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(make_app(service)) as c:
-        yield c
 
 
 @pytest.mark.parametrize("case", HOSTILE_SUBMISSIONS, ids=[c.label for c in HOSTILE_SUBMISSIONS])

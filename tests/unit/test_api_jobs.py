@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -11,20 +10,9 @@ import pytest
 from runner.errors import ClusterUnavailable, SchedulerError, StateUnavailable
 from runner.records import Forward, JobState
 from tests.hostile_inputs import VALID_SUBMISSION, VALID_VARIABLES
-from tests.unit.api_support import FakeJobService, client_for, make_app
+from tests.unit.api_support import FakeJobService
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def service() -> FakeJobService:
-    return FakeJobService()
-
-
-@pytest.fixture
-async def client(service: FakeJobService) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(make_app(service)) as c:
-        yield c
 
 
 FORWARD = Forward(internal_port=50001, external_port=50123, external_ip="193.196.1.1", gateway="gw1", internal_ip="n1")
