@@ -8,6 +8,7 @@ Nothing is read at import time: :func:`load_settings` builds a :class:`Settings`
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -118,7 +119,12 @@ class Settings(BaseSettings):
     debug: DebugSettings = DebugSettings()
     forwarding_hostname_suffix: str = ""
 
-    # Beyond bwVisu's file: the runner's own sections.
+    # Beyond bwVisu's file: the runner's own settings and sections.
+    compute_networks: list[ipaddress.IPv4Network] = Field(
+        default_factory=list,
+        description="CIDRs a forward may target; empty = any address Slurm's node names resolve to",
+    )
+    min_uid: int = Field(default=1000, ge=1, description="users below this uid (system accounts) are refused")
     api: ApiSettings = ApiSettings()
     ssh: SshSettings = SshSettings()
     watcher: WatcherSettings = WatcherSettings()

@@ -217,3 +217,16 @@ def test_settings_are_frozen_and_built_per_call() -> None:
         first.api.port = 3  # type: ignore[misc]
     assert isinstance(ApiSettings(port=0).port, int)
     assert isinstance(Settings(), Settings)
+
+
+def test_compute_networks_and_min_uid_are_optional_and_checked() -> None:
+    plain = settings_from_mapping(BWVISU_CONFIG)
+    assert plain.compute_networks == []
+    assert plain.min_uid == 1000
+    settings = settings_from_mapping({**BWVISU_CONFIG, "compute-networks": ["10.0.0.0/24"], "min-uid": 2000})
+    assert [str(n) for n in settings.compute_networks] == ["10.0.0.0/24"]
+    assert settings.min_uid == 2000
+    with pytest.raises(ConfigError, match="compute-networks"):
+        settings_from_mapping({**BWVISU_CONFIG, "compute-networks": ["10.0.0.1/24"]})  # host bits set
+    with pytest.raises(ConfigError, match="min-uid"):
+        settings_from_mapping({**BWVISU_CONFIG, "min-uid": 0})
