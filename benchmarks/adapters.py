@@ -100,8 +100,8 @@ async def _gateway_loads(etcd: EtcdServer) -> dict[str, list[int]]:
 
 async def keyhole(smoke: bool) -> BenchResult:
     bench = _keyhole_module()
-    jobs, install_sizes, samples, ready_jobs = (
-        (200, [0, 100], 20, 3) if smoke else (10_000, [0, 1_000, 10_000], 200, 30)
+    jobs, install_sizes, samples, ready_jobs, check_samples = (
+        (200, [0, 100], 20, 3, 3) if smoke else (10_000, [0, 1_000, 10_000], 200, 30, 30)
     )
     result = BenchResult()
     with EtcdServer() as etcd:
@@ -128,6 +128,13 @@ async def keyhole(smoke: bool) -> BenchResult:
     result.add(
         Figure("readiness.median_s", round(median, 3), "s", params, f"<= {READY_TARGET_S:g}", median <= 1),
         Figure("readiness.p99_s", round(p99, 3), "s", params),
+    )
+    seen, unseen = await bench.node_check_cost(check_samples)
+    params = {"requests": check_samples}
+    result.add(
+        Figure("keyhole.request_ms_watcher_row", ms(seen), "ms", params),
+        Figure("keyhole.request_ms_asking_squeue", ms(unseen), "ms", params),
+        Figure("keyhole.node_check_extra_ms", ms(unseen - seen), "ms", params),
     )
     return result
 

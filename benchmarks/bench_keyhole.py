@@ -9,17 +9,21 @@ through the runner's own code (:class:`~runner.keyhole.service.KeyholeService`,
 2. install: seconds per one-job rule install on a simulated gateway holding 0, 1,000 and 10,000 rules
    (target: 10,000 <= 2x 0);
 3. readiness: from the application listening to ``available`` in etcd (what the API shows), on the
-   simulated cluster over SSH: median and p99 (target median <= 1 s).
+   simulated cluster over SSH: median and p99 (target median <= 1 s);
+4. node check: a keyhole request's time on the simulated cluster over SSH when the job watcher has already seen
+   the job RUNNING (its squeue row names the nodes) and when the service must ask squeue for that one job.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aetcd
@@ -33,15 +37,32 @@ from runner.keyhole import protocol
 from runner.keyhole.claims import Claims
 from runner.keyhole.ports import PortBook
 from runner.keyhole.service import KeyholeService
-from runner.records import JobRecord, JobState
+from runner.records import JobRecord, JobState, submitted_as
 from runner.ssh import CommandOutput
 from runner.state import StateStore
+from runner.watcher import observed
 from simulator import ClusterConfig, SimCluster
 from simulator.commands import CommandContext
 from simulator.etcd import EtcdServer, free_port
 from simulator.gateway import HANDLERS, GatewayService
 
 TOKEN = "b" * 32
+
+
+def seen_running(job_id: str, node: str, slurm_id: str) -> JobRecord:
+    """A record as the job watcher leaves it once squeue showed the job RUNNING on ``node``."""
+    row = {"slurm-job-id": slurm_id, "slurm-state": "RUNNING", "job-name": f"bwvisu-{job_id}", "user": "alice"}
+    record = JobRecord(job_id=job_id, uid="alice", template_name="t", variables={})
+    for change in (submitted_as(slurm_id), observed({**row, "nodes": "1", "node-list": node})):
+        record = change(record) or record
+    return record
+
+
+class NoScheduler:
+    """The keyhole's Scheduler when every record already shows its job RUNNING: asking Slurm is a bug here."""
+
+    async def query(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]:
+        raise AssertionError(f"asked Slurm about {slurm_ids}: the watcher's rows should have been used")
 
 
 class AcceptingGateway:
@@ -101,12 +122,13 @@ async def spread(etcd: EtcdServer, jobs: int, gateways: int, in_flight: int = 64
             Claims(client, prefix, nonce_ttl=600, takeover_after=60),
             PortBook(client, prefix, 20000, 20000 + jobs * 2),
             pool,
+            scheduler=NoScheduler(),
         )
         limit = asyncio.Semaphore(in_flight)
 
         async def one(i: int) -> None:
             async with limit:
-                job = JobRecord(job_id=f"b-{i}", uid="u", template_name="t", variables={}, state=JobState.RUNNING)
+                job = seen_running(f"b-{i}", "vis01", str(1000 + i))
                 await store.create_job(job, TOKEN)
                 await service.handle(
                     protocol.build_request(
@@ -143,48 +165,93 @@ async def install_time(present: int, samples: int) -> float:
         await pool.close()
 
 
-async def readiness(jobs: int) -> list[float]:
-    """Seconds from a listener opening to the job being ``available`` in etcd, on the simulated cluster."""
-    delays: list[float] = []
+@contextlib.asynccontextmanager
+async def _sim_runner(prefix: str) -> AsyncIterator[tuple[SimCluster, Runner]]:
+    """A runner on a simulated cluster with a real etcd, its job watcher quiet after its first tick (the
+    records the benchmarks write have no Slurm job behind them, or one the watcher must not touch)."""
     with EtcdServer() as etcd:
         async with SimCluster(ClusterConfig.build()) as cluster:
             config = {
                 **cluster.runner_config(),
                 "etcd-servers": [{"ip": etcd.host, "port": etcd.port}],
-                "etcd_prefix": "/bench-ready",
+                "etcd_prefix": prefix,
                 "keyholed-servers": [{"ip": "127.0.0.1", "port": free_port()}],
                 "ssh": {"client_keys": [str(cluster.client_key_path)], "known_hosts": str(cluster.known_hosts_path)},
                 "watcher": {"interval": 3600, "leader_ttl": 2},
             }
             async with Runner(settings_from_mapping(config)) as started:
-                node = cluster.compute_nodes[0]
-                for i in range(jobs):
-                    job = JobRecord(
-                        job_id=f"r-{i}", uid="alice", template_name="t", variables={}, state=JobState.RUNNING
-                    )
-                    await started.store.create_job(job, TOKEN)
-                    [forward] = await started.keyhole.service.handle(
-                        protocol.build_request(
-                            job_id=job.job_id, hostnames=[node.name], ports=1, token=TOKEN, timestamp=int(time.time())
-                        )
-                    )
-                    await asyncio.sleep(0.25 + (i % 5) * 0.1)  # the application starts a while after its ports
-                    server = await asyncio.start_server(lambda _r, w: w.close(), node.address, forward.internal_port)
-                    opened = time.perf_counter()
-                    try:
-                        for _ in range(1000):
-                            record = await started.store.get_job(job.job_id)
-                            if record is not None and record.state is JobState.AVAILABLE:
-                                break
-                            await asyncio.sleep(0.01)
-                        delays.append(time.perf_counter() - opened)
-                    finally:
-                        server.close()
-                        await server.wait_closed()
+                for _ in range(2000):
+                    if started.watch_loop.iterations >= 1:
+                        break
+                    await asyncio.sleep(0.01)
+                yield cluster, started
+
+
+async def readiness(jobs: int) -> list[float]:
+    """Seconds from a listener opening to the job being ``available`` in etcd, on the simulated cluster."""
+    delays: list[float] = []
+    async with _sim_runner("/bench-ready") as (cluster, started):
+        node = cluster.compute_nodes[0]
+        for i in range(jobs):
+            job = seen_running(f"r-{i}", node.name, str(5000 + i))
+            await started.store.create_job(job, TOKEN)
+            [forward] = await started.keyhole.service.handle(
+                protocol.build_request(
+                    job_id=job.job_id, hostnames=[node.name], ports=1, token=TOKEN, timestamp=int(time.time())
+                )
+            )
+            await asyncio.sleep(0.25 + (i % 5) * 0.1)  # the application starts a while after its ports
+            server = await asyncio.start_server(lambda _r, w: w.close(), node.address, forward.internal_port)
+            opened = time.perf_counter()
+            try:
+                for _ in range(1000):
+                    record = await started.store.get_job(job.job_id)
+                    if record is not None and record.state is JobState.AVAILABLE:
+                        break
+                    await asyncio.sleep(0.01)
+                delays.append(time.perf_counter() - opened)
+            finally:
+                server.close()
+                await server.wait_closed()
     return delays
 
 
-async def main_async(jobs: int, install_sizes: list[int], samples: int, ready_jobs: int) -> dict[str, Any]:
+SLEEPER = "#!/bin/bash\n#SBATCH --time=600\n#SIM-BEHAVIOUR sleep\nsleep 600\n"
+
+
+async def node_check_cost(samples: int) -> tuple[float, float]:
+    """Median seconds per keyhole request on the simulated cluster over SSH, when the watcher has already
+    seen the job RUNNING (its row gives the nodes) and when it has not (the service asks squeue for the job)."""
+    seen: list[float] = []
+    unseen: list[float] = []
+    async with _sim_runner("/bench-check") as (cluster, started):
+        home = started.settings.bwvisu_home_prefix
+        for i in range(2 * samples):
+            job_id = f"n-{i}"
+            slurm_id = await started.scheduler.submit("alice", job_id, f"{home}/alice", SLEEPER)
+            simulated = cluster.scheduler.jobs[int(slurm_id)]
+            for _ in range(1000):
+                if simulated.nodes:
+                    break
+                await asyncio.sleep(0.01)
+            record = seen_running(job_id, simulated.nodes[0], slurm_id)
+            if i % 2:  # as right after sbatch: the watcher has not seen it start
+                record = JobRecord(job_id=job_id, uid="alice", template_name="t", variables={})
+                record = submitted_as(slurm_id)(record) or record
+            await started.store.create_job(record, TOKEN)
+            body = protocol.build_request(
+                job_id=job_id, hostnames=[simulated.nodes[0]], ports=1, token=TOKEN, timestamp=int(time.time())
+            )
+            start = time.perf_counter()
+            await started.keyhole.service.handle(body)
+            (unseen if i % 2 else seen).append(time.perf_counter() - start)
+            await started.scheduler.cancel("alice", slurm_id)
+    return statistics.median(seen), statistics.median(unseen)
+
+
+async def main_async(
+    jobs: int, install_sizes: list[int], samples: int, ready_jobs: int, check_samples: int
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with EtcdServer() as etcd:
         for gateways in (8, 32):
@@ -202,6 +269,12 @@ async def main_async(jobs: int, install_sizes: list[int], samples: int, ready_jo
     p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
     results["ready-median"], results["ready-p99"] = median, p99
     print(f"readiness: listening -> available over {len(delays)} jobs: median {median:.3f}s, p99 {p99:.3f}s")
+    seen, unseen = await node_check_cost(check_samples)
+    results["request-seen"], results["request-unseen"] = seen, unseen
+    print(
+        f"node check: keyhole request {seen * 1e3:.1f} ms with the watcher's row, {unseen * 1e3:.1f} ms asking squeue"
+        f" (+{(unseen - seen) * 1e3:.1f} ms), median of {check_samples} each"
+    )
     return results
 
 
@@ -211,9 +284,9 @@ def main() -> None:
     args = parser.parse_args()
     with raised_file_limit():
         if args.smoke:
-            asyncio.run(main_async(200, [0, 100], samples=20, ready_jobs=3))
+            asyncio.run(main_async(200, [0, 100], samples=20, ready_jobs=3, check_samples=3))
         else:
-            asyncio.run(main_async(10_000, [0, 1_000, 10_000], samples=200, ready_jobs=40))
+            asyncio.run(main_async(10_000, [0, 1_000, 10_000], samples=200, ready_jobs=40, check_samples=30))
 
 
 if __name__ == "__main__":

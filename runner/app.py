@@ -100,6 +100,7 @@ class Runner:
             s,
             self.etcd,
             self.store,
+            self.scheduler,
             listen=self._keyhole_listen,
             fault=self._keyhole_fault,
             gate=self.leadership.wait_leader,

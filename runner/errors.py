@@ -91,6 +91,18 @@ class Conflict(RunnerError):
     default_public = "conflict"
 
 
+class TooManyRequests(RunnerError):
+    """The caller must wait ``retry_after`` seconds (sent as ``Retry-After``) before asking again."""
+
+    code = "too-many-requests"
+    status = 429
+    default_public = "too many requests; retry later"
+
+    def __init__(self, public: str | None = None, *, internal: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(public, internal=internal)
+        self.retry_after = retry_after
+
+
 # --- 5xx: the cluster or the runner's own state failed ----------------------------------------------
 
 

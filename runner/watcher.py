@@ -75,7 +75,7 @@ class JobWatcher:
                 assert row is not None
                 if not _observation_differs(record, row):
                     continue  # most jobs, most ticks: nothing to write, nothing to copy
-                change = _observed(row)
+                change = observed(row)
             changes.append((record, rev, change))
         # One transaction per batch of records: a tick where thousands of jobs start costs few round trips.
         stats.updated = await self._store.update_jobs(changes)
@@ -112,7 +112,7 @@ def _observed_state(record: JobRecord, row: dict[str, str]) -> JobState:
 
 
 def _observation_differs(record: JobRecord, row: dict[str, str]) -> bool:
-    """Whether applying :func:`_observed` would change the record (checked without copying it)."""
+    """Whether applying :func:`observed` would change the record (checked without copying it)."""
     return (
         record.scheduler_unknown
         or record.state is not _observed_state(record, row)
@@ -121,7 +121,9 @@ def _observation_differs(record: JobRecord, row: dict[str, str]) -> bool:
     )
 
 
-def _observed(row: dict[str, str]) -> Change:
+def observed(row: dict[str, str]) -> Change:
+    """What a squeue row tells about a job that has not ended (the change each tick applies)."""
+
     def change(record: JobRecord) -> JobRecord:
         record.state = _observed_state(record, row)
         record.slurm_state = row["slurm-state"]

@@ -173,6 +173,15 @@ class Scheduler:
         job.cancelled_by = by_uid
         self._end_running(job, JobState.CANCELLED, grace=self.timing.kill_wait_seconds)
 
+    def release(self, job_id: int) -> None:
+        """``scontrol release``: a held job becomes eligible to start."""
+        job = self.jobs[job_id]
+        if job.state is JobState.PENDING and job.spec.hold:
+            job.spec.hold = False
+            job.priority = max(4294901760 - job_id, 1)
+            job.reason = "None"
+            self.request_schedule()
+
     def fail_node(self, name: str) -> None:
         """The node dies: it goes DOWN and every job on it ends NODE_FAIL."""
         node = self.nodes[name]

@@ -15,6 +15,7 @@ import aetcd
 from runner.api.server import ApiServer
 from runner.config import ApiSettings, Endpoint, Settings
 from runner.gateway.pool import Gateway, GatewayPool
+from runner.keyhole.allocation import SlurmQuery
 from runner.keyhole.claims import Claims
 from runner.keyhole.http import create_keyhole_app
 from runner.keyhole.ports import PortBook
@@ -45,6 +46,7 @@ class Keyhole:
         settings: Settings,
         etcd: aetcd.Client,
         store: StateStore,
+        scheduler: SlurmQuery,
         *,
         listen: Endpoint | None = None,
         fault: Fault | None = None,
@@ -64,7 +66,14 @@ class Keyhole:
         interval = min(PROBE_INTERVAL, settings.watcher.interval)
         self.loop = Loop("keyhole-watcher", self.watcher.tick, interval, gate)
         self.service = KeyholeService(
-            settings, store, self.claims, self.ports, self.pool, on_forwarded=self.loop.wake, fault=fault
+            settings,
+            store,
+            self.claims,
+            self.ports,
+            self.pool,
+            scheduler=scheduler,
+            on_forwarded=self.loop.wake,
+            fault=fault,
         )
         self.app = create_keyhole_app(self.service)
         self._listen = listen or (settings.keyholed_servers[0] if settings.keyholed_servers else None)

@@ -177,6 +177,18 @@ def parse_answer(body: bytes, ports: int) -> list[tuple[int, int, str]]:
     return forwards
 
 
+def retry_after(body: bytes) -> float | None:
+    """The ``retry-after`` seconds of a 429 refusal body, if it names a sane one."""
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except ValueError:
+        return None
+    value = obj.get("retry-after") if isinstance(obj, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3600:
+        return float(value)
+    return None
+
+
 def refusal_text(body: bytes) -> str | None:
     """``"message (code)"`` if the body is a refusal ``{error, message}``, else ``None``."""
     try:
@@ -234,7 +246,8 @@ def send(
 ) -> bytes:
     """Send ``body`` to the URLs in turn until one answers 2xx; retry on errors and 5xx until ``deadline``.
 
-    ``deadline`` is seconds from now. A 4xx answer stops at once with its refusal message.
+    ``deadline`` is seconds from now. A 429 (the job must wait) is retried after the wait it names; any other
+    4xx answer stops at once with its refusal message.
     """
     if not urls:
         raise KeyholeFailure("no keyhole service URL given", EXIT_BAD_INPUT)
@@ -244,6 +257,7 @@ def send(
     for attempt in range(100000):  # bounded; the deadline ends it long before
         url = urls[attempt % len(urls)].rstrip("/") + REQUEST_PATH
         remaining = end - clock()
+        wait: float | None = None
         try:
             status, answer = post(url, body, max(0.1, min(attempt_timeout, remaining)))
         except (OSError, ValueError) as exc:  # URLError, refused, reset, timeout, bad status line
@@ -252,10 +266,13 @@ def send(
             if 200 <= status < 300:
                 return answer
             reason = refusal_text(answer) or f"HTTP {status}"
-            if status < 500:
+            wait = retry_after(answer) if status == 429 else None
+            if status < 500 and wait is None:
                 raise KeyholeFailure("the keyhole service refused the request: " + reason, EXIT_REFUSED)
             last = f"{url} answered {reason}"
         pause = min(delay, max_delay) * (0.5 + rand() / 2)
+        if wait is not None:
+            pause = wait + pause / 4  # what the service asked for, spread a little
         if clock() + pause >= end:
             break
         log(f"keyhole: {last}; retrying in {pause:.1f}s")

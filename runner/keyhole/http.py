@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runner.errors import RunnerError
+from runner.errors import RunnerError, TooManyRequests
 from runner.keyhole import protocol
 from runner.keyhole.service import KeyholeService
 
@@ -39,7 +39,8 @@ def create_keyhole_app(service: KeyholeService) -> Starlette:
         except RunnerError as exc:
             level = logging.WARNING if exc.status < 500 else logging.ERROR
             log.log(level, "keyhole: refused (%s): %s", exc.code, exc)
-            return Response(protocol.encode_refusal(exc), status_code=exc.status, media_type=JSON)
+            headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+            return Response(protocol.encode_refusal(exc), status_code=exc.status, media_type=JSON, headers=headers)
         except Exception:
             log.exception("keyhole: request failed")
             return Response(protocol.encode_refusal(RunnerError()), status_code=500, media_type=JSON)

@@ -16,7 +16,7 @@ carries its own copy of the signing code; a unit test keeps the two identical.
 
 Answer: ``200`` with a JSON list of ``{"internal-port", "external-port", "gateway"}`` (gateway is the
 external IP the user connects to), or a refusal ``{"error": <code>, "message": <text>}`` with the
-error's HTTP status.
+error's HTTP status; a 429 refusal adds ``"retry-after": <seconds>``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from runner.errors import BadRequest, Forbidden, RunnerError
+from runner.errors import BadRequest, Forbidden, RunnerError, TooManyRequests
 from runner.hostlist import DEFAULT_MAX_HOSTS
 
 REQUEST_PATH = "/keyhole/v1/forwards"
@@ -193,8 +193,14 @@ def encode_forwards(forwards: list[Forward]) -> bytes:
 
 
 def encode_refusal(error: RunnerError) -> bytes:
-    """The refusal body for a runner error: its code and its public message, never the internal one."""
-    return json.dumps({"error": error.code, "message": error.public}).encode()
+    """The refusal body for a runner error: its code and its public message, never the internal one.
+
+    A 429 also carries ``retry-after`` (seconds, as in its ``Retry-After`` header), which the client honours.
+    """
+    body: dict[str, object] = {"error": error.code, "message": error.public}
+    if isinstance(error, TooManyRequests):
+        body["retry-after"] = error.retry_after
+    return json.dumps(body).encode()
 
 
 def parse_response(body: bytes) -> list[Forward] | Refusal:

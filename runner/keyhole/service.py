@@ -2,12 +2,15 @@
 
 :meth:`KeyholeService.handle` takes the raw request body and returns the forwards or raises a
 :class:`~runner.errors.RunnerError` whose public message and status the client sees. The order of checks
-makes every refusal side-effect free: shape, job token, HMAC and window, port count and job state are all
-checked before anything is written; then one etcd transaction decides whether this is the job's first
-request (:mod:`runner.keyhole.claims`). Only after that are ports reserved (:mod:`runner.keyhole.ports`),
-probed closed on every host of the job from a gateway, placed on the least-loaded healthy gateway, and the
-rule written (:mod:`runner.gateway.pool`). Each step is saved to etcd before the next, and ``fault`` hooks
-let tests stop the handler dead between steps, as a crash would.
+makes every refusal side-effect free: shape, job token, HMAC and window, the job's backoff after earlier
+refusals (:mod:`runner.keyhole.refusals`), port count, job state and the job's nodes as Slurm reports them
+(:mod:`runner.keyhole.allocation`) are all checked before anything is written; then one etcd transaction
+decides whether this is the job's first request (:mod:`runner.keyhole.claims`). Only after that are ports
+reserved (:mod:`runner.keyhole.ports`), the job's nodes resolved on the least-loaded healthy gateway and
+checked against ``compute-networks``, the ports probed closed on every node, and the rule written
+(:mod:`runner.gateway.pool`). Forwards always target Slurm's node names, never the request's. A refusal
+after authentication counts toward the job's backoff and gives the job's one request back. Each step is saved
+to etcd before the next, and ``fault`` hooks let tests stop the handler dead between steps, as a crash would.
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ from runner.errors import BadRequest, ClusterUnavailable, Conflict, NoSuchRunnin
 from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
 from runner.keyhole import protocol
+from runner.keyhole.allocation import (
+    Allocation,
+    JobNotRunning,
+    SlurmQuery,
+    check_requested_hosts,
+    check_targets,
+    confirmed_allocation,
+)
 from runner.keyhole.claims import Claim, ClaimRecord, Claims, Outcome
 from runner.keyhole.ports import PortBook, PortRecord
+from runner.keyhole.refusals import RefusalBackoff
 from runner.records import Forward, JobRecord, JobState
 from runner.state import StateStore
 
@@ -39,11 +51,6 @@ _ASKING_STATES = {JobState.SUBMITTED, JobState.RUNNING}
 class TooManyPorts(BadRequest):
     code = "too-many-ports"
     default_public = "the job asks for more ports than allowed"
-
-
-class JobNotRunning(Conflict):
-    code = "job-not-running"
-    default_public = "the job is not running"
 
 
 class SecondRequest(Conflict):
@@ -77,6 +84,7 @@ class KeyholeService:
         ports: PortBook,
         pool: GatewayPool,
         *,
+        scheduler: SlurmQuery,
         on_forwarded: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         window_seconds: int = protocol.DEFAULT_WINDOW_SECONDS,
@@ -87,6 +95,8 @@ class KeyholeService:
         self._claims = claims
         self.ports = ports
         self.pool = pool
+        self._scheduler = scheduler
+        self.refusals = RefusalBackoff(store.client, store.prefix, clock=clock)
         self._on_forwarded = on_forwarded
         self._clock = clock
         self._window = window_seconds
@@ -104,18 +114,34 @@ class KeyholeService:
         if token is None:
             raise NoSuchRunningJob(internal=f"keyhole: no token for job {request.job_id}")
         protocol.verify_request(request, token, now=self._clock(), window_seconds=self._window)
+        # Authentic from here on: refusals count toward the job's backoff, which is checked before any Slurm call.
+        await self.refusals.check(request.job_id)
+        try:
+            job, allocation = await self._admit(request)
+            signed = protocol.canonical_bytes(request.signed_fields()) + request.signature.encode()
+            digest = hashlib.sha256(signed).hexdigest()
+            claim = await self._claims.claim(request.job_id, request.nonce, digest, self.identity)
+            return await self._decide(request, job, allocation, claim)
+        except RunnerError as exc:
+            if exc.status < 500 and not isinstance(exc, _NOT_COUNTED):
+                await self.refusals.record(request.job_id)
+            raise
+
+    async def _admit(self, request: protocol.KeyholeRequest) -> tuple[JobRecord, Allocation]:
+        """Port count, job state and the job's nodes as Slurm reports them; writes nothing."""
         limit = self._settings.keyholed_max_forwarders_per_job
         if request.ports > limit:
             raise TooManyPorts(f"the job asks for {request.ports} ports; at most {limit} are allowed")
         job = await self._store.get_job(request.job_id)
         if job is None or job.state not in _ASKING_STATES:
             raise JobNotRunning(internal=f"job {request.job_id} is {job.state.value if job else 'unknown'}")
-        signed = protocol.canonical_bytes(request.signed_fields()) + request.signature.encode()
-        digest = hashlib.sha256(signed).hexdigest()
-        claim = await self._claims.claim(request.job_id, request.nonce, digest, self.identity)
-        return await self._decide(request, job, claim)
+        allocation = await confirmed_allocation(job, self._scheduler)
+        check_requested_hosts(request.hostnames, allocation)
+        return job, allocation
 
-    async def _decide(self, request: protocol.KeyholeRequest, job: JobRecord, claim: Claim) -> list[protocol.Forward]:
+    async def _decide(
+        self, request: protocol.KeyholeRequest, job: JobRecord, allocation: Allocation, claim: Claim
+    ) -> list[protocol.Forward]:
         job_id = request.job_id
         if claim.outcome is Outcome.ANSWERED and claim.record is not None:
             log.info("keyhole: job %s: retry of an answered request; same answer", job_id)
@@ -127,7 +153,7 @@ class KeyholeService:
         if claim.outcome is Outcome.REPLAYED_NONCE or claim.record is None:
             raise ReplayedRequest(internal=f"job {job_id}: nonce {request.nonce}")
         try:
-            return await self._forward(request, job, claim.record, takeover=claim.outcome is Outcome.TAKEOVER)
+            return await self._forward(request, allocation, claim.record, takeover=claim.outcome is Outcome.TAKEOVER)
         except RunnerError as exc:
             log.warning("keyhole: job %s: giving up this attempt: %s", job_id, exc)
             self.pool.release(job_id)
@@ -137,7 +163,7 @@ class KeyholeService:
             raise
 
     async def _forward(
-        self, request: protocol.KeyholeRequest, job: JobRecord, claim: ClaimRecord, *, takeover: bool
+        self, request: protocol.KeyholeRequest, allocation: Allocation, claim: ClaimRecord, *, takeover: bool
     ) -> list[protocol.Forward]:
         job_id = request.job_id
         placed = [r for r in await self.ports.of_job(job_id) if r.gateway is not None] if takeover else []
@@ -147,7 +173,7 @@ class KeyholeService:
         else:
             if takeover:
                 await self._release_all(job_id)
-            placed, gateway = await self._place_and_install(request)
+            placed, gateway = await self._place_and_install(request, allocation)
         await self._step("after-rule")
         forwards = [
             Forward(
@@ -180,7 +206,9 @@ class KeyholeService:
         held = await self.ports.of_job(job_id)
         await self.ports.release(job_id, [r.port for r in held])
 
-    async def _place_and_install(self, request: protocol.KeyholeRequest) -> tuple[list[PortRecord], Gateway]:
+    async def _place_and_install(
+        self, request: protocol.KeyholeRequest, allocation: Allocation
+    ) -> tuple[list[PortRecord], Gateway]:
         """Place the forwards on a healthy gateway and write the rules there.
 
         A gateway found down at any step (it may have died after it was chosen) loses this job's reservations
@@ -188,7 +216,7 @@ class KeyholeService:
         """
         job_id = request.job_id
         suffix = self._settings.forwarding_hostname_suffix
-        names = [h + suffix for h in request.hostnames]
+        names = [node + suffix for node in allocation.nodes]  # Slurm's names, never the request's
         tried: list[Gateway] = []
         for _ in range(min(GATEWAY_TRIES, len(self.pool.gateways))):
             gateway = self.pool.choose(job_id, exclude=tried, weight=request.ports)
@@ -210,6 +238,7 @@ class KeyholeService:
         missing = [n for n in names if n not in addresses]
         if missing:
             raise UnresolvableHost(f"cannot resolve {', '.join(missing)} on the gateway")
+        check_targets(addresses, self._settings.compute_networks)
         ips = [addresses[n] for n in names]
         job_id = request.job_id
         ports: list[int] = []
@@ -243,6 +272,10 @@ class KeyholeService:
         for record in records:
             await self.ports.place(record)
         return records
+
+
+# Refusals of a job's own retries, not of anything it asked for: they never slow the job down.
+_NOT_COUNTED = (RequestInProgress,)
 
 
 def _rule(record: PortRecord) -> ForwardRule:

@@ -45,6 +45,9 @@ FIGURES = {
         "gateways.install_vs_empty",
         "readiness.median_s",
         "readiness.p99_s",
+        "keyhole.request_ms_watcher_row",
+        "keyhole.request_ms_asking_squeue",
+        "keyhole.node_check_extra_ms",
     },
     "iptables": {
         "iptables.restore_us_per_rule",

@@ -13,9 +13,8 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings
 from runner.keyhole import protocol
-from runner.records import JobRecord, JobState
 from simulator import SimCluster
-from tests.integration.keyhole_support import all_rules, gateway_rules
+from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, gateway_rules, seen_running, watcher_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -28,11 +27,11 @@ async def test_two_runners_never_give_a_port_or_rule_twice(
     make_settings: Callable[..., Settings], sim_cluster: SimCluster
 ) -> None:
     hosts = [c.name for c in sim_cluster.compute_nodes]
-    quiet = {"watcher": {"interval": 3600, "leader_ttl": 2}}  # the job watcher would end these Slurm-less jobs
-    async with Runner(make_settings(**quiet)) as one, Runner(make_settings(**quiet)) as two:
+    # the job watcher would end these Slurm-less jobs
+    async with Runner(make_settings(**QUIET_WATCHER)) as one, Runner(make_settings(**QUIET_WATCHER)) as two:
+        await watcher_settled(one, two)
         for i in range(JOBS):
-            record = JobRecord(job_id=f"c-{i}", uid="alice", template_name="t", variables={}, state=JobState.RUNNING)
-            await one.store.create_job(record, TOKEN)
+            await one.store.create_job(seen_running(f"c-{i}", hosts[i % len(hosts)], slurm_id=str(1000 + i)), TOKEN)
         urls = [r.keyhole.server.url for r in (one, two) if r.keyhole.server is not None]
         limit = asyncio.Semaphore(IN_FLIGHT)
 

@@ -14,9 +14,8 @@ from runner.config import Settings
 from runner.errors import RunnerError
 from runner.gateway.iptables import ForwardRule
 from runner.keyhole import protocol
-from runner.records import JobRecord, JobState
 from simulator import SimCluster
-from tests.integration.keyhole_support import all_rules
+from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, seen_running, slurm_running, watcher_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -30,7 +29,7 @@ class Crash(BaseException):
 def settings_for(make_settings: Callable[..., Settings]) -> Settings:
     # a 1 s command timeout makes a vanished handler's request eligible for takeover after 2 s
     ssh = {"command_timeout": 1, "connect_timeout": 5, "down_retry_after": 60}
-    return make_settings(watcher={"interval": 3600, "leader_ttl": 2}, ssh=ssh | _keys(make_settings))
+    return make_settings(**QUIET_WATCHER, ssh=ssh | _keys(make_settings))
 
 
 def _keys(make_settings: Callable[..., Settings]) -> dict[str, str | list[str]]:
@@ -59,10 +58,13 @@ async def test_crash_then_restart_reconciles_and_the_retry_completes(
         if at == step:
             raise Crash(at)
 
-    host = sim_cluster.compute_nodes[0].name
-    data = protocol.build_request(job_id="j-crash", hostnames=[host], ports=1, token=TOKEN, timestamp=int(time.time()))
     async with Runner(settings, keyhole_fault=die) as first:
-        record = JobRecord(job_id="j-crash", uid="alice", template_name="t", variables={}, state=JobState.RUNNING)
+        # a real Slurm job: the second runner's watcher must find it still running
+        record = await slurm_running(first, sim_cluster, "j-crash")
+        host = record.details["node-list"]
+        data = protocol.build_request(
+            job_id="j-crash", hostnames=[host], ports=1, token=TOKEN, timestamp=int(time.time())
+        )
         await first.store.create_job(record, TOKEN)
         with pytest.raises(Crash):
             await first.keyhole.service.handle(data)
@@ -96,8 +98,8 @@ async def test_reconciliation_removes_strays_and_restores_missing_rules(
     settings = settings_for(make_settings)
     host = sim_cluster.compute_nodes[1].name
     async with Runner(settings) as started:
-        record = JobRecord(job_id="j-kept", uid="alice", template_name="t", variables={}, state=JobState.RUNNING)
-        await started.store.create_job(record, TOKEN)
+        await watcher_settled(started)
+        await started.store.create_job(seen_running("j-kept", host), TOKEN)
         data = protocol.build_request(
             job_id="j-kept", hostnames=[host], ports=1, token=TOKEN, timestamp=int(time.time())
         )

@@ -14,7 +14,7 @@ from runner.keyhole import protocol
 from runner.readiness import HEALTH_NOTE
 from runner.records import JobRecord, JobState
 from simulator import SimCluster
-from tests.integration.keyhole_support import wait_until
+from tests.integration.keyhole_support import QUIET_WATCHER, seen_running, wait_until, watcher_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -25,9 +25,9 @@ async def test_available_when_the_port_answers_and_unhealthy_when_it_stops(
     make_settings: Callable[..., Settings], sim_cluster: SimCluster
 ) -> None:
     node = sim_cluster.compute_nodes[2]
-    async with Runner(make_settings(watcher={"interval": 3600, "leader_ttl": 2})) as started:
-        record = JobRecord(job_id="j-ready", uid="alice", template_name="t", variables={}, state=JobState.RUNNING)
-        await started.store.create_job(record, TOKEN)
+    async with Runner(make_settings(**QUIET_WATCHER)) as started:
+        await watcher_settled(started)
+        await started.store.create_job(seen_running("j-ready", node.name), TOKEN)
         data = protocol.build_request(
             job_id="j-ready", hostnames=[node.name], ports=1, token=TOKEN, timestamp=int(time.time())
         )

@@ -11,9 +11,9 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings
 from runner.keyhole import protocol
-from runner.records import JobRecord, JobState
+from runner.records import JobState
 from simulator import SimCluster
-from tests.integration.keyhole_support import all_rules
+from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, seen_running, watcher_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -22,14 +22,17 @@ TOKEN = "t" * 32
 
 @pytest.fixture
 async def keyhole(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Runner, httpx.AsyncClient]]:
-    async with Runner(make_settings(keyholed_max_forwarders_per_job=2)) as started:
+    # these records have no Slurm job behind them
+    async with Runner(make_settings(keyholed_max_forwarders_per_job=2, **QUIET_WATCHER)) as started:
         assert started.keyhole.server is not None
+        await watcher_settled(started)
         async with httpx.AsyncClient(base_url=started.keyhole.server.url, timeout=15, trust_env=False) as client:
             yield started, client
 
 
-async def running_job(started: Runner, job_id: str, state: JobState = JobState.RUNNING) -> None:
-    record = JobRecord(job_id=job_id, uid="alice", template_name="t.txt", variables={}, state=state)
+async def running_job(started: Runner, job_id: str, host: str, state: JobState = JobState.RUNNING) -> None:
+    record = seen_running(job_id, host)
+    record.state = state
     await started.store.create_job(record, TOKEN)
 
 
@@ -59,8 +62,8 @@ async def nothing_forwarded(started: Runner, cluster: SimCluster, job_id: str) -
 
 async def test_forged_signature_is_refused(keyhole: tuple[Runner, httpx.AsyncClient], sim_cluster: SimCluster) -> None:
     started, client = keyhole
-    await running_job(started, "j-forged")
     host = sim_cluster.compute_nodes[0].name
+    await running_job(started, "j-forged", host)
     response = await post(client, body("j-forged", host, token="f" * 32))
     assert response.status_code == 403
     assert response.json()["error"] == "bad-signature"
@@ -75,11 +78,11 @@ async def test_unknown_and_ended_jobs_are_refused(
     host = sim_cluster.compute_nodes[0].name
     response = await post(client, body("j-nobody", host))
     assert response.status_code == 404
-    await running_job(started, "j-ended")
+    await running_job(started, "j-ended", host)
     await started.store.update_job("j-ended", lambda r: r.model_copy(update={"state": JobState.FINISHED}))
     response = await post(client, body("j-ended", host))
     assert response.status_code == 404
-    await running_job(started, "j-leaving", JobState.COMPLETING)
+    await running_job(started, "j-leaving", host, JobState.COMPLETING)
     response = await post(client, body("j-leaving", host))
     assert response.status_code == 409
     for job_id in ("j-nobody", "j-ended", "j-leaving"):
@@ -88,7 +91,7 @@ async def test_unknown_and_ended_jobs_are_refused(
 
 async def test_too_many_ports_is_refused(keyhole: tuple[Runner, httpx.AsyncClient], sim_cluster: SimCluster) -> None:
     started, client = keyhole
-    await running_job(started, "j-greedy")
+    await running_job(started, "j-greedy", sim_cluster.compute_nodes[0].name)
     response = await post(client, body("j-greedy", sim_cluster.compute_nodes[0].name, ports=3))
     assert response.status_code == 422
     assert response.json()["error"] == "too-many-ports"
@@ -99,8 +102,8 @@ async def test_a_job_asks_once_a_retry_gets_the_same_answer_and_replays_are_refu
     keyhole: tuple[Runner, httpx.AsyncClient], sim_cluster: SimCluster
 ) -> None:
     started, client = keyhole
-    await running_job(started, "j-once")
     host = sim_cluster.compute_nodes[1].name
+    await running_job(started, "j-once", host)
     first = body("j-once", host, ports=2)
     answer = await post(client, first)
     assert answer.status_code == 200, answer.text

@@ -230,6 +230,22 @@ def test_send_stops_at_once_on_a_4xx_refusal() -> None:
     assert fake.sleeps == []
 
 
+def test_send_waits_as_a_429_asks_then_retries() -> None:
+    fake = FakeTime()
+    wait = b'{"error": "too-many-refusals", "message": "retry in 4 s", "retry-after": 4}'
+    got, urls = _send(fake, [(429, wait), (200, b"OK")], rand=lambda: 0.0)
+    assert got == b"OK"
+    assert len(urls) == 2
+    assert 4.0 <= fake.sleeps[0] < 5.0
+
+
+def test_send_stops_on_a_429_without_a_sane_wait() -> None:
+    for body in (b'{"error": "x", "message": "no"}', b'{"error": "x", "message": "no", "retry-after": 99999}'):
+        with pytest.raises(client.KeyholeFailure, match="refused the request") as info:
+            _send(FakeTime(), [(429, body)])
+        assert info.value.exit_code == client.EXIT_REFUSED
+
+
 def test_request_forwards_reports_missing_inputs() -> None:
     env = {"SLURM_JOB_NODELIST": "n[1-2]"}
     with pytest.raises(client.KeyholeFailure, match="no keyhole token"):
