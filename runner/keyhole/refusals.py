@@ -53,7 +53,7 @@ class RefusalBackoff:
     def __init__(self, client: aetcd.Client, prefix: str, *, clock: Callable[[], float]) -> None:
         self._client = client
         self._prefix = f"{prefix.rstrip('/')}/keyhole/refusals/"
-        self._clock = clock
+        self.clock = clock  # epoch seconds; tests may skip ahead
 
     def _key(self, job_id: str) -> bytes:
         return f"{self._prefix}{job_id}".encode()
@@ -67,7 +67,7 @@ class RefusalBackoff:
         if got is None:
             return
         record = RefusalRecord.model_validate_json(got.value)
-        wait = record.until - self._clock()
+        wait = record.until - self.clock()
         if wait > 0:
             raise TooManyRefusals(
                 f"this job's keyhole requests were refused {record.count} times; retry in {math.ceil(wait)} s",
@@ -84,7 +84,7 @@ class RefusalBackoff:
                 got = await self._client.get(key)
                 count = 1 if got is None else RefusalRecord.model_validate_json(got.value).count + 1
                 wait = delay_after(count)
-                body = RefusalRecord(count=count, until=self._clock() + wait).model_dump_json().encode()
+                body = RefusalRecord(count=count, until=self.clock() + wait).model_dump_json().encode()
                 # The record outlives the longest wait, then goes by itself (also for jobs that never got ports).
                 lease = await self._client.lease(int(2 * MAX_DELAY))
                 compare = [tx.create(key) == 0] if got is None else [tx.mod(key) == got.mod_revision]
