@@ -121,12 +121,13 @@ class Runner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _expand_keyhole(self, script: str, job_id: str, token: str) -> str:
+    def _expand_keyhole(self, script: str, job_id: str, token: str, session_secret: str) -> str:
         urls = [f"http://{e.ip}:{e.port}" for e in self.settings.keyholed_servers]
         return expand_keyhole_request(
             script,
             job_id=job_id,
             token=token,
+            session_secret=session_secret,
             service_urls=urls,
             max_ports=self.settings.keyholed_max_forwarders_per_job,
         )

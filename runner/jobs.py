@@ -1,7 +1,9 @@
 """The job service: submission, cancellation and lookups, written once above etcd and the Scheduler protocol.
 
-Submission saves as it goes, so a crash at any point can be reconciled by the watcher: the record (and the
-job's keyhole token) is written before ``sbatch`` runs, and the Slurm id right after.
+Submission saves as it goes, so a crash at any point can be reconciled by the watcher: the record (with the
+job's keyhole token and session secret) is written before ``sbatch`` runs, and the Slurm id right after. The
+session secret is what the job's application asks its user for; it reaches the job inside the script piped to
+sbatch and the frontend only through :meth:`Jobs.session_secret` (the authenticated API), and is never logged.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from runner.users import check_user_name
 
 log = logging.getLogger(__name__)
 
-KeyholeExpander = Callable[[str, str, str], str]
-"""``expand(script, job_id, token) -> script`` replacing the ``#KEYHOLE-REQUEST-PORTS`` line."""
+KeyholeExpander = Callable[[str, str, str, str], str]
+"""``expand(script, job_id, token, session_secret) -> script`` replacing the ``#KEYHOLE-REQUEST-PORTS`` line."""
 
 
 class Jobs:
@@ -49,12 +51,19 @@ class Jobs:
         script = self._templates.render(template_name, variables)  # every 4xx is raised before any I/O
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
+        session_secret = secrets.token_urlsafe(24)
         if self._templates.keyhole_request(template_name) is not None:
             if self._expand_keyhole is None:
                 raise RunnerError(internal="template requests ports but no keyhole service is configured")
-            script = self._expand_keyhole(script, job_id, token)
-        record = JobRecord(job_id=job_id, uid=uid, template_name=template_name, variables=dict(variables))
-        revision = await self._store.create_job(record, token)
+            script = self._expand_keyhole(script, job_id, token, session_secret)
+        record = JobRecord(
+            job_id=job_id,
+            uid=uid,
+            template_name=template_name,
+            variables=dict(variables),
+            session_url=self._templates.session_url(template_name),
+        )
+        revision = await self._store.create_job(record, token, session_secret)
         workdir = f"{self._home_prefix}/{uid}"
         try:
             slurm_id = await self._scheduler.submit(uid, job_id, workdir, script)
@@ -82,6 +91,9 @@ class Jobs:
         if record is None:
             raise NoSuchJob
         return record
+
+    async def session_secret(self, job_id: str) -> str | None:
+        return await self._store.get_session_secret(job_id)
 
     async def list_active(self) -> list[str]:
         return await self._store.active_ids()

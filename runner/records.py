@@ -59,6 +59,7 @@ class JobRecord(BaseModel):
     cancel_requested: bool = False
     details: dict[str, str] = Field(default_factory=dict)
     forwards: list[Forward] = Field(default_factory=list)
+    session_url: str | None = Field(default=None, description="the template's session URL pattern, if it has one")
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 

@@ -29,6 +29,10 @@ class JobService(Protocol):
         """The stored record; NoSuchJob if unknown. Never calls Slurm."""
         ...
 
+    async def session_secret(self, job_id: str) -> str | None:
+        """The secret the job's application asks its user for, while the job is active; None after. Never logged."""
+        ...
+
     async def list_active(self) -> list[str]:
         """Ids of jobs that are not finished. Never calls Slurm."""
         ...

@@ -5,6 +5,7 @@ Layout under the configured prefix ``P``::
     P/jobs/active/<job id>   JobRecord JSON of a job that is not finished
     P/jobs/done/<job id>     JobRecord JSON of a finished job
     P/tokens/<job id>        the job's keyhole token (deleted when the job finishes)
+    P/sessions/<job id>      the job's session secret: what its application asks its user for (likewise)
 
 Moving a record from ``active`` to ``done`` happens in one transaction, so listing active jobs is one range
 read and never sees a job twice. Updates are compare-and-swap on the key's revision, so the job watcher and
@@ -28,7 +29,7 @@ from runner.records import Change, JobRecord
 log = logging.getLogger(__name__)
 
 MAX_CAS_ATTEMPTS = 20
-# Records per batched transaction: a finished job takes 3 operations, and etcd allows 128 per transaction.
+# Records per batched transaction: a finished job takes 4 operations, and etcd allows 128 per transaction.
 BATCH_RECORDS = 32
 # A watcher tick reads every active record in one range read; 10,000 records with their Slurm details are
 # about 10 MB, past gRPC's 4 MiB default, which failed every tick at that size (found by the benchmarks).
@@ -75,8 +76,11 @@ class StateStore:
     def _token_key(self, job_id: str) -> bytes:
         return f"{self.prefix}/tokens/{job_id}".encode()
 
-    async def create_job(self, record: JobRecord, token: str) -> int:
-        """Store a new job and its token; Conflict if the id exists. Returns the record's revision."""
+    def _session_key(self, job_id: str) -> bytes:
+        return f"{self.prefix}/sessions/{job_id}".encode()
+
+    async def create_job(self, record: JobRecord, token: str, session_secret: str | None = None) -> int:
+        """Store a new job, its token and session secret; Conflict if the id exists. Returns the revision."""
         key = self._active_key(record.job_id)
         tx = self.client.transactions
         try:
@@ -85,6 +89,7 @@ class StateStore:
                 success=[
                     tx.put(key, record.model_dump_json().encode()),
                     tx.put(self._token_key(record.job_id), token.encode()),
+                    *([tx.put(self._session_key(record.job_id), session_secret.encode())] if session_secret else []),
                 ],
                 failure=[],
             )
@@ -119,6 +124,14 @@ class StateStore:
             raise _unavailable(exc) from exc
         return None if got is None else got.value.decode()
 
+    async def get_session_secret(self, job_id: str) -> str | None:
+        """The job's session secret while the job is active; None once it finished (or if it has none)."""
+        try:
+            got = await self.client.get(self._session_key(job_id))
+        except _ETCD_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return None if got is None else got.value.decode()
+
     def _apply(self, current: JobRecord, change: Change) -> JobRecord | None:
         """``change`` applied to a fresh parse of ``current``; None when it changes nothing (no deep copies)."""
         before = current.model_dump_json()
@@ -129,13 +142,18 @@ class StateStore:
         return new
 
     def _write_ops(self, new: JobRecord) -> list[Any]:
-        """Store ``new``; a finished job moves to ``done`` and loses its token."""
+        """Store ``new``; a finished job moves to ``done`` and loses its token and session secret."""
         tx = self.client.transactions
         key = self._active_key(new.job_id)
         body = new.model_dump_json().encode()
         if new.active:
             return [tx.put(key, body)]
-        return [tx.delete(key), tx.put(self._done_key(new.job_id), body), tx.delete(self._token_key(new.job_id))]
+        return [
+            tx.delete(key),
+            tx.put(self._done_key(new.job_id), body),
+            tx.delete(self._token_key(new.job_id)),
+            tx.delete(self._session_key(new.job_id)),
+        ]
 
     async def _commit(self, writes: list[tuple[JobRecord, int, JobRecord]]) -> bool:
         """Write every ``(current, revision, new)`` in one transaction if none changed since it was read."""
@@ -161,9 +179,9 @@ class StateStore:
         """Apply ``change`` to the active record atomically, retrying on concurrent writes.
 
         ``change`` returns the new record, or None to leave it alone. A record whose new state is finished is
-        moved to ``done`` and its token deleted in the same transaction. Returns the stored record, or None if
-        the job is not active. ``known`` (an active record and its revision, from :meth:`active_jobs`) saves
-        the first read.
+        moved to ``done`` and its token and session secret deleted in the same transaction. Returns the stored
+        record, or None if the job is not active. ``known`` (an active record and its revision, from
+        :meth:`active_jobs`) saves the first read.
         """
         for attempt in range(MAX_CAS_ATTEMPTS):
             found = (known[0], known[1], True) if known is not None and attempt == 0 else await self._read(job_id)

@@ -9,14 +9,21 @@ Values are strings, so a section ``{{#name}}...{{/name}}`` is a truthiness test 
 its body once, in the enclosing scope. Partials, lambdas and dotted names are not part of the template language
 here. A line ``#KEYHOLE-REQUEST-PORTS N`` may appear at most once; the store reports ``N`` but leaves the line
 in place, since its expansion belongs to the keyhole module.
+
+A line ``#KEYHOLE-SESSION-URL <pattern>`` (at most once) says that the template's application admits only the
+holder of the job's session secret, and where a browser lands in the session: ``{host}``, ``{port}`` and
+``{password}`` in the pattern become a service's public address, port and the URL-quoted secret
+(:func:`session_url`), e.g. ``http://{host}:{port}/?password={password}``.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import chevron
 from chevron.tokenizer import ChevronError, tokenize
@@ -26,11 +33,15 @@ from runner.errors import InvalidTemplateName, InvalidVariable, TemplateError, U
 VALUE_MAX_LENGTH = 4096
 NAME_MAX_LENGTH = 255
 KEYHOLE_DIRECTIVE = "#KEYHOLE-REQUEST-PORTS"
+SESSION_URL_DIRECTIVE = "#KEYHOLE-SESSION-URL"
+SESSION_URL_FIELDS = frozenset({"host", "port", "password"})
 
 _VALUE_CHARS = re.compile(r"[A-Za-z0-9./_-]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _KEYHOLE_LINE = re.compile(rf"^[ \t]*{re.escape(KEYHOLE_DIRECTIVE)}(?![A-Za-z0-9_-])(?P<rest>.*)$", re.MULTILINE)
 _KEYHOLE_COUNT = re.compile(r"[ \t]+(?P<n>[0-9]{1,4})[ \t]*\r?")
+_SESSION_LINE = re.compile(rf"^[ \t]*{re.escape(SESSION_URL_DIRECTIVE)}(?![A-Za-z0-9_-])(?P<rest>.*)$", re.MULTILINE)
+_SESSION_PATTERN = re.compile(r"[ \t]+(?P<url>https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%{}-]+)[ \t]*\r?")
 # Section keys get a suffix no identifier can have, so a variable may be both printed and tested.
 _SECTION_SUFFIX = "\x00if"
 _INVERTED_SUFFIX = "\x00unless"
@@ -92,6 +103,37 @@ class _Parsed:
     tokens: list[tuple[str, str]]
     variables: list[str]
     keyhole_ports: int | None
+    session_url: str | None
+
+
+def session_url(pattern: str, *, host: str, port: int, password: str) -> str:
+    """A service's session URL from a template's ``#KEYHOLE-SESSION-URL`` pattern."""
+    return pattern.format(host=host, port=port, password=quote(password, safe=""))
+
+
+def _session_url(name: str, text: str) -> str | None:
+    """The pattern of the one ``#KEYHOLE-SESSION-URL`` line, None without one; TemplateError otherwise."""
+    lines = _SESSION_LINE.findall(text)
+    if len(lines) > 1:
+        raise TemplateError(f"template {name!r} has {SESSION_URL_DIRECTIVE} {len(lines)} times; at most once")
+    if not lines:
+        return None
+    found = _SESSION_PATTERN.fullmatch(lines[0])
+    if found is None:
+        raise TemplateError(f"template {name!r}: {SESSION_URL_DIRECTIVE} needs one http(s) URL pattern")
+    pattern = found["url"]
+    try:
+        parts = [(field, spec, conv) for _, field, spec, conv in string.Formatter().parse(pattern) if field is not None]
+    except ValueError as exc:
+        raise TemplateError(f"template {name!r}: {SESSION_URL_DIRECTIVE}: {exc}") from None
+    fields = {field for field, _, _ in parts}
+    plain = all(not spec and conv is None for _, spec, conv in parts)
+    if not plain or not fields <= SESSION_URL_FIELDS or "password" not in fields:
+        allowed = ", ".join("{" + f + "}" for f in sorted(SESSION_URL_FIELDS))
+        raise TemplateError(
+            f"template {name!r}: {SESSION_URL_DIRECTIVE} may use only {allowed}, and must use {{password}}"
+        )
+    return pattern
 
 
 def _keyhole_ports(name: str, text: str) -> int | None:
@@ -139,7 +181,12 @@ def _parse(name: str, text: str) -> _Parsed:
             tokens.append(("end", open_sections.pop()))
         else:
             raise TemplateError(f"template {name!r} uses an unsupported mustache tag ({tag})")
-    return _Parsed(tokens=tokens, variables=list(seen), keyhole_ports=_keyhole_ports(name, text))
+    return _Parsed(
+        tokens=tokens,
+        variables=list(seen),
+        keyhole_ports=_keyhole_ports(name, text),
+        session_url=_session_url(name, text),
+    )
 
 
 class TemplateStore:
@@ -166,6 +213,10 @@ class TemplateStore:
     def keyhole_request(self, name: str) -> int | None:
         """``N`` of the template's ``#KEYHOLE-REQUEST-PORTS N`` line, or None when it has none."""
         return self._load(name).keyhole_ports
+
+    def session_url(self, name: str) -> str | None:
+        """The template's ``#KEYHOLE-SESSION-URL`` pattern, or None when its application asks for no secret."""
+        return self._load(name).session_url
 
     def check(self, name: str, variables: Mapping[str, str]) -> None:
         """Everything :meth:`render` checks, without rendering: name, existence, values, missing variables."""

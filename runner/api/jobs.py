@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from runner.api.deps import ServiceDep, TemplatesDep
 from runner.api.schemas import ErrorResponse, JobList, JobResponse, Message, SubmitRequest, SubmitResponse
 from runner.errors import NoSuchJob, NoSuchRunningJob
+from runner.records import JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -39,10 +40,13 @@ async def list_jobs(service: ServiceDep) -> JobList:
 
 @router.get("/{job_id}", responses=_ERRORS)
 async def get_job(job_id: str, service: ServiceDep) -> JobResponse:
-    """The job's submission, state, Slurm details and (once available) where to connect."""
+    """The job's submission, state, Slurm details and (once available) where to connect, with the session's
+    password and URL."""
     if not _known_shape(job_id):
         raise NoSuchJob(internal=f"malformed job id {job_id[:140]!r}")
-    return JobResponse.from_record(await service.get(job_id))
+    record = await service.get(job_id)
+    secret = await service.session_secret(job_id) if record.state is JobState.AVAILABLE else None
+    return JobResponse.from_record(record, secret)
 
 
 @router.delete("/{job_id}", responses=_ERRORS)

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from runner.records import JobRecord, JobState
-from runner.templates import template_name_problem, variable_name_problem, variable_value_problem
+from runner.templates import session_url, template_name_problem, variable_name_problem, variable_value_problem
 from runner.users import user_name_problem
 
 
@@ -67,9 +67,19 @@ class ErrorResponse(_Wire):
 
 
 class Service(_Wire):
+    """Where the user connects: bwVisu's three fields, plus (beyond bwVisu) the session's password and URL."""
+
     internal_port: int = Field(alias="internal-port")
     external_port: int = Field(alias="external-port")
     external_ip: str = Field(alias="external-ip")
+    password: str | None = Field(
+        default=None, description="the job's session secret, which its application asks for; null once finished"
+    )
+    url: str | None = Field(
+        default=None,
+        description="what a browser opens to land in the session (password included); null if the template "
+        "declares no session URL or the job has finished",
+    )
 
 
 class BatchScript(_Wire):
@@ -92,9 +102,19 @@ class JobResponse(_Wire):
     details: dict[str, str]
 
     @classmethod
-    def from_record(cls, record: JobRecord) -> JobResponse:
+    def from_record(cls, record: JobRecord, session_secret: str | None = None) -> JobResponse:
         services = [
-            Service(internal_port=f.internal_port, external_port=f.external_port, external_ip=f.external_ip)
+            Service(
+                internal_port=f.internal_port,
+                external_port=f.external_port,
+                external_ip=f.external_ip,
+                password=session_secret,
+                url=(
+                    session_url(record.session_url, host=f.external_ip, port=f.external_port, password=session_secret)
+                    if record.session_url and session_secret
+                    else None
+                ),
+            )
             for f in record.forwards
         ]
         return cls(
@@ -115,6 +135,11 @@ class TemplateInfo(_Wire):
     name: str
     variables: list[str]
     keyhole_ports: int | None = Field(alias="keyhole-ports")
+    session_secret: bool = Field(
+        alias="session-secret",
+        description="the template's application admits only the holder of the job's session secret "
+        "(the template has a #KEYHOLE-SESSION-URL line)",
+    )
 
 
 class TemplateList(_Wire):

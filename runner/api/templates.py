@@ -23,7 +23,10 @@ async def list_templates(templates: TemplatesDep) -> TemplateList:
         try:
             infos.append(
                 TemplateInfo(
-                    name=name, variables=templates.variables(name), keyhole_ports=templates.keyhole_request(name)
+                    name=name,
+                    variables=templates.variables(name),
+                    keyhole_ports=templates.keyhole_request(name),
+                    session_secret=templates.session_url(name) is not None,
                 )
             )
         except RunnerError as exc:

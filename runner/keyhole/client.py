@@ -10,8 +10,9 @@ It expands ``SLURM_JOB_NODELIST`` (or ``SLURM_NODELIST``), signs one request, an
 to the service URLs in turn until one answers, backing off exponentially with jitter while none can
 be reached or one answers 5xx, for a bounded total time. On success it prints
 ``export KEYHOLE_PORT<i>=.. KEYHOLE_GATEWAY<i>=.. KEYHOLE_EXTERNAL_PORT<i>=..`` lines for the batch
-script to ``eval``; on a refusal or when it gives up it writes why to stderr (the job log) and exits
-non-zero. Run standalone, it takes the token from ``KEYHOLE_TOKEN``.
+script to ``eval``, and ``export KEYHOLE_SESSION_SECRET=..`` when the embedding handed it a session secret;
+on a refusal or when it gives up it writes why to stderr (the job log) and exits non-zero. Run standalone,
+it takes the token from ``KEYHOLE_TOKEN``.
 """
 
 from __future__ import annotations
@@ -200,13 +201,16 @@ def refusal_text(body: bytes) -> str | None:
     return None
 
 
-def export_lines(forwards: list[tuple[int, int, str]]) -> str:
+def export_lines(forwards: list[tuple[int, int, str]], session_secret: str | None = None) -> str:
     """The shell lines the batch script evaluates."""
-    return "".join(
+    lines = "".join(
         f"export KEYHOLE_PORT{i}={internal} KEYHOLE_GATEWAY{i}={shlex.quote(gateway)}"
         f" KEYHOLE_EXTERNAL_PORT{i}={external}\n"
         for i, (internal, external, gateway) in enumerate(forwards)
     )
+    if session_secret:
+        lines += f"export KEYHOLE_SESSION_SECRET={shlex.quote(session_secret)}\n"
+    return lines
 
 
 # --- sending ------------------------------------------------------------------------------------
@@ -307,7 +311,9 @@ def _log(line: str) -> None:
     sys.stderr.flush()
 
 
-def main(argv: list[str], environ: Mapping[str, str], token: str | None = None) -> int:
+def main(
+    argv: list[str], environ: Mapping[str, str], token: str | None = None, session_secret: str | None = None
+) -> int:
     """Request forwards; print export lines on success, else a message on stderr. The exit status."""
     parser = argparse.ArgumentParser(prog="keyhole-client", description="Ask the keyhole service for ports.")
     parser.add_argument("--job-id", required=True)
@@ -332,7 +338,7 @@ def main(argv: list[str], environ: Mapping[str, str], token: str | None = None) 
     except KeyholeFailure as failure:
         _log(f"keyhole: {failure}")
         return failure.exit_code
-    sys.stdout.write(export_lines(forwards))
+    sys.stdout.write(export_lines(forwards, session_secret))
     return 0
 
 

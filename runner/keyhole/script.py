@@ -2,10 +2,12 @@
 
 The snippet feeds the stdlib-only client (:mod:`runner.keyhole.client`) to ``python3 -`` through a
 heredoc with a quoted delimiter, so the shell expands nothing inside it; the last line of the heredoc
-calls the client with the job's token. The token therefore travels only inside the batch script piped to
-``sbatch`` and the heredoc pipe (the client is kept well under the 64 KiB up to which bash uses a pipe,
-not a temporary file): never in a file of the user's, an argument list or the environment. The client's
-output is ``eval``-ed; if it fails, the job stops with a message in its log.
+calls the client with the job's token and session secret. Both therefore travel only inside the batch script
+piped to ``sbatch`` and the heredoc pipe (the client is kept well under the 64 KiB up to which bash uses a
+pipe, not a temporary file): never in a file of the user's or an argument list. The client's output is
+``eval``-ed; if it fails, the job stops with a message in its log. On success the output also exports
+``KEYHOLE_SESSION_SECRET``, so the job's application can demand it (in the job's environment, which only
+the job's owner can read, never on a command line).
 
 Call this on the *rendered* template (after mustache): the client source is not template text.
 The snippet is POSIX shell, so ``#!/bin/sh`` templates work as well as bash ones.
@@ -26,6 +28,7 @@ HEREDOC_DELIMITER = "KEYHOLE_CLIENT_EOF"
 _DIRECTIVE_LINE = re.compile(r"[ \t]*#KEYHOLE-REQUEST-PORTS[ \t]+([0-9]+)[ \t]*")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")  # URL-safe: it goes into session URLs and shell words unquoted
 _URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&()*+,;=%-]+")
 
 
@@ -46,6 +49,7 @@ def keyhole_snippet(
     *,
     job_id: str,
     token: str,
+    session_secret: str,
     service_urls: list[str],
     ports: int,
     deadline_seconds: float = 120.0,
@@ -56,6 +60,8 @@ def keyhole_snippet(
         raise ValueError(f"job id {job_id!r} is not safe to embed")
     if _TOKEN.fullmatch(token) is None:
         raise ValueError("token has an unexpected form")  # never echo the token itself
+    if _SECRET.fullmatch(session_secret) is None:
+        raise ValueError("session secret has an unexpected form")
     if not service_urls or any(_URL.fullmatch(u) is None for u in service_urls):
         raise ValueError(f"keyhole service URLs must be http(s) URLs: {service_urls!r}")
     argv = ["python3", "-", "--job-id", job_id, "--ports", str(ports)]
@@ -65,8 +71,8 @@ def keyhole_snippet(
     source = client_source()
     if not source.endswith("\n"):
         source += "\n"
-    # repr() of a token from a restricted alphabet is a plain Python string literal
-    call = f"sys.exit(main(sys.argv[1:], os.environ, {token!r}))\n"
+    # repr() of a string from a restricted alphabet is a plain Python string literal
+    call = f"sys.exit(main(sys.argv[1:], os.environ, {token!r}, session_secret={session_secret!r}))\n"
     body = source + call
     if any(line == HEREDOC_DELIMITER for line in body.splitlines()):
         raise ValueError("heredoc delimiter occurs in the client source")
@@ -107,6 +113,7 @@ def expand_keyhole_request(
     *,
     job_id: str,
     token: str,
+    session_secret: str,
     service_urls: list[str],
     max_ports: int,
     deadline_seconds: float = 120.0,
@@ -123,6 +130,7 @@ def expand_keyhole_request(
     snippet = keyhole_snippet(
         job_id=job_id,
         token=token,
+        session_secret=session_secret,
         service_urls=service_urls,
         ports=ports,
         deadline_seconds=deadline_seconds,

@@ -29,6 +29,7 @@ class FakeJobService:
     """Keeps jobs in a dict and records every call; ``fail_with`` makes every call raise."""
 
     jobs: dict[str, JobRecord] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
     users: set[str] = field(default_factory=lambda: {"alice", "bob"})
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     fail_with: BaseException | None = None
@@ -66,6 +67,11 @@ class FakeJobService:
         if job_id not in self.jobs:
             raise NoSuchJob(internal=f"job {job_id} unknown")
         return self.jobs[job_id]
+
+    async def session_secret(self, job_id: str) -> str | None:
+        self._call("session_secret", job_id)
+        record = self.jobs.get(job_id)
+        return self.secrets.get(job_id) if record is not None and record.active else None
 
     async def list_active(self) -> list[str]:
         self._call("list_active")

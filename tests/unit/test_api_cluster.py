@@ -51,11 +51,13 @@ async def test_templates_listed_with_variables(client: httpx.AsyncClient) -> Non
                 "name": "template_webapp.txt",
                 "variables": ["expected_runtime_in_minutes", "number_of_nodes", "tasks_per_node"],
                 "keyhole-ports": 1,
+                "session-secret": True,
             },
             {
                 "name": "template_xpra.txt",
                 "variables": ["expected_runtime_in_minutes", "number_of_nodes", "tasks_per_node", "image_name"],
                 "keyhole-ports": 1,
+                "session-secret": True,
             },
         ]
     }
@@ -67,5 +69,7 @@ async def test_broken_template_left_out(tmp_path: Path, caplog: pytest.LogCaptur
     (tmp_path / "bad.txt").write_text("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n")
     async with client_for(make_app(FakeJobService(), templates=tmp_path)) as client:
         response = await client.get("/templates")
-    assert response.json() == {"templates": [{"name": "good.txt", "variables": ["a"], "keyhole-ports": None}]}
+    assert response.json() == {
+        "templates": [{"name": "good.txt", "variables": ["a"], "keyhole-ports": None, "session-secret": False}]
+    }
     assert "bad.txt" in caplog.text

@@ -114,8 +114,36 @@ async def test_services_only_when_available_or_kept_when_finished(
     body = (await client.get(f"/jobs/{record.job_id}")).json()
     assert body["state"] == state.value
     assert body["details"] == details
-    expected = [{"internal-port": 50001, "external-port": 50123, "external-ip": "193.196.1.1"}]
+    expected = [
+        {"internal-port": 50001, "external-port": 50123, "external-ip": "193.196.1.1", "password": None, "url": None}
+    ]
     assert body["services"] == (expected if shown else [])
+
+
+@pytest.mark.parametrize("state", [JobState.AVAILABLE, JobState.FINISHED])
+async def test_an_available_service_carries_its_session_password_and_url(
+    client: httpx.AsyncClient, service: FakeJobService, state: JobState
+) -> None:
+    pattern = "http://{host}:{port}/?password={password}"
+    record = service.add(state=state, forwards=[FORWARD], session_url=pattern)
+    service.secrets[record.job_id] = "s3cr-t_Kx"
+    body = (await client.get(f"/jobs/{record.job_id}")).json()
+    [shown] = body["services"]
+    assert (shown["external-ip"], shown["external-port"]) == ("193.196.1.1", 50123)
+    if state is JobState.AVAILABLE:
+        assert shown["password"] == "s3cr-t_Kx"
+        assert shown["url"] == "http://193.196.1.1:50123/?password=s3cr-t_Kx"
+    else:  # a finished job's secret is gone: its last services stay, without a way in
+        assert (shown["password"], shown["url"]) == (None, None)
+
+
+async def test_the_password_is_asked_for_only_for_available_jobs(
+    client: httpx.AsyncClient, service: FakeJobService
+) -> None:
+    record = service.add(state=JobState.RUNNING, forwards=[FORWARD], session_url="http://{host}:{port}/#{password}")
+    service.secrets[record.job_id] = "s3cr-t_Kx"
+    await client.get(f"/jobs/{record.job_id}")
+    assert ("session_secret", (record.job_id,)) not in service.calls
 
 
 async def test_get_unknown_job(client: httpx.AsyncClient) -> None:

@@ -128,6 +128,17 @@ def test_export_lines_evaluate_in_a_shell() -> None:
     assert out.stdout == "50001 192.0.2.7 50002\n"
 
 
+def test_the_session_secret_is_exported_after_the_ports() -> None:
+    lines = client.export_lines([(50001, 50002, "192.0.2.7")], "c2VjcmV0_LWZvci1q-b2I")
+    assert lines.endswith("export KEYHOLE_SESSION_SECRET=c2VjcmV0_LWZvci1q-b2I\n")
+    out = subprocess.run(
+        ["bash", "-c", lines + 'echo "$KEYHOLE_SESSION_SECRET"; env | grep -c "^KEYHOLE_SESSION_SECRET="'],
+        capture_output=True, text=True, check=True, timeout=10,
+    )  # fmt: skip
+    assert out.stdout == "c2VjcmV0_LWZvci1q-b2I\n1\n"  # exported: the application started next inherits it
+    assert "SESSION" not in client.export_lines([(1, 2, "gw")])
+
+
 @pytest.mark.parametrize(
     "body",
     [

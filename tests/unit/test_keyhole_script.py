@@ -19,12 +19,19 @@ from runner.keyhole.script import (
 pytestmark = pytest.mark.unit
 
 TOKEN = "Zm9vYmFyYmF6cXV4LXRva2VuLTEyMzQ1Ng"
+SECRET = "c2Vzc2lvbi1zZWNyZXQtZm9y_am9i-MQ"
 URLS = ["http://192.0.2.1:4243", "https://192.0.2.2:4243"]
 SCRIPT = "#!/bin/bash\n#SBATCH --nodes=1\necho before\n#KEYHOLE-REQUEST-PORTS 2\necho $KEYHOLE_PORT0\n"
 
 
 def _expand(script: str, **kw: object) -> str:
-    options: dict[str, object] = {"job_id": "j-1", "token": TOKEN, "service_urls": URLS, "max_ports": 4}
+    options: dict[str, object] = {
+        "job_id": "j-1",
+        "token": TOKEN,
+        "session_secret": SECRET,
+        "service_urls": URLS,
+        "max_ports": 4,
+    }
     options.update(kw)
     return expand_keyhole_request(script, **options)  # type: ignore[arg-type]
 
@@ -46,13 +53,15 @@ def test_the_line_is_replaced_by_a_quoted_heredoc_running_the_client() -> None:
     assert "exit 1; }" in out
 
 
-def test_the_token_is_only_inside_the_heredoc_body() -> None:
+def test_the_token_and_session_secret_are_only_inside_the_heredoc_body() -> None:
     out = _expand(SCRIPT)
     start = out.index(f"<<'{HEREDOC_DELIMITER}'\n")
     end = out.index(f"\n{HEREDOC_DELIMITER}\n")
-    assert out.count(TOKEN) == 1
-    assert start < out.index(TOKEN) < end
+    for secret in (TOKEN, SECRET):
+        assert out.count(secret) == 1
+        assert start < out.index(secret) < end
     assert out[: out.index(TOKEN)].endswith("sys.exit(main(sys.argv[1:], os.environ, '")
+    assert f"'{TOKEN}', session_secret='{SECRET}'))\n{HEREDOC_DELIMITER}\n" in out
 
 
 def test_arguments_are_shell_quoted() -> None:
@@ -102,6 +111,8 @@ def test_bad_directives_are_template_errors(script: str, match: str) -> None:
         {"job_id": ""},
         {"token": "short"},
         {"token": "x" * 20 + "'\n"},
+        {"session_secret": "short"},
+        {"session_secret": "x" * 20 + "$(id)"},
         {"service_urls": []},
         {"service_urls": ["ftp://x"]},
         {"service_urls": ["http://x y"]},
@@ -109,13 +120,20 @@ def test_bad_directives_are_template_errors(script: str, match: str) -> None:
     ],
 )
 def test_unsafe_arguments_are_refused(kw: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=r"token|job id|URLs") as info:
+    with pytest.raises(ValueError, match=r"token|secret|job id|URLs") as info:
         _expand(SCRIPT, **kw)
     assert TOKEN not in str(info.value)
+    assert str(kw.get("session_secret", SECRET)) not in str(info.value)
 
 
 def test_snippet_passes_the_retry_bounds_to_the_client() -> None:
     snippet = keyhole_snippet(
-        job_id="j", token=TOKEN, service_urls=URLS[:1], ports=1, deadline_seconds=30, initial_delay=0.05
+        job_id="j",
+        token=TOKEN,
+        session_secret=SECRET,
+        service_urls=URLS[:1],
+        ports=1,
+        deadline_seconds=30,
+        initial_delay=0.05,
     )
     assert "--deadline 30.0 --initial-delay 0.05 <<" in snippet

@@ -9,7 +9,7 @@ import chevron.renderer
 import pytest
 
 from runner.errors import InvalidTemplateName, InvalidVariable, TemplateError, UnknownTemplate
-from runner.templates import TemplateStore, check_variables, variable_value_problem
+from runner.templates import TemplateStore, check_variables, session_url, variable_value_problem
 from tests.hostile_inputs import HOSTILE_TEMPLATE_NAMES, HOSTILE_VALUES, HOSTILE_VARIABLE_NAMES, VALID_VARIABLES
 
 pytestmark = pytest.mark.unit
@@ -191,3 +191,36 @@ def test_broken_templates(store: TemplateStore, text: str, match: str) -> None:
 def test_render_does_not_expand_keyhole_line(store: TemplateStore) -> None:
     name = write(store, "k.txt", "#KEYHOLE-REQUEST-PORTS 1\necho $KEYHOLE_PORT0\n")
     assert store.render(name, {}) == "#KEYHOLE-REQUEST-PORTS 1\necho $KEYHOLE_PORT0\n"
+
+
+def test_session_url_directive_is_read_and_filled(tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("#!/bin/sh\n#KEYHOLE-SESSION-URL https://{host}:{port}/connect?pw={password}\n")
+    (tmp_path / "plain.txt").write_text("#!/bin/sh\n")
+    store = TemplateStore(tmp_path)
+    pattern = store.session_url("s.txt")
+    assert pattern == "https://{host}:{port}/connect?pw={password}"
+    assert store.session_url("plain.txt") is None
+    filled = session_url(pattern, host="192.0.2.1", port=50123, password="a b&c/d")
+    assert filled == "https://192.0.2.1:50123/connect?pw=a%20b%26c%2Fd"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("#KEYHOLE-SESSION-URL\n", "needs one http(s) URL"),
+        ("#KEYHOLE-SESSION-URL ftp://{host}/{password}\n", "needs one http(s) URL"),
+        ("#KEYHOLE-SESSION-URL http://{host}:{port}/ extra\n", "needs one http(s) URL"),
+        ("#KEYHOLE-SESSION-URL http://{host}:{port}/\n", "must use {password}"),
+        ("#KEYHOLE-SESSION-URL http://{host}/{password}{secret}\n", "may use only"),
+        ("#KEYHOLE-SESSION-URL http://{host.__class__}/{password}\n", "may use only"),
+        ("#KEYHOLE-SESSION-URL http://{host!r}/{password}\n", "may use only"),
+        ("#KEYHOLE-SESSION-URL http://{host}:{port:05}/{password}\n", "may use only"),
+        ("#KEYHOLE-SESSION-URL http://{host/{password}\n", "KEYHOLE-SESSION-URL"),
+        ("#KEYHOLE-SESSION-URL http://a/{password}\n#KEYHOLE-SESSION-URL http://b/{password}\n", "at most once"),
+    ],
+)
+def test_bad_session_url_directives_are_template_errors(tmp_path: Path, line: str, problem: str) -> None:
+    (tmp_path / "t.txt").write_text("#!/bin/sh\n" + line)
+    with pytest.raises(TemplateError) as info:
+        TemplateStore(tmp_path).session_url("t.txt")
+    assert problem in info.value.public
