@@ -27,12 +27,14 @@ from runner.keyhole.script import expand_keyhole_request
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 TOKEN = "cGVyLWpvYi10b2tlbi1mb3ItdGVzdGluZw"
+SECRET = "c2Vzc2lvbi1zZWNyZXQtb2Ytai03"
 SCRIPT = """#!/bin/sh
 set -u
 echo before
 #KEYHOLE-REQUEST-PORTS 2
 echo "P0=$KEYHOLE_PORT0 G0=$KEYHOLE_GATEWAY0 E0=$KEYHOLE_EXTERNAL_PORT0"
 echo "P1=$KEYHOLE_PORT1 G1=$KEYHOLE_GATEWAY1 E1=$KEYHOLE_EXTERNAL_PORT1"
+echo "S=$(printenv KEYHOLE_SESSION_SECRET)"
 """
 
 
@@ -96,6 +98,7 @@ def _script(tmp_path: Path, urls: list[str], **kw: object) -> Path:
         SCRIPT,
         job_id="j-7",
         token=TOKEN,
+        session_secret=SECRET,
         service_urls=urls,
         max_ports=4,
         **kw,  # type: ignore[arg-type]
@@ -112,7 +115,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-EXPECTED = "before\nP0=50001 G0=192.0.2.7 E0=50101\nP1=50002 G1=192.0.2.8 E1=50102\n"
+EXPECTED = f"before\nP0=50001 G0=192.0.2.7 E0=50101\nP1=50002 G1=192.0.2.8 E1=50102\nS={SECRET}\n"
 
 
 @pytest.mark.parametrize("shell", ["bash", "sh"])
