@@ -88,7 +88,7 @@ class Jobs:
 
     async def check_user(self, username: str) -> bool:
         check_user_name(username, "username")
-        return await self._scheduler.user_exists(username)
+        return await self._scheduler.user_account(username) is not None
 
 
 def _cancel_requested(record: JobRecord) -> JobRecord:
