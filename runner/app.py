@@ -26,6 +26,7 @@ from runner.loops import Loop
 from runner.ssh import CommandRunner, SshNode
 from runner.state import StateStore, etcd_client
 from runner.templates import TemplateStore
+from runner.users import ClusterUsers, runner_accounts
 from runner.watcher import JobWatcher
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Runner:
             self.scheduler,
             self.templates,
             s.bwvisu_home_prefix,
+            users=ClusterUsers(self.scheduler.user_account, min_uid=s.min_uid, runner_accounts=runner_accounts(s)),
             expand_keyhole=self._expand_keyhole,
             on_submitted=self.watch_loop.wake,
         )

@@ -43,7 +43,7 @@ class Scheduler(Protocol):
 
     async def cancel(self, uid: str, slurm_id: str) -> bool: ...
 
-    async def user_exists(self, username: str) -> bool: ...
+    async def user_account(self, name: str) -> slurm.Account | None: ...
 
 
 class CommandNodes:
@@ -176,13 +176,15 @@ class SlurmCluster:
             raise SchedulerError(f"scancel failed: {slurm.SlurmErrorText.from_stderr(out.stderr).text}")
         return True
 
-    async def user_exists(self, username: str) -> bool:
+    async def user_account(self, name: str) -> slurm.Account | None:
+        """``getent passwd NAME`` on a command node: exit 2 is glibc's "no such key"."""
+        argv = slurm.getent_argv(name)
         try:
-            out = await self.nodes.run(slurm.getent_argv(username))
+            out = await self.nodes.run(argv)
         except CommandIndeterminate:
-            out = await self.nodes.run(slurm.getent_argv(username))
+            out = await self.nodes.run(argv)  # a read: asking again is safe
         if out.exit_status == 2:
-            return False
+            return None
         if not out.ok:
             raise ClusterUnavailable(internal=f"getent exit {out.exit_status}: {out.stderr.strip()[:200]}")
-        return bool(out.stdout.strip())
+        return slurm.parse_getent_passwd(out.stdout, name)

@@ -55,6 +55,19 @@ class InvalidUser(BadRequest):
     code = "invalid-user"
 
 
+class RefusedUser(InvalidUser):
+    """A real account the runner never acts for: root, system accounts, the overflow account, its own."""
+
+    code = "refused-user"
+
+
+class UnknownUser(InvalidUser):
+    """A job submitted for a name the cluster has no account for (``check-user`` answers NoSuchUser instead)."""
+
+    code = "unknown-user"
+    default_public = "no such user on the cluster"
+
+
 class Unauthorized(RunnerError):
     code = "unauthorized"
     status = 401

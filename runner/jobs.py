@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from runner.cluster import Scheduler
-from runner.errors import NoSuchJob, NoSuchRunningJob, RunnerError
+from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError
 from runner.records import JobRecord, JobState, submission_failed, submitted_as
 from runner.state import StateStore
 from runner.templates import TemplateStore
-from runner.users import check_user_name
+from runner.users import ClusterUsers, check_user_name
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,13 @@ class Jobs:
         templates: TemplateStore,
         home_prefix: str,
         *,
+        users: ClusterUsers,
         expand_keyhole: KeyholeExpander | None = None,
         on_submitted: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
+        self._users = users
         self._templates = templates
         self._home_prefix = home_prefix.rstrip("/")
         self._expand_keyhole = expand_keyhole
@@ -49,6 +51,7 @@ class Jobs:
     async def submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
         check_user_name(uid)
         script = self._templates.render(template_name, variables)  # every 4xx is raised before any I/O
+        await self._users.ordinary(uid)  # the one 4xx that needs I/O (a getent, kept a while); nothing stored yet
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
         session_secret = secrets.token_urlsafe(24)
@@ -100,7 +103,12 @@ class Jobs:
 
     async def check_user(self, username: str) -> bool:
         check_user_name(username, "username")
-        return await self._scheduler.user_exists(username)
+        try:
+            await self._users.ordinary(username, "username")
+        except InvalidUser as exc:  # unknown or refused: to the frontend alike, no user it may start jobs for
+            log.info("check-user %s: %s", username, exc.public)
+            return False
+        return True
 
 
 def _cancel_requested(record: JobRecord) -> JobRecord:

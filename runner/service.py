@@ -17,7 +17,9 @@ class JobService(Protocol):
         """Validate, render and submit a job; return the runner's job id once Slurm accepted it.
 
         Raises InvalidUser/InvalidTemplateName/UnknownTemplate/InvalidVariable/TemplateError (4xx) before
-        anything reaches the cluster; ClusterUnavailable/SchedulerError/StateUnavailable (5xx) after.
+        anything reaches the cluster; RefusedUser/UnknownUser (4xx) when ``uid`` is no ordinary account of the
+        cluster (one ``getent passwd``, none for the runner's own accounts), before anything is stored or
+        submitted; ClusterUnavailable/SchedulerError/StateUnavailable (5xx) after.
         """
         ...
 
@@ -38,5 +40,9 @@ class JobService(Protocol):
         ...
 
     async def check_user(self, username: str) -> bool:
-        """Whether the user exists on the cluster (asks a command node)."""
+        """Whether the user exists on the cluster and jobs may run as them (asks a command node, kept a while).
+
+        False also for accounts :meth:`submit` refuses (root, system accounts, the overflow account, the
+        runner's own), so the frontend offers no user it cannot start jobs for.
+        """
         ...

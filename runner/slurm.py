@@ -153,7 +153,44 @@ def controller_unreachable(stderr: str) -> bool:
 
 
 def getent_argv(username: str) -> list[str]:
+    """``getent passwd NAME``: the account as the command node's NSS sees it (files, LDAP, SSSD alike)."""
     return ["getent", "passwd", username]
+
+
+@dataclass(frozen=True)
+class Account:
+    """One passwd entry of the cluster."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+
+_DECIMAL = re.compile(r"[0-9]{1,10}")
+
+
+def parse_getent_passwd(stdout: str, name: str) -> Account | None:
+    """The entry ``getent passwd NAME`` printed for ``name``; None when it printed nothing (no such key).
+
+    Anything but one well-formed ``name:password:uid:gid:gecos:home:shell`` line for ``name`` itself is a
+    :class:`SlurmParseError`: a uid the runner cannot read must never pass for an ordinary one.
+    """
+    lines = stdout.splitlines()
+    if not any(lines):
+        return None
+    if len(lines) != 1:
+        raise SlurmParseError(f"getent passwd {name} printed {len(lines)} lines, expected one")
+    fields = lines[0].split(":")
+    if len(fields) != 7:
+        raise SlurmParseError(f"getent passwd {name}: {len(fields)} fields, expected 7: {lines[0][:200]!r}")
+    entry, _password, uid, gid, _gecos, home, shell = fields
+    if entry != name:
+        raise SlurmParseError(f"getent passwd {name} answered for {entry[:64]!r}")
+    if not (_DECIMAL.fullmatch(uid) and _DECIMAL.fullmatch(gid)):
+        raise SlurmParseError(f"getent passwd {name}: uid/gid not decimal: {uid[:20]!r}/{gid[:20]!r}")
+    return Account(name, int(uid), int(gid), home, shell)
 
 
 def bwvisu_state(slurm_state: str) -> JobState:

@@ -86,9 +86,9 @@ def _load_gateway_module() -> Any | None:
         return None
 
 
-def _make_homes(users: UserDB) -> None:
+def _make_homes(users: UserDB, home_prefix: Path) -> None:
     for account in users.all():
-        if account.name != "root":
+        if Path(account.home).is_relative_to(home_prefix):  # not root's or the system accounts' homes
             Path(account.home).mkdir(parents=True, exist_ok=True)
 
 
@@ -107,6 +107,8 @@ class SimCluster:
         self._executor: LocalExecutor | None = None
         self._slurm: SlurmService | None = None
         self._names: dict[str, str] = {}
+        self.users = UserDB([])
+        """The passwd database every node shares (filled by :meth:`start`)."""
         self.gateway_module = _load_gateway_module()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -119,7 +121,8 @@ class SimCluster:
         users = UserDB.build(
             [(u.name, u.uid, u.group_id) for u in cfg.users], (cfg.service_user, cfg.service_uid), home
         )
-        _make_homes(users)
+        self.users = users
+        _make_homes(users, home)
         addresses = assign_addresses(cfg)
         for nc in cfg.nodes:
             address, external = addresses[nc.name]

@@ -15,6 +15,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simulator.users import SYSTEM_ACCOUNTS
+
 
 class Role(StrEnum):
     """What a node does; one node may have several roles."""
@@ -44,7 +46,7 @@ class NodeConfig(_Model):
 
 
 class UserConfig(_Model):
-    """A cluster account: ``sudo -n -u NAME`` works only for these (and for root)."""
+    """A cluster account: ``sudo -n -u NAME`` works only for these (and for root and the system accounts)."""
 
     name: str
     uid: int
@@ -120,8 +122,9 @@ class ClusterConfig(_Model):
         if self.partitions and not any(p.default for p in self.partitions):
             self.partitions[0].default = True
         users = [u.name for u in self.users]
-        if self.service_user in users or len(set(users)) != len(users):
-            raise ValueError("user names must be unique and differ from the service user")
+        reserved = {self.service_user, "root", *(a.name for a in SYSTEM_ACCOUNTS)}
+        if reserved & {*users} or len(set(users)) != len(users):
+            raise ValueError("user names must be unique and differ from the service user, root and system accounts")
         return self
 
     @classmethod

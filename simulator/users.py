@@ -15,13 +15,25 @@ class Account:
     gid: int
     home: str
     shell: str = "/bin/bash"
+    gecos: str = ""
 
     def passwd_line(self) -> str:
-        return f"{self.name}:x:{self.uid}:{self.gid}::{self.home}:{self.shell}"
+        return f"{self.name}:x:{self.uid}:{self.gid}:{self.gecos}:{self.home}:{self.shell}"
+
+
+# Accounts every Debian system has, as its /etc/passwd lists them: jobs must never run as these.
+SYSTEM_ACCOUNTS = (
+    Account("daemon", 1, 1, "/usr/sbin", "/usr/sbin/nologin", "daemon"),
+    Account("nobody", 65534, 65534, "/nonexistent", "/usr/sbin/nologin", "nobody"),
+)
 
 
 class UserDB:
-    """root, the runner's service account and the configured users; homes are ``$PREFIX/$USER``."""
+    """root, system accounts, the runner's service account and the configured users.
+
+    The service account and the configured users have their homes in ``$PREFIX/$USER``; root and the system
+    accounts keep their usual homes outside it.
+    """
 
     def __init__(self, accounts: list[Account]) -> None:
         self._by_name = {a.name: a for a in accounts}
@@ -29,7 +41,7 @@ class UserDB:
 
     @classmethod
     def build(cls, users: list[tuple[str, int, int]], service: tuple[str, int], home_prefix: Path) -> UserDB:
-        accounts = [Account("root", 0, 0, "/root")]
+        accounts = [Account("root", 0, 0, "/root"), *SYSTEM_ACCOUNTS]
         accounts.append(Account(service[0], service[1], service[1], str(home_prefix / service[0])))
         accounts += [Account(name, uid, gid, str(home_prefix / name)) for name, uid, gid in users]
         return cls(accounts)

@@ -159,13 +159,15 @@ async def test_sbatch_errors(backend: Backend) -> None:
 async def test_getent_passwd(backend: Backend) -> None:
     out = await backend.command.run(slurm.getent_argv(backend.user))
     assert out.exit_status == 0
-    [line] = out.stdout.splitlines()
-    name, password, uid, gid, _gecos, home, shell = line.split(":")
-    assert (name, password, home, shell) == (backend.user, "x", backend.workdir(backend.user), "/bin/bash")
-    assert uid.isdigit()
-    assert gid.isdigit()
+    account = slurm.parse_getent_passwd(out.stdout, backend.user)
+    assert account is not None
+    assert (account.name, account.home, account.shell) == (backend.user, backend.workdir(backend.user), "/bin/bash")
+    assert account.uid >= 1000  # an ordinary user, as the runner requires
+    root = await backend.command.run(slurm.getent_argv("root"))
+    assert slurm.parse_getent_passwd(root.stdout, "root") == slurm.Account("root", 0, 0, "/root", "/bin/bash")
     unknown = await backend.command.run(slurm.getent_argv("nosuchuser"))
     assert (unknown.exit_status, unknown.stdout, unknown.stderr) == (2, "", "")
+    assert slurm.parse_getent_passwd(unknown.stdout, "nosuchuser") is None
 
 
 async def test_multi_node_job_sees_its_nodelist_in_hostlist_syntax(backend: Backend) -> None:

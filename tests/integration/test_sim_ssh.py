@@ -48,6 +48,19 @@ async def test_user_lookup(sim_ssh: asyncssh.SSHClientConnection, sim_cluster: S
     assert (no_id.exit_status, no_id.stderr) == (1, "id: 'mallory': no such user\n")
 
 
+async def test_system_accounts_are_there_as_on_debian(
+    sim_ssh: asyncssh.SSHClientConnection, sim_cluster: SimCluster
+) -> None:
+    # the runner's refusal tests attack with these, so the simulated cluster must have them
+    found = await run(sim_ssh, "getent passwd root daemon nobody")
+    assert found.stdout == (
+        "root:x:0:0::/root:/bin/bash\n"
+        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    assert not (sim_cluster.home_prefix / "daemon").exists()
+
+
 async def test_unknown_command_and_command_log(sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection) -> None:
     result = await run(sim_ssh, "rm -rf '/; echo'")
     assert (result.exit_status, result.stderr) == (127, "bash: rm: command not found\n")

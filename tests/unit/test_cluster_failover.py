@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
-from runner.errors import SchedulerError
+from runner.errors import ClusterUnavailable, SchedulerError
+from runner.slurm import Account
 from runner.ssh import CommandIndeterminate, CommandOutput, NodeUnreachable
 
 pytestmark = pytest.mark.unit
@@ -165,3 +166,31 @@ async def test_real_sbatch_with_controller_down_is_unavailable() -> None:
     cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("sbatch_controller_down")])], down_retry_after=10))
     with pytest.raises(SchedulerUnavailable):
         await cluster.submit("alice", "j", "/home/alice", "#!/bin/bash\n")
+
+
+async def test_user_account_is_one_getent_parsed_from_real_output() -> None:
+    node = ScriptedNode("a", [captured("getent_passwd_alice")])
+    cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
+    assert await cluster.user_account("alice") == Account("alice", 2001, 2001, "/home/alice", "/bin/bash")
+    assert node.calls == [["getent", "passwd", "alice"]]
+
+
+async def test_user_account_of_an_unknown_name_is_none() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("getent_passwd_unknown")])], down_retry_after=10))
+    assert await cluster.user_account("nosuchuser") is None
+
+
+async def test_user_account_asks_again_after_an_indeterminate_answer() -> None:
+    a = ScriptedNode("a", [CommandIndeterminate("a", ["getent"], "dropped")])
+    b = ScriptedNode("b", [captured("getent_passwd_alice")])
+    cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
+    account = await cluster.user_account("alice")
+    assert account is not None
+    assert account.uid == 2001
+
+
+async def test_user_account_when_getent_fails_otherwise_is_unavailable() -> None:
+    node = ScriptedNode("a", [out(status=1, stderr="Unknown database: passwd\n")])
+    cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
+    with pytest.raises(ClusterUnavailable):
+        await cluster.user_account("alice")

@@ -6,7 +6,7 @@ import pytest
 
 from simulator import hostlist
 from simulator.behaviours import find_behaviour
-from simulator.config import ClusterConfig, NodeConfig, Role, assign_addresses
+from simulator.config import ClusterConfig, NodeConfig, Role, UserConfig, assign_addresses
 from simulator.dispatch import SudoError, unwrap_sudo
 from simulator.faults import FaultKind, Faults
 from simulator.jobs import Job, JobSpec, JobState
@@ -143,6 +143,12 @@ def test_sudo_unwrapping() -> None:
     with pytest.raises(SudoError) as denied:
         unwrap_sudo(["sudo", "-n", "-u", "alice", "id"], "alice", users, False)
     assert denied.value.result.stderr == "sudo: a password is required\n"
+
+
+@pytest.mark.parametrize("name", ["bwvisu", "root", "daemon", "nobody"])
+def test_configured_users_cannot_shadow_the_built_in_accounts(name: str) -> None:
+    with pytest.raises(ValueError, match="differ from the service user, root and system accounts"):
+        ClusterConfig.build(users=[UserConfig(name=name, uid=5000)])
 
 
 def test_behaviour_marker_selects_behaviour() -> None:

@@ -1,5 +1,7 @@
 """Slurm command builders and parsers, on the exact text Slurm 22.05 prints."""
 
+from pathlib import Path
+
 import pytest
 
 from runner import slurm
@@ -97,3 +99,47 @@ def test_error_text_picks_the_error_line() -> None:
         "sbatch: warning: something\nsbatch: error: Batch job submission failed: Invalid partition name specified\n"
     )
     assert slurm.SlurmErrorText.from_stderr(stderr).text.endswith("Invalid partition name specified")
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurm"
+
+
+def test_getent_passwd_of_a_real_account() -> None:
+    stdout = (FIXTURES / "getent_passwd_alice.txt").read_text()
+    assert slurm.parse_getent_passwd(stdout, "alice") == slurm.Account("alice", 2001, 2001, "/home/alice", "/bin/bash")
+
+
+def test_getent_passwd_of_an_unknown_name_is_none() -> None:
+    assert slurm.parse_getent_passwd((FIXTURES / "getent_passwd_unknown.txt").read_text(), "nosuchuser") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "stdout"),
+    [
+        ("daemon", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"),
+        ("nobody", "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin"),
+        ("root", "root:x:0:0:root:/root:/bin/bash\n"),
+    ],
+)
+def test_getent_passwd_keeps_the_uid_of_system_accounts(name: str, stdout: str) -> None:
+    account = slurm.parse_getent_passwd(stdout, name)
+    assert account is not None
+    assert (account.name, account.uid) == (name, int(stdout.split(":")[2]))
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        "alice:x:2001:2001::/home/alice\n",  # six fields
+        "alice:x:2001:2001::/home/alice:/bin/bash:extra\n",
+        "alice:x:two:2001::/home/alice:/bin/bash\n",
+        "alice:x:-1:2001::/home/alice:/bin/bash\n",
+        "alice:x:2001:gid::/home/alice:/bin/bash\n",
+        "bob:x:2002:2002::/home/bob:/bin/bash\n",  # not the account asked for
+        "alice:x:2001:2001::/home/alice:/bin/bash\nalice:x:0:0::/root:/bin/bash\n",  # two answers
+        "getent: something odd\n",
+    ],
+)
+def test_getent_passwd_rejects_anything_but_one_entry_for_the_name(stdout: str) -> None:
+    with pytest.raises(slurm.SlurmParseError):
+        slurm.parse_getent_passwd(stdout, "alice")
