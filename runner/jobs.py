@@ -50,7 +50,7 @@ class Jobs:
 
     async def submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
         check_user_name(uid)
-        script = self._templates.render(template_name, variables)  # every 4xx is raised before any I/O
+        script = self._templates.render(template_name, variables)  # checked before any I/O
         await self._users.ordinary(uid)  # the one 4xx that needs I/O (a getent, kept a while); nothing stored yet
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)

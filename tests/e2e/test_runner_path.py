@@ -1,5 +1,7 @@
 """The whole path on the real cluster: the runner (on the host) submits an Xpra job over SSH, the job's keyhole
-client asks for a port, the runner forwards it on a gateway, and the client on the public network connects.
+client asks for a port, the runner forwards it on a gateway, and the public network connects: the real Xpra
+client and a real browser (headless chromium on the host) are refused without the job's session secret and
+admitted with it (the browser through the ``url`` the API gives).
 
 The runner runs in this process with the testbed's configuration (``Testbed.runner_config``): cluster-network
 addresses reached through the Docker bridge, the keyhole service on the host's cluster-network address.
@@ -8,6 +10,7 @@ addresses reached through the Docker bridge, the keyhole service on the host's c
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,9 +21,11 @@ import pytest
 
 import runner
 from containers.testbed import Testbed
+from runner.api.server import ApiServer
 from runner.app import Runner
-from runner.config import settings_from_mapping
-from tests.e2e.test_cluster import port_open_from
+from runner.config import ApiSettings, settings_from_mapping
+from tests.e2e.browser import SENT_BACK, need_chromium, open_xpra
+from tests.e2e.test_cluster import ok, port_open_from
 from tests.e2e.test_xpra import fetch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -69,13 +74,27 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, mes
     raise AssertionError(message)
 
 
-async def test_xpra_job_submitted_forwarded_connected_and_cancelled(testbed: Testbed) -> None:
+def xpra_client(testbed: Testbed, verb: str, address: str, password: str | None = None) -> tuple[int, str]:
+    """The real Xpra client on the public network (``xpra id``/``info``), with the password in a 0600 file."""
+    client = testbed.node("client")
+    argv = ["xpra", verb, f"tcp://{address}/"]
+    if password is not None:
+        ok(client.exec(["sh", "-c", "umask 077 && cat >/tmp/session-password"], user="alice", stdin=password))
+        argv.insert(2, "--password-file=/tmp/session-password")
+    done = client.exec(argv, user="alice")
+    return done.exit_code, done.stdout + done.stderr
+
+
+async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_cancelled(
+    testbed: Testbed, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    need_chromium()
+    caplog.set_level(logging.DEBUG)
     settings = settings_from_mapping(runner_settings(testbed, f"/e2e-{testbed.run_id}-xpra"))
     async with (
         Runner(settings) as started,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=started.app), base_url="http://runner", auth=API_AUTH, timeout=60
-        ) as api,
+        ApiServer(started.app, ApiSettings(host="127.0.0.1", port=0)) as server,
+        httpx.AsyncClient(base_url=server.url, auth=API_AUTH, timeout=60, trust_env=False) as api,
     ):
         t0 = asyncio.get_running_loop().time()
         response = await api.post(
@@ -91,29 +110,56 @@ async def test_xpra_job_submitted_forwarded_connected_and_cancelled(testbed: Tes
             return bool(body["state"] == "available")
 
         await wait_for(available, 120, "job never became available")
-        print(f"submit-to-available: {asyncio.get_running_loop().time() - t0:.1f} s")
+        print(f"submit-to-available (authenticated Xpra): {asyncio.get_running_loop().time() - t0:.1f} s")
         [service] = body["services"]
-        gateway = next(g for g in testbed.endpoints.gateways if g.public_ip == service["external-ip"])
-        base = f"http://{service['external-ip']}:{service['external-port']}"
-        status, page = await asyncio.to_thread(fetch, testbed, f"{base}/")
-        assert status == 200
+        password = service["password"]
+        assert password
+        host, port = service["external-ip"], service["external-port"]
+        assert service["url"] == f"http://{host}:{port}/?password={password}"
+        gateway = next(g for g in testbed.endpoints.gateways if g.public_ip == host)
+        status, page = await asyncio.to_thread(fetch, testbed, f"http://{host}:{port}/")
+        assert status == 200  # the client's static page is public; the session behind it is not
         assert "Xpra" in page
-        assert await asyncio.to_thread(fetch, testbed, f"{base}/Status") == (200, "ready")
-        ident = await asyncio.to_thread(
-            testbed.node("client").exec, ["xpra", "id", f"tcp://{base.removeprefix('http://')}/"], "alice"
-        )
-        assert ident.ok, ident.stderr
-        assert "session-name=" in ident.stdout
+
+        # the real Xpra client from the public network: refused without the password, admitted with it
+        for verb in ("id", "info"):
+            code, text = await asyncio.to_thread(xpra_client, testbed, verb, f"{host}:{port}")
+            assert code == 3, text  # EXIT_PASSWORD_REQUIRED
+            assert "authentication required" in text
+            code, text = await asyncio.to_thread(xpra_client, testbed, verb, f"{host}:{port}", password[:-1] + "x")
+            assert code != 0, text
+            assert "authentication failed" in text
+        code, text = await asyncio.to_thread(xpra_client, testbed, "id", f"{host}:{port}", password)
+        assert code == 0, text
+        assert "session-name=" in text
+
+        # a browser on the public network: the HTML5 client without the password gets no session
+        stranger = await open_xpra(f"http://{host}:{port}/", tmp_path / "without-password.png")
+        assert not stranger.in_session
+        assert stranger.final_url.endswith("/connect.html"), stranger
+        assert stranger.disconnect_reason == "No password specified for authentication challenge"
+        guesser = await open_xpra(f"http://{host}:{port}/?password=guess", tmp_path / "wrong-password.png")
+        assert not guesser.in_session
+        assert guesser.disconnect_reason == "authentication failed"
+        # ... and the API's url lands in it: the xterm window is drawn, titled with alice's prompt
+        user = await open_xpra(service["url"], tmp_path / "with-url.png")
+        assert user.in_session, user
+        assert SENT_BACK not in user.final_url
+        assert user.window_title is not None
+        assert user.window_title.startswith("alice@")
+        assert user.screenshot.read_bytes() != stranger.screenshot.read_bytes()
 
         cancelled = await api.delete(f"/jobs/{job_id}")
         assert cancelled.status_code == 200, cancelled.text
-        target = f":{service['external-port']}"
 
         async def rule_gone() -> bool:
             rules = await asyncio.to_thread(testbed.ssh, gateway.hostname, "sudo -n iptables -t nat -S")
-            return rules.ok and f"--dport {service['external-port']}" not in rules.stdout
+            return rules.ok and f"--dport {port}" not in rules.stdout
 
-        await wait_for(rule_gone, 60, f"forward {target} still on {gateway.hostname}")
-        assert not await asyncio.to_thread(
-            port_open_from, testbed, "client", service["external-ip"], service["external-port"]
-        )
+        await wait_for(rule_gone, 60, f"forward :{port} still on {gateway.hostname}")
+        assert not await asyncio.to_thread(port_open_from, testbed, "client", host, port)
+        finished = (await api.get(f"/jobs/{job_id}")).json()
+        assert all(s["password"] is None for s in finished["services"])
+    runner_side = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(job_id in line for line in runner_side)
+    assert not [line for line in runner_side if password in line]

@@ -1,8 +1,9 @@
 """An Xpra session as a Slurm job, used from the public network through a gateway forward.
 
-The job runs ``xpra start --bind-tcp=0.0.0.0:PORT --html=on --start=xterm --daemon=no`` as alice; a DNAT
-rule on a gateway forwards gateway-public:port to it; the client container fetches the HTML5 client page,
-its jQuery (Debian's libjs-jquery) and ``/Status``, and the real Xpra client identifies the session.
+The job runs ``xpra start --bind-tcp=0.0.0.0:PORT --tcp-auth=file:... --html=on --start=xterm --daemon=no`` as
+alice, with its password in a file only alice can read; a DNAT rule on a gateway forwards gateway-public:port to
+it; the client container fetches the HTML5 client page, its jQuery (Debian's libjs-jquery) and ``/Status``, and
+the real Xpra client is refused without the password and identifies the session with it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
 """
 
 
+PASSWORD = "cluster-test-session-pw_1"
+
+
 def xpra_script(port: int) -> str:
-    return f"#!/bin/bash\n#SBATCH --job-name=xpra --time=10\nexec xpra start --bind-tcp=0.0.0.0:{port} {XPRA_OPTIONS}\n"
+    return (
+        "#!/bin/bash\n#SBATCH --job-name=xpra --time=10\numask 077\nd=$(mktemp -d)\n"
+        f'printf %s {PASSWORD} >"$d/pw"\n'
+        f'exec xpra start --bind-tcp=0.0.0.0:{port} --tcp-auth="file:filename=$d/pw" {XPRA_OPTIONS}\n'
+    )
 
 
 def fetch(testbed: Testbed, url: str) -> tuple[int, str]:
@@ -61,7 +69,13 @@ def test_xpra_session_through_gateway(testbed: Testbed) -> None:
         assert "jQuery JavaScript Library" in jquery
         assert fetch(testbed, f"{base}/Status") == (200, "ready")
 
-        ident = testbed.node("client").exec(["xpra", "id", f"tcp://{gateway.public_ip}:{external}/"], user="alice")
+        client = testbed.node("client")
+        address = f"tcp://{gateway.public_ip}:{external}/"
+        refused = client.exec(["xpra", "id", address], user="alice")
+        assert refused.exit_code == 3, refused  # EXIT_PASSWORD_REQUIRED
+        assert "authentication required" in refused.stdout + refused.stderr
+        ok(client.exec(["sh", "-c", "umask 077 && cat >/tmp/xpra-pw"], user="alice", stdin=PASSWORD))
+        ident = client.exec(["xpra", "id", "--password-file=/tmp/xpra-pw", address], user="alice")
         assert ident.ok, ident.stderr
         assert "session-name=" in ident.stdout
         assert "xterm" in ident.stdout
