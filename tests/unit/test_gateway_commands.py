@@ -1,4 +1,4 @@
-"""Gateway command builders and parsers: probes, name resolution, restore edits; the simulator's sh and getent."""
+"""Gateway command builders and parsers: probes, name resolution, restore edits; the simulator's getent."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 
 from runner.gateway import commands
 from runner.gateway.iptables import ForwardRule
-from simulator.commands import CommandContext, CommandResult
+from simulator.commands import CommandContext
 from simulator.netdb import getent_command
-from simulator.shell import sh_command, split_script
 
 pytestmark = pytest.mark.unit
 
@@ -71,37 +70,8 @@ def test_edit_input_deletes_halves_independently_and_adds_both() -> None:
     assert len(lines) == 5
 
 
-async def _echo(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
-    return CommandResult(int(argv[1]) if argv[1:] else 0, f"{' '.join(argv)}\n", f"{ctx.user}\n")
-
-
-class _Node:
-    class dispatcher:  # noqa: N801 - the attribute the shell looks up on a simulated node
-        handlers = {"echo": _echo}  # noqa: RUF012
-
-
-def _ctx() -> CommandContext:
-    return CommandContext(node=_Node(), user="bwvisu", resolve={"sim-c001": "127.9.0.1"}.__getitem__)
-
-
-async def test_sim_sh_runs_a_list_of_simple_commands_in_order() -> None:
-    result = await sh_command(_ctx(), ["sh", "-c", "echo 0 a; echo 3 'b c'"], b"")
-    assert result == CommandResult(3, "echo 0 a\necho 3 b c\n", "bwvisu\nbwvisu\n")
-
-
-@pytest.mark.parametrize("script", ["echo 1 | echo 2", "echo $HOME", "echo 1 && echo 2", "echo 1 > f", "echo `id`"])
-async def test_sim_sh_refuses_what_it_does_not_simulate(script: str) -> None:
-    assert split_script(script) is None
-    assert (await sh_command(_ctx(), ["sh", "-c", script], b"")).exit_status == 2
-
-
-async def test_sim_sh_reports_unknown_commands_like_sh() -> None:
-    result = await sh_command(_ctx(), ["sh", "-c", "nope; echo 0"], b"")
-    assert result.exit_status == 0
-    assert "nope: not found" in result.stderr
-
-
 async def test_sim_getent_ahostsv4_resolves_and_exits_2_for_unknown_names() -> None:
-    result = await getent_command(_ctx(), ["getent", "ahostsv4", "sim-c001", "ghost"], b"")
+    ctx = CommandContext(node=None, user="bwvisu", resolve={"sim-c001": "127.9.0.1"}.__getitem__)
+    result = await getent_command(ctx, ["getent", "ahostsv4", "sim-c001", "ghost"], b"")
     assert result.exit_status == 2
     assert commands.parse_ahostsv4(result.stdout, ["sim-c001", "ghost"]) == {"sim-c001": "127.9.0.1"}
