@@ -1,5 +1,5 @@
-"""The simulator's ``sh -c`` (lists, background jobs, ``wait``, groups), as dash answers it on Debian 12 (the
-texts and statuses below were taken from it)."""
+"""The simulator's ``sh -c`` (lists, background jobs, ``wait``, groups) and coreutils' ``timeout``, as dash and
+coreutils 9.1 answer them on Debian 12 (the texts and statuses below were taken from both)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from simulator.commands import CommandContext, CommandResult, Handler
 from simulator.shell import ShellSyntaxError, Unsupported, parse, sh_command
 from simulator.testing import wait_for
+from simulator.timeout import timeout_command
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
@@ -42,6 +43,7 @@ HANDLERS: dict[str, Handler] = {
     "sleep": _sleep,
     "killed": _killed,
     "sh": sh_command,
+    "timeout": timeout_command,
 }
 
 
@@ -56,6 +58,10 @@ def _ctx() -> CommandContext:
 
 async def sh(script: str) -> CommandResult:
     return await sh_command(_ctx(), ["sh", "-c", script], b"")
+
+
+async def timeout(*argv: str) -> CommandResult:
+    return await timeout_command(_ctx(), ["timeout", *argv], b"")
 
 
 @pytest.fixture(autouse=True)
@@ -167,3 +173,54 @@ async def test_syntax_errors_are_dashs(script: str, message: str) -> None:
     with pytest.raises(ShellSyntaxError):
         parse(script)
     assert await sh(script) == CommandResult(2, "", f"sh: 1: Syntax error: {message}\n")
+
+
+# --- timeout ------------------------------------------------------------------------------------------------
+
+
+async def test_a_command_that_ends_in_time_answers_for_itself() -> None:
+    assert await timeout("5", "echo", "3", "a") == CommandResult(3, "echo 3 a\n", "bwvisu\n")
+    assert await timeout("0", "echo", "0") == CommandResult(0, "echo 0\n", "bwvisu\n")  # 0: no limit
+    assert (await timeout("killed")).exit_status == 125  # no DURATION
+
+
+async def test_a_command_over_time_is_ended_with_124_and_the_output_so_far() -> None:
+    result = await timeout("0.2", "sh", "-c", "echo 0 first; sleep 30 & echo 0 second; wait")
+    assert result == CommandResult(124, "echo 0 first\necho 0 second\n", "bwvisu\nbwvisu\n")
+    assert cancelled == ["30"]
+
+
+async def test_timeout_signal_kill_ends_in_death_by_kill() -> None:
+    for option in (["-s", "KILL"], ["-sKILL"], ["--signal=kill"], ["-s", "9"], ["-s", "SIGKILL"]):
+        result = await timeout(*option, "0.1", "sh", "-c", "echo 0 a; sleep 30")
+        assert result == CommandResult(137, "echo 0 a\n", "bwvisu\n", signal="KILL")
+    assert (await timeout("-s", "INT", "0.1", "sleep", "30")).exit_status == 124
+
+
+async def test_a_command_killed_by_a_signal_of_its_own_passes_it_on() -> None:
+    assert await timeout("5", "killed") == CommandResult(137, "", "", signal="KILL")
+
+
+TRY = "Try 'timeout --help' for more information.\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "stderr"),
+    [
+        (["abc", "echo"], 125, f"timeout: invalid time interval 'abc'\n{TRY}"),
+        (["-1", "echo"], 125, f"timeout: option '-1' is not simulated\n{TRY}"),
+        (["-s", "FOO", "1", "echo"], 125, f"timeout: 'FOO': invalid signal\n{TRY}"),
+        (["1"], 125, TRY),
+        (["-k", "1", "1", "echo"], 125, f"timeout: option '-k' is not simulated\n{TRY}"),
+        (["--foreground", "1", "echo"], 125, f"timeout: option '--foreground' is not simulated\n{TRY}"),
+        (["1", "nosuchcmd"], 127, "timeout: failed to run command 'nosuchcmd': No such file or directory\n"),
+    ],
+)
+async def test_bad_usage_is_refused_like_coreutils(argv: list[str], status: int, stderr: str) -> None:
+    assert await timeout(*argv) == CommandResult(status, "", stderr)
+
+
+async def test_durations_take_coreutils_suffixes() -> None:
+    assert (await timeout("1m", "echo", "0")).exit_status == 0
+    assert (await timeout(".5s", "echo", "0")).exit_status == 0
+    assert (await timeout("0.05s", "sleep", "30")).exit_status == 124
