@@ -34,6 +34,67 @@ def test_probe_accepts_only_ipv4_literals(host: str) -> None:
         commands.probe_argv([(host, 50000)])
 
 
+def test_request_probe_backgrounds_one_nc_per_host_under_one_overall_timeout() -> None:
+    argv = commands.request_probe_argv(
+        [("10.0.0.1", 50002), ("10.0.0.2", 50001), ("10.0.0.1", 50001), ("10.0.0.2", 50002)], deadline=5
+    )
+    assert argv == [
+        "timeout",
+        "5",
+        "sh",
+        "-c",
+        "nc -z -v -w1 10.0.0.1 50001 50002 & nc -z -v -w1 10.0.0.2 50001 50002 & wait",
+    ]
+
+
+def test_request_probe_of_one_host_is_still_bounded() -> None:
+    argv = commands.request_probe_argv([("10.0.0.1", 50001)], deadline=0.5)
+    assert argv == ["timeout", "0.5", "sh", "-c", "nc -z -v -w1 10.0.0.1 50001 & wait"]
+    assert commands.request_probe_argv([("10.0.0.1", 50001)])[1] == str(commands.REQUEST_PROBE_DEADLINE)
+
+
+def test_request_probe_of_many_hosts_starts_a_bounded_number_of_probes_at_once() -> None:
+    hosts = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(100)]
+    argv = commands.request_probe_argv([(h, 50001) for h in hosts], parallel=16)
+    script = argv[-1]
+    assert argv[:4] == ["timeout", str(commands.REQUEST_PROBE_DEADLINE), "sh", "-c"]
+    background = script.split(" & ")
+    assert background[-1] == "wait"
+    assert len(background) == 17
+    probed: list[str] = []
+    for job in background[:-1]:
+        assert job.startswith("( ")
+        assert job.endswith(" )")
+        calls = [shlex.split(call) for call in job[2:-2].split("; ")]
+        assert all(call[:4] == ["nc", "-z", "-v", "-w1"] and call[5:] == ["50001"] for call in calls)
+        assert len(calls) in {6, 7}  # 100 hosts over 16 lanes, evenly
+        probed += [call[4] for call in calls]
+    assert sorted(probed) == sorted(hosts)
+
+
+@pytest.mark.parametrize("host", ["vis01", "10.0.0.1 & reboot", "$(id)", "", "::1"])
+def test_request_probe_accepts_only_ipv4_literals(host: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - ipaddress' message varies
+        commands.request_probe_argv([(host, 50000)])
+
+
+@pytest.mark.parametrize(
+    ("targets", "deadline"),
+    [
+        ([("10.0.0.1", 0)], 5.0),
+        ([("10.0.0.1", 65536)], 5.0),
+        ([], 5.0),
+        ([("10.0.0.1", 50000)], 0.0),
+        ([("10.0.0.1", 50000)], -1.0),
+        ([("10.0.0.1", 50000)], float("nan")),
+        ([("10.0.0.1", 50000)], 86400.0),
+    ],
+)
+def test_request_probe_refuses_bad_ports_and_deadlines(targets: list[tuple[str, int]], deadline: float) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - one check per argument
+        commands.request_probe_argv(targets, deadline=deadline)
+
+
 def test_parse_probe_reads_netcat_openbsd_verbose_lines() -> None:
     stderr = (
         "Connection to 10.0.0.1 50001 port [tcp/*] succeeded!\n"
