@@ -8,7 +8,7 @@ Main names:
   ``runner_config()`` (the SPEC's ``command-nodes``, ``gateway-nodes``, ``bwvisu-home-prefix``),
   ``connect(node)`` for an asyncssh client connection.
   State: ``scheduler``, ``job(id)``, ``command_log`` (every command any node ran).
-  Faults: ``faults`` (:class:`Faults`: slow / failing / connection-dropping commands),
+  Faults: ``faults`` (:class:`Faults`: slow / failing / connection-dropping commands, silent hosts),
   ``node_down``/``node_up`` (sshd refuses), ``fail_node``/``resume_node`` (NODE_FAIL),
   ``controller_up = False`` (Slurm clients fail as with slurmctld down), ``pause_scheduling``.
 - :class:`ClusterConfig` (pydantic; ``ClusterConfig.build(command=, compute=, gateways=, cpus=)``),

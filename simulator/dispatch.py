@@ -182,7 +182,9 @@ class Dispatcher:
         if fault is not None and not fault.execute:
             self._record(login_user, user, argv, command_line, len(stdin), None, started)
             raise DroppedConnection(name)
-        ctx = CommandContext(node=self.node, user=user, resolve=self.resolve, services=self.services)
+        ctx = CommandContext(
+            node=self.node, user=user, resolve=self.resolve, services=self.services, faults=self.faults
+        )
         try:
             result = await handler(ctx, argv, stdin)
         except Exception:

@@ -1,7 +1,10 @@
-"""Fault knobs a test switches on: slow commands, commands failing with Slurm's texts, dropped connections.
+"""Fault knobs a test switches on: slow commands, commands failing with Slurm's texts, dropped connections,
+silent hosts.
 
 Node-level faults (SSH down, node failure, controller down) live on :class:`simulator.cluster.SimCluster`;
-this module holds the per-command ones that the dispatcher consults on every call.
+this module holds the per-command ones that the dispatcher consults on every call, and the addresses that
+never answer a connection (as behind a firewall that drops packets, or a host that is switched off), which
+``nc`` consults: every simulated host is a loopback address, where a connect is answered at once.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ class Faults:
     slow: dict[str, float] = field(default_factory=dict)
     rules: list[CommandFault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    silent: set[str] = field(default_factory=set)
+    """Addresses whose every connect attempt gets no answer at all."""
+
+    def silence_host(self, address: str) -> None:
+        """Connections to ``address`` are never answered: ``nc -w N`` gives up after N seconds per port."""
+        self.silent.add(address)
 
     def slow_command(self, command: str, seconds: float) -> None:
         """Every ``command`` call waits ``seconds`` before it runs."""
@@ -112,6 +121,7 @@ class Faults:
     def clear(self) -> None:
         self.slow.clear()
         self.rules.clear()
+        self.silent.clear()
 
     def next_call(self, command: str, node: str) -> tuple[float, CommandFault | None]:
         """Count a call; return its delay and the fault (if any) it triggers."""

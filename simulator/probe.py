@@ -4,6 +4,10 @@
 batch of ports costs one timeout, never one per port), prints netcat-openbsd's ``-v`` lines on stderr in
 port order and exits 0 when at least one port accepted, 1 otherwise. HOST goes through the cluster's name
 resolution first and is used as a literal IPv4 address if the cluster does not know it.
+
+A host the fault knobs silence (:meth:`simulator.faults.Faults.silence_host`) answers no connect: each of its
+ports times out after ``-w`` seconds, one port after another, as netcat-openbsd tries them, so probing P ports
+of such a host costs P timeouts, as it does on a real network behind a dropping firewall.
 """
 
 from __future__ import annotations
@@ -121,6 +125,8 @@ async def nc(ctx: CommandContext, argv: list[str], stdin: bytes) -> CommandResul
             address = str(ipaddress.IPv4Address(host))
         except ValueError:
             return _error(f'getaddrinfo for host "{host}" port {ports[0]}: Name or service not known')
+    if ctx.faults is not None and address in ctx.faults.silent:
+        return await _silent(ctx, host, ports, timeout, verbose=opts.verbose)
     limit = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def bounded(port: int) -> str | None:
@@ -136,3 +142,16 @@ async def nc(ctx: CommandContext, argv: list[str], stdin: bytes) -> CommandResul
             lines.append(f"nc: connect to {host} port {port} (tcp) {failure}\n")
     stderr = "".join(lines) if opts.verbose else ""
     return CommandResult(0 if any(f is None for f in failures) else 1, "", stderr)
+
+
+async def _silent(ctx: CommandContext, host: str, ports: list[int], timeout: float, *, verbose: bool) -> CommandResult:
+    """A host that never answers: every port waits out the timeout, in turn, its line written as it ends."""
+    lines = []
+    for port in ports:
+        await asyncio.sleep(timeout)
+        line = f"nc: connect to {host} port {port} (tcp) timed out: {os.strerror(errno.EINPROGRESS)}\n"
+        if verbose:
+            lines.append(line)
+            if ctx.streams is not None:  # a parent cut short (timeout) still shows the ports already tried
+                ctx.streams.stderr.append(line)
+    return CommandResult(1, "", "".join(lines))

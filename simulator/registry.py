@@ -1,14 +1,14 @@
 """Which commands a node answers, by role: Slurm clients on command nodes, iptables on gateways.
 
-``nc`` (from the gateway module) and the user lookups answer everywhere. The gateway module is
-optional: without it gateway nodes answer only the common commands.
+``nc`` (from the gateway module), the user lookups, ``sh -c`` and coreutils' ``timeout`` answer everywhere.
+The gateway module is optional: without it gateway nodes answer only the common commands.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from simulator import netdb, sacct, sbatch, scontrol, shell, squeue, users
+from simulator import netdb, sacct, sbatch, scontrol, shell, squeue, timeout, users
 from simulator.commands import Handler
 from simulator.config import Role
 from simulator.dispatch import StdinPredicate
@@ -19,6 +19,7 @@ COMMON: dict[str, Handler] = {
     "hostname": users.hostname_command,
     "true": users.true_command,
     "sh": shell.sh_command,
+    "timeout": timeout.timeout_command,
 }
 
 SLURM: dict[str, Handler] = {
@@ -34,6 +35,19 @@ STDIN_READERS: dict[str, StdinPredicate] = {
     "iptables-restore": lambda _argv: True,
     "cat": lambda _argv: True,
 }
+
+
+def _timeout_reads_stdin(argv: list[str]) -> bool:
+    """``timeout`` hands its input to the command it runs."""
+    try:
+        _, _, command = timeout.parse_options(argv[1:])
+    except timeout.UsageError:  # timeout answers without reading
+        return False
+    predicate = STDIN_READERS.get(command[0])
+    return predicate is not None and predicate(command)
+
+
+STDIN_READERS["timeout"] = _timeout_reads_stdin
 
 
 def handlers_for(roles: set[Role], gateway_module: Any | None) -> tuple[dict[str, Handler], dict[str, StdinPredicate]]:

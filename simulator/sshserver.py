@@ -153,6 +153,10 @@ class SSHDaemon:
                 process.stdout.write(result.stdout.encode())
             if result.stderr:
                 process.stderr.write(result.stderr.encode())
-            process.exit(result.exit_status)
+            if result.signal is not None:
+                # sshd reports a command killed by a signal as an exit signal (the login shell exec'd it)
+                process.exit_with_signal(result.signal)
+            else:
+                process.exit(result.exit_status)
         except (asyncssh.Error, ConnectionError, BrokenPipeError):
             return

@@ -3,7 +3,7 @@
 ``sim_cluster`` is a small cluster with fast time (one minute of time limit lasts half a second);
 ``sim_ssh`` an SSH connection to its first command node as the runner's account. Each fault fixture
 switches one fault on for the test: ``sim_controller_down``, ``sim_command_node_down``,
-``sim_failing_sbatch``, ``sim_dropping_sbatch``, ``sim_slow_squeue``, ``sim_node_failure``.
+``sim_failing_sbatch``, ``sim_dropping_sbatch``, ``sim_slow_squeue``, ``sim_node_failure``, ``sim_silent_host``.
 """
 
 from __future__ import annotations
@@ -90,3 +90,19 @@ def sim_slow_squeue(sim_cluster: SimCluster) -> float:
 def sim_node_failure(sim_cluster: SimCluster) -> Callable[[str], None]:
     """Call with a compute node name to make it fail (its jobs end NODE_FAIL)."""
     return sim_cluster.fail_node
+
+
+@pytest.fixture
+def sim_silent_host(sim_cluster: SimCluster) -> Callable[[str], str]:
+    """Call with a node name or IPv4 address to make it answer no connection (as behind a dropping firewall);
+    returns its address."""
+
+    def silence(host: str) -> str:
+        try:
+            address = sim_cluster.resolve(host)
+        except KeyError:
+            address = host
+        sim_cluster.faults.silence_host(address)
+        return address
+
+    return silence

@@ -1,8 +1,15 @@
 """Command builders and output parsers for what the runner asks of a gateway besides rule edits.
 
-* Readiness and port-closed probes: ``nc -z -v -w1 HOST PORT...`` per compute host, several hosts joined into
-  one ``sh -c`` script so a whole sweep is one SSH command per gateway. Words are quoted with
-  :func:`shlex.join`; hosts must be IPv4 literals and ports integers, so nothing else reaches the script.
+* Probes: ``nc -z -v -w1 HOST PORT...`` per compute host (netcat-openbsd tries the ports one after another,
+  so a host that never answers costs one second per port). The readiness sweep joins them with ``;`` into one
+  ``sh -c`` script: one SSH command per gateway per sweep, at most one ``nc`` process at a time, however many
+  jobs are waiting. A keyhole request's port-closed probe must answer quickly instead, whatever the job's
+  hosts do: ``timeout DEADLINE sh -c 'nc ... & nc ... & wait'`` probes every host at once (in at most
+  :data:`MAX_PARALLEL_PROBES` lanes, hosts beyond that taking turns in ``( ...; ... )`` groups) and ends
+  the lot after DEADLINE seconds, exiting 124. ``timeout`` sends its default ``TERM``, which neither ``sh``
+  nor ``nc`` catch; with ``-s KILL`` timeout would kill itself along with its group, which sshd reports as an
+  exit signal, not a status. Words are quoted with :func:`shlex.join`; hosts must be IPv4 literals and
+  ports integers, so nothing else reaches the script.
 * Name resolution: ``getent ahostsv4 NAME...`` (glibc), parsed into name -> first IPv4 address.
 * Chain set-up as separate ``iptables`` calls (``-S`` to test, ``-N``/``-I`` to create), and deletion
   input for ``iptables-restore --noflush`` that can remove DNAT and MASQUERADE lines independently, since
@@ -19,25 +26,60 @@ from collections.abc import Iterable, Sequence
 from runner.gateway.iptables import DNAT_CHAIN, SNAT_CHAIN, ForwardRule, dnat_rule_args, masquerade_rule_args
 
 PROBE_TIMEOUT_SECONDS = 1
+REQUEST_PROBE_DEADLINE = 5
+"""Seconds a keyhole request's port-closed probe may take on a gateway, all of the job's hosts together."""
+MAX_PARALLEL_PROBES = 16
+"""``nc`` processes a request's probe runs at once; a job with more hosts has them take turns."""
+MIN_DEADLINE, MAX_DEADLINE = 0.01, 3600.0
+TIMED_OUT_STATUSES = frozenset({124, 137})
+"""``timeout``'s status when the deadline passed; 137 (128 + KILL) is what a shell reports had it been killed."""
 _SUCCEEDED = re.compile(r"^Connection to (\S+) (\d+) port \[[^\]]*\] succeeded!", re.MULTILINE)
+
+
+def _nc_calls(targets: Iterable[tuple[str, int]], timeout: int) -> list[list[str]]:
+    """One ``nc`` per host with its ports, hosts in first-seen order; ValueError for anything but IPv4 and ports."""
+    by_host: dict[str, set[int]] = {}
+    for host, port in targets:
+        ipaddress.IPv4Address(host)  # ValueError for anything but a literal address
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port {port!r} out of range")
+        by_host.setdefault(host, set()).add(port)
+    if not by_host:
+        raise ValueError("nothing to probe")
+    return [["nc", "-z", "-v", f"-w{timeout}", host, *map(str, sorted(ports))] for host, ports in by_host.items()]
 
 
 def probe_argv(targets: Iterable[tuple[str, int]], *, timeout: int = PROBE_TIMEOUT_SECONDS) -> list[str]:
     """One command probing every ``(ipv4, port)``: ``nc`` for one host, else ``sh -c`` of one ``nc`` per host."""
-    by_host: dict[str, list[int]] = {}
-    for host, port in targets:
-        ipaddress.IPv4Address(host)  # ValueError for anything but a literal address
-        if not 1 <= port <= 65535:
-            raise ValueError(f"port {port} out of range")
-        by_host.setdefault(host, [])
-        if port not in by_host[host]:
-            by_host[host].append(port)
-    if not by_host:
-        raise ValueError("nothing to probe")
-    commands = [["nc", "-z", "-v", f"-w{timeout}", host, *map(str, sorted(ports))] for host, ports in by_host.items()]
+    commands = _nc_calls(targets, timeout)
     if len(commands) == 1:
         return commands[0]
     return ["sh", "-c", "; ".join(shlex.join(c) for c in commands)]
+
+
+def request_probe_argv(
+    targets: Iterable[tuple[str, int]],
+    *,
+    deadline: float = REQUEST_PROBE_DEADLINE,
+    timeout: int = PROBE_TIMEOUT_SECONDS,
+    parallel: int = MAX_PARALLEL_PROBES,
+) -> list[str]:
+    """``timeout DEADLINE sh -c 'nc ... & nc ... & wait'``: every host probed at once, all ended after DEADLINE.
+
+    Hosts are dealt round-robin into at most ``parallel`` lanes; a lane of several hosts probes them in turn,
+    so without the deadline the probe would take up to ``ceil(hosts / parallel) * ports * timeout`` seconds
+    when no host answers, and a moment when every host refuses or accepts at once.
+    """
+    if not MIN_DEADLINE <= deadline <= MAX_DEADLINE:  # also refuses NaN
+        raise ValueError(f"deadline {deadline!r} out of range")
+    if parallel < 1:
+        raise ValueError("parallel must be positive")
+    calls = [shlex.join(c) for c in _nc_calls(targets, timeout)]
+    width = min(parallel, len(calls))
+    lanes = [calls[i::width] for i in range(width)]
+    jobs = [lane[0] if len(lane) == 1 else f"( {'; '.join(lane)} )" for lane in lanes]
+    seconds = f"{deadline:.2f}".rstrip("0").rstrip(".")  # never an exponent, never 0 (which means no limit)
+    return ["timeout", seconds, "sh", "-c", " & ".join([*jobs, "wait"])]
 
 
 def parse_probe(stderr: str) -> set[tuple[str, int]]:

@@ -4,6 +4,7 @@ A gateway whose command cannot be delivered (:class:`~runner.ssh.NodeUnreachable
 (:class:`~runner.ssh.CommandIndeterminate`) is marked down: until ``down_retry_after`` seconds have passed
 :meth:`GatewayPool.choose` skips it and its commands fail at once without touching the network (a stopped
 host would make each of them wait for a connect timeout); its next successful command marks it healthy again.
+A bounded probe that runs out of time on the gateway (:class:`ProbeTimedOut`) leaves it healthy: it answered.
 
 Load is the number of forwards per gateway: those recorded in etcd (refreshed by the keyhole watcher through
 :meth:`GatewayPool.set_load`) plus this process's choices not yet visible there. A choice is counted the moment
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 SUDO_IPTABLES = ("sudo", "-n", "iptables")
 SUDO_IPTABLES_RESTORE = ("sudo", "-n", "iptables-restore")
 RESOLVE_TTL = 60.0  # seconds a gateway's answer for a compute hostname is reused
+PROBE_SSH_SLACK = 5.0
+"""Seconds a bounded probe's SSH command may take beyond its deadline before the gateway counts as not answering."""
 
 
 class GatewayUnavailable(ClusterUnavailable):
@@ -50,6 +53,13 @@ class GatewayUnavailable(ClusterUnavailable):
 class GatewayCommandFailed(ClusterUnavailable):
     code = "gateway-command-failed"
     default_public = "a gateway could not set up the forward"
+
+
+class ProbeTimedOut(ClusterUnavailable):
+    """A bounded probe ran out of time on the gateway; the gateway answered, so it is not marked down."""
+
+    code = "probe-timed-out"
+    default_public = "the gateway could not check the ports in time"
 
 
 @dataclass(eq=False)
@@ -140,15 +150,17 @@ class GatewayPool:
                 counts[ip] = counts.get(ip, 0) + weight
         self.load = counts
 
-    async def run(self, gateway: Gateway, argv: list[str], stdin: str | None = None) -> CommandOutput:
+    async def run(
+        self, gateway: Gateway, argv: list[str], stdin: str | None = None, *, timeout: float | None = None
+    ) -> CommandOutput:
         """Run on ``gateway``; transport failures mark it down and become :class:`GatewayUnavailable`.
 
-        While it is marked down, commands fail at once.
+        While it is marked down, commands fail at once. ``timeout`` replaces the SSH command timeout.
         """
         if self.is_down(gateway):
             raise GatewayUnavailable(internal=f"{gateway.internal_ip}: marked down; retried after a pause")
         try:
-            out = await gateway.runner.run(argv, stdin)
+            out = await gateway.runner.run(argv, stdin, timeout)
         except (NodeUnreachable, CommandIndeterminate) as exc:
             if not self.is_down(gateway):
                 log.warning("gateway %s marked down: %s", gateway.internal_ip, exc.reason)
@@ -263,11 +275,31 @@ class GatewayPool:
             known.update(found)
         return {n: known[n] for n in names if n in known}
 
-    async def probe(self, gateway: Gateway, targets: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Which ``(ip, port)`` accept connections, seen from ``gateway``: one command for all of them."""
+    async def probe(
+        self, gateway: Gateway, targets: Sequence[tuple[str, int]], *, deadline: float | None = None
+    ) -> set[tuple[str, int]]:
+        """Which ``(ip, port)`` accept connections, seen from ``gateway``: one command for all of them.
+
+        Without ``deadline`` the hosts are probed one after another (the readiness sweep). With it they are
+        probed at once and the gateway ends the probe after ``deadline`` seconds: then :class:`ProbeTimedOut`
+        is raised and the gateway stays healthy, since it answered; a probe that failed otherwise raises
+        :class:`GatewayCommandFailed`. The SSH command timeout becomes ``deadline`` + :data:`PROBE_SSH_SLACK`;
+        a gateway that does not answer even then is marked down.
+        """
         if not targets:
             return set()
-        out = await self.run(gateway, commands.probe_argv(targets))
+        if deadline is None:
+            out = await self.run(gateway, commands.probe_argv(targets))
+            return commands.parse_probe(out.stderr)
+        argv = commands.request_probe_argv(targets, deadline=deadline)
+        out = await self.run(gateway, argv, timeout=deadline + PROBE_SSH_SLACK)
+        if out.exit_status in commands.TIMED_OUT_STATUSES:
+            raise ProbeTimedOut(internal=f"{gateway.internal_ip}: {len(targets)} targets not probed within {deadline}s")
+        if not out.ok:  # the script ends in ``wait`` (status 0): anything else means the probe itself failed
+            raise GatewayCommandFailed(
+                "the gateway could not check the ports",
+                internal=f"{gateway.internal_ip}: probe exit {out.exit_status}: {out.stderr.strip()[:300]}",
+            )
         return commands.parse_probe(out.stderr)
 
     async def close(self) -> None:

@@ -2,13 +2,15 @@
 
 A :class:`Backend` gives what the runner itself has of a cluster: an SSH runner (the runner's own
 :class:`runner.ssh.SshNode`) to a command node and to a gateway as the runner's account, the users and
-compute hostnames, where a user's jobs may write, and a batch script that listens on a TCP port on its
-compute node. Only reading a job's output file on its node goes around SSH, since the runner never does it.
+compute hostnames, where a user's jobs may write, a batch script that listens on a TCP port on its
+compute node, and an address on the compute network that never answers a connection. Only reading a job's
+output file on its node goes around SSH, since the runner never does it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +52,10 @@ class Backend(Protocol):
         """A file written by a job on compute node ``host``."""
         ...
 
+    def silent_address(self) -> str:
+        """An IPv4 address the gateway routes to the compute network where no host answers: connects hang."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -87,6 +93,13 @@ class SimBackend:
     async def read_file(self, host: str, path: str) -> str:
         del host  # every simulated node shares this machine's file system
         return await asyncio.to_thread(Path(path).read_text)
+
+    def silent_address(self) -> str:
+        # every loopback address answers at once (refused), so the simulator's fault knob drops the connects
+        prefix = self.cluster.compute_nodes[0].address.rsplit(".", 2)[0]
+        address = f"{prefix}.199.254"
+        self.cluster.faults.silence_host(address)
+        return address
 
     async def close(self) -> None:
         await self.command.close()
@@ -145,6 +158,12 @@ class TestbedBackend:
         result = await asyncio.to_thread(self.testbed.node(host).exec, ["cat", path])
         assert result.ok, f"cat {path} on {host}: {result.stderr}"
         return result.stdout
+
+    def silent_address(self) -> str:
+        # Docker hands out the cluster network's addresses from the bottom; nobody answers ARP for the top one,
+        # so a connect waits (for ARP, then for nc's -w) as for a host behind a dropping firewall.
+        network = ipaddress.ip_network(self.testbed.endpoints.cluster_subnet)
+        return str(network.broadcast_address - 1)
 
     async def close(self) -> None:
         await self.command.close()

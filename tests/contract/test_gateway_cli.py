@@ -1,4 +1,5 @@
-"""A gateway as the runner uses it (iptables in the nat table, getent, nc), the same on the simulator and for real.
+"""A gateway as the runner uses it (iptables in the nat table, getent, nc, timeout and sh), the same on the
+simulator and for real.
 
 Rules are built by :mod:`runner.gateway.iptables` / :mod:`runner.gateway.commands` and read back with their
 parsers. Each test uses its own job id in the rule comments (and its own chain), so a shared gateway's other
@@ -8,6 +9,7 @@ rules are never touched.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import uuid
 
 import pytest
@@ -23,7 +25,7 @@ from runner.gateway.iptables import (
     parse_masquerade_rules,
     restore_command,
 )
-from runner.gateway.pool import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE
+from runner.gateway.pool import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE, Gateway, GatewayPool, ProbeTimedOut
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
 from tests.contract.support import eventually, scancel, submit, wait_state
@@ -158,5 +160,58 @@ async def test_nc_probe_from_a_gateway_sees_a_jobs_port(backend: Backend) -> Non
         verbose = await backend.gateway.run(commands.probe_argv([(address, port)]))
         assert verbose.exit_status == 0
         assert commands.parse_probe(verbose.stderr) == {(address, port)}
+    finally:
+        await scancel(backend, job_id)
+
+
+async def test_request_probe_answers_open_closed_and_timed_out_alike(backend: Backend) -> None:
+    """The runner's bounded probe (``timeout N sh -c 'nc ... & ... & wait'``), exactly as it sends it."""
+    port = 47030
+    job_id = await submit(backend, backend.listener_script(port), tag="listener")
+    try:
+        node = (await wait_state(backend, job_id, {"RUNNING"}))["node-list"]
+        addresses = await resolve(backend, backend.compute_hosts)
+        address = addresses[node]
+        other = next(a for h, a in addresses.items() if h != node)
+        run = backend.gateway.run
+
+        async def probe(
+            targets: list[tuple[str, int]], deadline: float = commands.REQUEST_PROBE_DEADLINE
+        ) -> CommandOutput:
+            return await run(commands.request_probe_argv(targets, deadline=deadline))
+
+        # open: reported; closed (on the job's host and another): refused at once; the status is wait's, 0
+        out = await eventually(
+            lambda: probe([(address, port), (address, port + 1), (other, port)]),
+            lambda out: (address, port) in commands.parse_probe(out.stderr),
+            30,
+            f"port {port} on {node}",
+        )
+        assert (out.exit_status, out.stdout) == (0, "")
+        assert commands.parse_probe(out.stderr) == {(address, port)}
+        lines = set(out.stderr.splitlines())
+        assert f"nc: connect to {address} port {port + 1} (tcp) failed: Connection refused" in lines
+        assert f"nc: connect to {other} port {port} (tcp) failed: Connection refused" in lines
+        closed = await probe([(address, port + 1), (other, port)])
+        assert (closed.exit_status, commands.parse_probe(closed.stderr)) == (0, set())
+
+        # timed out: a host that never answers outlasts the deadline; the gateway ends the probe and exits 124,
+        # with what was written by then (the open port) and nothing about the silent host
+        silent = backend.silent_address()
+        timed = await probe([(address, port), (silent, port)], deadline=0.5)
+        assert timed.exit_status == 124
+        assert timed.exit_status in commands.TIMED_OUT_STATUSES
+        assert commands.parse_probe(timed.stderr) == {(address, port)}
+        assert silent not in timed.stderr
+        pool = GatewayPool([Gateway(backend.gateway, backend.gateway.host, backend.gateway.host)], down_retry_after=60)
+        with pytest.raises(ProbeTimedOut):
+            await pool.probe(pool.gateways[0], [(silent, port)], deadline=0.5)
+        assert not pool.is_down(pool.gateways[0])
+
+        # Why the runner lets timeout send TERM: with -s KILL, timeout kills itself with its process group and
+        # the login shell had exec'd it, so sshd reports an exit signal (asyncssh: status -1), not status 137.
+        script = shlex.join(["nc", "-z", "-v", "-w1", silent, str(port)]) + " & wait"
+        killed = await run(["timeout", "-s", "KILL", "0.5", "sh", "-c", script])
+        assert killed.exit_status == -1
     finally:
         await scancel(backend, job_id)

@@ -1,4 +1,4 @@
-"""Gateway command builders and parsers: probes, name resolution, restore edits; the simulator's sh and getent."""
+"""Gateway command builders and parsers: probes, name resolution, restore edits; the simulator's getent."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 
 from runner.gateway import commands
 from runner.gateway.iptables import ForwardRule
-from simulator.commands import CommandContext, CommandResult
+from simulator.commands import CommandContext
 from simulator.netdb import getent_command
-from simulator.shell import sh_command, split_script
 
 pytestmark = pytest.mark.unit
 
@@ -33,6 +32,67 @@ def test_probe_of_several_hosts_is_one_sh_script_of_quoted_nc_calls() -> None:
 def test_probe_accepts_only_ipv4_literals(host: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - ipaddress' message varies
         commands.probe_argv([(host, 50000)])
+
+
+def test_request_probe_backgrounds_one_nc_per_host_under_one_overall_timeout() -> None:
+    argv = commands.request_probe_argv(
+        [("10.0.0.1", 50002), ("10.0.0.2", 50001), ("10.0.0.1", 50001), ("10.0.0.2", 50002)], deadline=5
+    )
+    assert argv == [
+        "timeout",
+        "5",
+        "sh",
+        "-c",
+        "nc -z -v -w1 10.0.0.1 50001 50002 & nc -z -v -w1 10.0.0.2 50001 50002 & wait",
+    ]
+
+
+def test_request_probe_of_one_host_is_still_bounded() -> None:
+    argv = commands.request_probe_argv([("10.0.0.1", 50001)], deadline=0.5)
+    assert argv == ["timeout", "0.5", "sh", "-c", "nc -z -v -w1 10.0.0.1 50001 & wait"]
+    assert commands.request_probe_argv([("10.0.0.1", 50001)])[1] == str(commands.REQUEST_PROBE_DEADLINE)
+
+
+def test_request_probe_of_many_hosts_starts_a_bounded_number_of_probes_at_once() -> None:
+    hosts = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(100)]
+    argv = commands.request_probe_argv([(h, 50001) for h in hosts], parallel=16)
+    script = argv[-1]
+    assert argv[:4] == ["timeout", str(commands.REQUEST_PROBE_DEADLINE), "sh", "-c"]
+    background = script.split(" & ")
+    assert background[-1] == "wait"
+    assert len(background) == 17
+    probed: list[str] = []
+    for job in background[:-1]:
+        assert job.startswith("( ")
+        assert job.endswith(" )")
+        calls = [shlex.split(call) for call in job[2:-2].split("; ")]
+        assert all(call[:4] == ["nc", "-z", "-v", "-w1"] and call[5:] == ["50001"] for call in calls)
+        assert len(calls) in {6, 7}  # 100 hosts over 16 lanes, evenly
+        probed += [call[4] for call in calls]
+    assert sorted(probed) == sorted(hosts)
+
+
+@pytest.mark.parametrize("host", ["vis01", "10.0.0.1 & reboot", "$(id)", "", "::1"])
+def test_request_probe_accepts_only_ipv4_literals(host: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - ipaddress' message varies
+        commands.request_probe_argv([(host, 50000)])
+
+
+@pytest.mark.parametrize(
+    ("targets", "deadline"),
+    [
+        ([("10.0.0.1", 0)], 5.0),
+        ([("10.0.0.1", 65536)], 5.0),
+        ([], 5.0),
+        ([("10.0.0.1", 50000)], 0.0),
+        ([("10.0.0.1", 50000)], -1.0),
+        ([("10.0.0.1", 50000)], float("nan")),
+        ([("10.0.0.1", 50000)], 86400.0),
+    ],
+)
+def test_request_probe_refuses_bad_ports_and_deadlines(targets: list[tuple[str, int]], deadline: float) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - one check per argument
+        commands.request_probe_argv(targets, deadline=deadline)
 
 
 def test_parse_probe_reads_netcat_openbsd_verbose_lines() -> None:
@@ -71,37 +131,8 @@ def test_edit_input_deletes_halves_independently_and_adds_both() -> None:
     assert len(lines) == 5
 
 
-async def _echo(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
-    return CommandResult(int(argv[1]) if argv[1:] else 0, f"{' '.join(argv)}\n", f"{ctx.user}\n")
-
-
-class _Node:
-    class dispatcher:  # noqa: N801 - the attribute the shell looks up on a simulated node
-        handlers = {"echo": _echo}  # noqa: RUF012
-
-
-def _ctx() -> CommandContext:
-    return CommandContext(node=_Node(), user="bwvisu", resolve={"sim-c001": "127.9.0.1"}.__getitem__)
-
-
-async def test_sim_sh_runs_a_list_of_simple_commands_in_order() -> None:
-    result = await sh_command(_ctx(), ["sh", "-c", "echo 0 a; echo 3 'b c'"], b"")
-    assert result == CommandResult(3, "echo 0 a\necho 3 b c\n", "bwvisu\nbwvisu\n")
-
-
-@pytest.mark.parametrize("script", ["echo 1 | echo 2", "echo $HOME", "echo 1 && echo 2", "echo 1 > f", "echo `id`"])
-async def test_sim_sh_refuses_what_it_does_not_simulate(script: str) -> None:
-    assert split_script(script) is None
-    assert (await sh_command(_ctx(), ["sh", "-c", script], b"")).exit_status == 2
-
-
-async def test_sim_sh_reports_unknown_commands_like_sh() -> None:
-    result = await sh_command(_ctx(), ["sh", "-c", "nope; echo 0"], b"")
-    assert result.exit_status == 0
-    assert "nope: not found" in result.stderr
-
-
 async def test_sim_getent_ahostsv4_resolves_and_exits_2_for_unknown_names() -> None:
-    result = await getent_command(_ctx(), ["getent", "ahostsv4", "sim-c001", "ghost"], b"")
+    ctx = CommandContext(node=None, user="bwvisu", resolve={"sim-c001": "127.9.0.1"}.__getitem__)
+    result = await getent_command(ctx, ["getent", "ahostsv4", "sim-c001", "ghost"], b"")
     assert result.exit_status == 2
     assert commands.parse_ahostsv4(result.stdout, ["sim-c001", "ghost"]) == {"sim-c001": "127.9.0.1"}

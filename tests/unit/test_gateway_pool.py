@@ -1,4 +1,5 @@
-"""Gateway choice: least-loaded healthy gateway; a gateway whose SSH fails is skipped until healthy again."""
+"""Gateway choice: least-loaded healthy gateway; a gateway whose SSH fails is skipped until healthy again;
+probes, bounded or not, and what a slow probe does (and does not do) to a gateway's health."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ from collections import Counter
 import pytest
 
 from runner.errors import ClusterUnavailable
+from runner.gateway import commands
 from runner.gateway.iptables import ForwardRule
-from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
+from runner.gateway.pool import (
+    PROBE_SSH_SLACK,
+    Gateway,
+    GatewayCommandFailed,
+    GatewayPool,
+    GatewayUnavailable,
+    ProbeTimedOut,
+)
 from runner.ssh import CommandOutput, NodeUnreachable
 
 pytestmark = pytest.mark.unit
@@ -133,3 +142,61 @@ async def test_resolutions_are_reused_for_a_while_so_a_request_costs_one_ssh_cal
     clock.now += 61
     await p.resolve(gw, ["c1"])
     assert node.calls[-1] == ["getent", "ahostsv4", "c1"]  # asked again once the answer is old
+
+
+class ProbingNode(FakeNode):
+    """Answers every command with one canned exit status and netcat line, recording the SSH timeout asked for."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("gw0")
+        self.status = status
+        self.timeouts: list[float | None] = []
+
+    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+        self.calls.append(argv)
+        self.timeouts.append(timeout)
+        line = "Connection to 10.1.0.1 50001 port [tcp/*] succeeded!\n"
+        return CommandOutput(self.name, tuple(argv), self.status, "", line)
+
+
+def probing_pool(status: int) -> tuple[GatewayPool, ProbingNode]:
+    node = ProbingNode(status)
+    return GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, clock=Clock()), node
+
+
+async def test_a_bounded_probe_is_one_timeout_command_with_an_ssh_timeout_just_beyond_it() -> None:
+    p, node = probing_pool(0)
+    targets = [("10.1.0.1", 50001), ("10.1.0.2", 50001)]
+    assert await p.probe(p.gateways[0], targets, deadline=3) == {("10.1.0.1", 50001)}
+    assert node.calls == [commands.request_probe_argv(targets, deadline=3)]
+    assert node.timeouts == [3 + PROBE_SSH_SLACK]
+
+
+async def test_a_probe_without_deadline_is_the_sequential_sweep_as_before() -> None:
+    p, node = probing_pool(1)  # the last nc's status: nothing accepted on that host
+    targets = [("10.1.0.1", 50001), ("10.1.0.2", 50001)]
+    assert await p.probe(p.gateways[0], targets) == {("10.1.0.1", 50001)}
+    assert node.calls == [commands.probe_argv(targets)]
+    assert node.timeouts == [None]
+
+
+@pytest.mark.parametrize("status", [124, 137])
+async def test_a_probe_over_its_deadline_raises_and_leaves_the_gateway_healthy(status: int) -> None:
+    p, _ = probing_pool(status)
+    gw = p.gateways[0]
+    with pytest.raises(ProbeTimedOut) as caught:
+        await p.probe(gw, [("10.1.0.1", 50001)], deadline=5)
+    assert isinstance(caught.value, ClusterUnavailable)
+    assert caught.value.code == "probe-timed-out"
+    assert caught.value.public == "the gateway could not check the ports in time"
+    assert not p.is_down(gw)
+    assert p.healthy() == [gw]
+
+
+@pytest.mark.parametrize("status", [2, 125, 127, -1])
+async def test_a_bounded_probe_that_failed_otherwise_is_a_command_failure(status: int) -> None:
+    # its script ends in ``wait`` (status 0): any other status means timeout or sh itself failed
+    p, _ = probing_pool(status)
+    with pytest.raises(GatewayCommandFailed):
+        await p.probe(p.gateways[0], [("10.1.0.1", 50001)], deadline=5)
+    assert not p.is_down(p.gateways[0])

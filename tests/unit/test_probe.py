@@ -1,4 +1,4 @@
-"""``nc -z``: real connects, netcat-openbsd's -v lines and exit codes, -w honoured, batches concurrent."""
+"""``nc -z``: real connects, netcat-openbsd's -v lines and exit codes, -w honoured, batches concurrent, silent hosts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from simulator.commands import CommandContext
+from simulator.commands import CommandContext, Streams
+from simulator.faults import Faults
 from simulator.probe import nc
+from simulator.testing import wait_for
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
@@ -114,3 +116,34 @@ async def test_unknown_host_and_bad_usage() -> None:
     assert result.stderr == 'nc: getaddrinfo for host "nosuchhost" port 22: Name or service not known\n'
     assert (await nc(CTX, ["nc", "-z", "node1"], b"")).exit_status == 1
     assert (await nc(CTX, ["nc", "-q", "node1", "1"], b"")).stderr.startswith("nc: invalid option -- 'q'")
+
+
+async def test_a_silenced_host_times_out_on_every_port_one_after_another() -> None:
+    faults = Faults()
+    faults.silence_host(HOST)
+    ctx = CommandContext(node=None, user="runner", resolve=resolve, faults=faults)
+    start = time.monotonic()
+    result = await nc(ctx, ["nc", "-z", "-v", "-w1", "node1", "50001", "50002"], b"")
+    elapsed = time.monotonic() - start
+    assert result.exit_status == 1
+    assert result.stderr == (
+        "nc: connect to node1 port 50001 (tcp) timed out: Operation now in progress\n"
+        "nc: connect to node1 port 50002 (tcp) timed out: Operation now in progress\n"
+    )
+    assert elapsed >= 2  # netcat-openbsd tries the ports in turn: one -w each
+    other = await nc(ctx, ["nc", "-z", "-w1", "127.8.0.9", str(await closed_port())], b"")
+    assert other.exit_status == 1  # other hosts still answer (here: refused at once)
+
+
+async def test_a_silenced_hosts_lines_reach_a_parent_as_they_are_written() -> None:
+    faults = Faults()
+    faults.silence_host(HOST)
+    streams = Streams()
+    ctx = CommandContext(node=None, user="runner", resolve=resolve, faults=faults, streams=streams)
+    task = asyncio.create_task(nc(ctx, ["nc", "-z", "-v", "-w1", HOST, "50001", "50002"], b""))
+    await wait_for(lambda: bool(streams.stderr))
+    assert not task.done()
+    assert streams.stderr == [f"nc: connect to {HOST} port 50001 (tcp) timed out: Operation now in progress\n"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
