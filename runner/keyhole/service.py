@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from runner.config import Settings
 from runner.errors import BadRequest, ClusterUnavailable, Conflict, NoSuchRunningJob, RunnerError
+from runner.gateway.commands import REQUEST_PROBE_DEADLINE
 from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
 from runner.keyhole import protocol
@@ -248,7 +249,9 @@ class KeyholeService:
             ports += await self.ports.reserve(job_id, request.ports - len(ports), avoid=rejected)
             if static:
                 break
-            open_now = await self.pool.probe(gateway, [(ip, p) for ip in ips for p in ports])
+            # one bounded command per gateway: every node probed in parallel, all of it within the deadline
+            targets = [(ip, p) for ip in ips for p in ports]
+            open_now = await self.pool.probe(gateway, targets, deadline=REQUEST_PROBE_DEADLINE)
             busy = sorted({p for _, p in open_now})
             if not busy:
                 break

@@ -31,6 +31,7 @@ ARGS = [
 # Xpra 3.1's HTML5 client draws each window as a div.window with the application's WM class; the template's
 # xterm is XTerm (Debian's Xsession also opens a UXTerm, which this does not match).
 IN_SESSION = "div.window.wmclass-XTerm canvas"
+TITLE = "div.window.wmclass-XTerm span.windowtitle"
 SENT_BACK = "connect.html"
 
 
@@ -70,7 +71,16 @@ async def open_xpra(url: str, screenshot: Path, timeout_ms: int = 45_000) -> Vis
                 )
             windows = page.locator(IN_SESSION)
             in_session = await windows.count() > 0 and await windows.first.is_visible()
-            title = await page.inner_text("div.window.wmclass-XTerm span.windowtitle") if in_session else None
+            title = None
+            if in_session:
+                with contextlib.suppress(PlaywrightTimeout):  # the shell in the xterm names it "user@host: dir"
+                    await page.wait_for_function(
+                        "sel => (document.querySelector(sel)?.textContent || '').includes('@')",
+                        arg=TITLE,
+                        timeout=15_000,
+                        polling=100,
+                    )
+                title = await page.inner_text(TITLE)
             reason = await page.inner_text("#disconnect-reason") if SENT_BACK in page.url else None
             await page.screenshot(path=str(screenshot))
             return Visit(page.url, in_session, title, reason, screenshot)
