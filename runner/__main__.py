@@ -45,6 +45,7 @@ def _banner(settings: Settings, url: str, extra: list[str]) -> str:
             '{"expected_runtime_in_minutes": "15", "number_of_nodes": "1", "tasks_per_node": "1"}}'
         )
         + f" {url}/jobs",
+        f"  curl -u {curl_auth} {url}/jobs/JOB_ID   # once available: open services[0].url (it holds the password)",
     ]
     return "\n".join(lines)
 

@@ -25,12 +25,15 @@ from tests.e2e.test_runner_path import API_AUTH, TEMPLATES, runner_settings, wai
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 WEBAPP = {"expected_runtime_in_minutes": "30", "number_of_nodes": "1", "tasks_per_node": "1"}
+# Each URL is a session link from the API (password in the query): the application answers with a cookie and
+# a redirect, so each is opened as a browser would, with its own cookie jar.
 FETCH_ALL = """
-import json, sys, urllib.request
+import http.cookiejar, json, sys, urllib.request
 out = {}
 for url in json.loads(sys.argv[1]):
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with opener.open(url, timeout=10) as response:
             out[url] = response.read().decode()
     except OSError as exc:
         out[url] = "ERROR %s" % exc
@@ -89,7 +92,9 @@ def fetch_all(testbed: Testbed, urls: list[str]) -> dict[str, str]:
 
 def service_url(body: dict[str, Any]) -> str:
     [service] = body["services"]
-    return f"http://{service['external-ip']}:{service['external-port']}/"
+    url: str = service["url"]
+    assert url == f"http://{service['external-ip']}:{service['external-port']}/?password={service['password']}"
+    return url
 
 
 async def check_reachable(testbed: Testbed, bodies: dict[str, dict[str, Any]]) -> Counter[str]:
