@@ -2,7 +2,9 @@
 
 Kept apart from the frontend's REST API: jobs reach it from compute nodes without the frontend's
 credentials (the per-job HMAC authenticates them), and it is served on its own listener
-(``keyholed-servers``). Refusals carry the error's code and public message; anything unexpected is a 500
+(``keyholed-servers``). Bodies over :data:`~runner.keyhole.protocol.MAX_REQUEST_BYTES` get a 413 before anything
+parses them, intact also for clients that send everything first (:class:`runner.api.limits.BodyLimit`).
+Refusals carry the error's code and public message; anything unexpected is a 500
 with a generic text, logged here with its cause.
 """
 
@@ -11,10 +13,12 @@ from __future__ import annotations
 import logging
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from runner.api.limits import BodyLimit
 from runner.errors import RunnerError, TooManyRequests
 from runner.keyhole import protocol
 from runner.keyhole.service import KeyholeService
@@ -28,12 +32,7 @@ def create_keyhole_app(service: KeyholeService) -> Starlette:
     """The ASGI app serving ``service``."""
 
     async def forwards(request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > protocol.MAX_REQUEST_BYTES:
-                error = protocol.MalformedRequest(internal="body too large")
-                return Response(protocol.encode_refusal(error), status_code=413, media_type=JSON)
+        body = await request.body()  # at most MAX_REQUEST_BYTES: BodyLimit refused anything larger
         try:
             answer = await service.handle(body)
         except RunnerError as exc:
@@ -46,4 +45,7 @@ def create_keyhole_app(service: KeyholeService) -> Starlette:
             return Response(protocol.encode_refusal(RunnerError()), status_code=500, media_type=JSON)
         return Response(protocol.encode_forwards(answer), media_type=JSON)
 
-    return Starlette(routes=[Route(protocol.REQUEST_PATH, forwards, methods=["POST"])])
+    limit = Middleware(
+        BodyLimit, max_bytes=protocol.MAX_REQUEST_BYTES, refusal=protocol.too_large_refusal, name="keyhole"
+    )
+    return Starlette(routes=[Route(protocol.REQUEST_PATH, forwards, methods=["POST"])], middleware=[limit])

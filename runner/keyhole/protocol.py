@@ -52,6 +52,19 @@ class MalformedRequest(BadRequest):
     default_public = "malformed keyhole request"
 
 
+class RequestTooLarge(BadRequest):
+    """The body is over :data:`MAX_REQUEST_BYTES`; refused before anything parses it."""
+
+    code = "payload-too-large"
+    status = 413
+    default_public = "keyhole request body too large"
+
+
+def too_large_refusal(max_bytes: int) -> bytes:
+    """The 413 body the keyhole listener sends (see :class:`runner.api.limits.BodyLimit`)."""
+    return encode_refusal(RequestTooLarge(f"keyhole request body too large (limit {max_bytes} bytes)"))
+
+
 class BadSignature(Forbidden):
     """The HMAC does not match the job's token."""
 
