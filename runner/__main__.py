@@ -29,13 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(settings: Settings, url: str, extra: list[str]) -> str:
+def _banner(settings: Settings, url: str, extra: list[str], *, show_password: bool) -> str:
+    """What the runner prints at start; the API password only for ``dev``'s generated one, never for ``serve``."""
     user = settings.api.user
     password = settings.api.password.get_secret_value()
-    curl_auth = shlex.quote(f"{user}:{password}")
+    # without the password, curl asks for it
+    curl_auth = shlex.quote(f"{user}:{password}" if show_password else user)
+    shown = password if show_password else "(password as configured)"
     lines = [
         f"runner API:   {url}   (docs: {url}/docs)",
-        f"credentials:  {user} / {password}",
+        f"credentials:  {user} / {shown}",
         *extra,
         "try:",
         f"  curl -u {curl_auth} {url}/templates",
@@ -50,10 +53,22 @@ def _banner(settings: Settings, url: str, extra: list[str]) -> str:
     return "\n".join(lines)
 
 
-async def _serve(settings: Settings, extra: list[str]) -> None:
+async def _serve(settings: Settings, extra: list[str], *, show_password: bool = False) -> None:
     async with Runner(settings) as runner, ApiServer(runner.app, settings.api) as server:
-        print(_banner(settings, server.url, extra), flush=True)
+        print(_banner(settings, server.url, extra, show_password=show_password), flush=True)
         await server.wait()
+
+
+def require_known_hosts(settings: Settings) -> None:
+    """``serve`` talks to a real cluster: its host keys must come from a file the admin chose."""
+    known_hosts = settings.ssh.known_hosts
+    if known_hosts is None:
+        raise ConfigError(
+            "ssh.known_hosts: serve needs a known_hosts file holding the cluster nodes' host keys "
+            "(they are always checked)"
+        )
+    if not known_hosts.is_file():
+        raise ConfigError(f"ssh.known_hosts: {known_hosts} is not a readable file")
 
 
 async def _dev(port: int) -> None:
@@ -65,7 +80,7 @@ async def _dev(port: int) -> None:
             f"{len(env.cluster.gateway_nodes)} gateways; users: alice, bob",
             f"etcd:         {env.etcd.endpoint}",
         ]
-        await _serve(env.settings, extra)
+        await _serve(env.settings, extra, show_password=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(_dev(args.port))
         else:
             settings = load_settings(args.config)
+            require_known_hosts(settings)
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_serve(settings, []))
     except ConfigError as exc:

@@ -2,8 +2,9 @@
 
 Each :class:`SshNode` opens its connection lazily, shares it between concurrent commands, bounds the number
 of channels open at once (OpenSSH refuses more than ``MaxSessions``, 10 by default), applies a timeout to
-every command and checks host keys against the configured known_hosts. Failures are reported as
-:class:`NodeUnreachable` (the command never reached the node: safe to retry elsewhere) or
+every command and checks host keys against the configured known_hosts (else the account's own
+``~/.ssh/known_hosts``), whatever the account's ``~/.ssh/config`` says: that file is never read. Failures
+are reported as :class:`NodeUnreachable` (the command never reached the node: safe to retry elsewhere) or
 :class:`CommandIndeterminate` (it may have run: the caller must find out before retrying).
 """
 
@@ -74,7 +75,10 @@ def _client_options(settings: SshSettings, user: str) -> dict[str, object]:
     options: dict[str, object] = {
         "username": user,
         "connect_timeout": settings.connect_timeout,
-        "known_hosts": str(settings.known_hosts) if settings.known_hosts else (),
+        # Always an explicit file: left unset, asyncssh would take UserKnownHostsFile from ~/.ssh/config, where
+        # "none" turns host key checking off. That file is not read at all (config=None) for the same reason.
+        "known_hosts": str(settings.known_hosts or Path("~/.ssh/known_hosts").expanduser()),
+        "config": None,
         "keepalive_interval": 15,
         # AES-GCM first: hardware-accelerated, and cheaper per packet than chacha20-poly1305 in asyncssh.
         "encryption_algs": [
@@ -86,8 +90,6 @@ def _client_options(settings: SshSettings, user: str) -> dict[str, object]:
         ],
         "keepalive_count_max": 3,
     }
-    if settings.known_hosts is None:
-        options.pop("known_hosts")  # asyncssh falls back to ~/.ssh/known_hosts: still checked, never skipped
     if settings.client_keys:
         options["client_keys"] = [str(Path(k)) for k in settings.client_keys]
     return options

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
@@ -104,3 +105,54 @@ async def test_kill_mid_burst_loses_nothing(
             return set((await api.get("/jobs")).json()["jobs"]) == runner_ids
 
         await wait_for_async(active_are_slurms, 60, "GET /jobs never matched the jobs Slurm knows")
+
+
+async def test_serve_never_prints_the_api_password(
+    sim_cluster: SimCluster, etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path
+) -> None:
+    data = runner_config(sim_cluster, etcd_server, etcd_prefix)
+    data["api"] = {**data["api"], "host": "127.0.0.1", "port": 0}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "runner", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    printed = ""
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):
+            while "runner ready" not in printed or "curl" not in printed:
+                line = (await proc.stdout.readline()).decode()
+                assert line, f"the runner exited: {printed}"
+                printed += line
+        async with httpx.AsyncClient(timeout=10) as client:
+            url = next(ln.split()[2] for ln in printed.splitlines() if ln.startswith("runner API:"))
+            assert (await client.get(f"{url}/jobs", auth=API_AUTH)).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await proc.communicate()
+    printed += rest.decode()
+    assert "credentials:  bwvisu-web / (password as configured)" in printed
+    assert API_AUTH[1] not in printed
+
+
+@pytest.mark.parametrize("known_hosts", [None, "missing"])
+def test_serve_refuses_to_start_without_a_known_hosts_file(
+    sim_cluster: SimCluster, etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path, known_hosts: str | None
+) -> None:
+    data = runner_config(sim_cluster, etcd_server, etcd_prefix)
+    data["ssh"] = {k: v for k, v in data["ssh"].items() if k != "known_hosts"}
+    if known_hosts is not None:
+        data["ssh"]["known_hosts"] = str(tmp_path / known_hosts)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "serve", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ssh.known_hosts: ")
+    assert ("needs a known_hosts file" if known_hosts is None else "is not a readable file") in done.stderr

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from runner.config import SshSettings
-from runner.ssh import SshNode
+from runner.ssh import NodeUnreachable, SshNode
 from simulator import SimCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -57,3 +58,38 @@ async def test_a_burst_beyond_the_servers_session_limit_waits_instead_of_failing
         assert ssh.connects == 1
     finally:
         await ssh.close()
+
+
+@pytest.mark.parametrize(
+    "user_config",
+    [
+        "Host *\n    UserKnownHostsFile none\n    StrictHostKeyChecking no\n",
+        "Host *\n    UserKnownHostsFile /dev/null\n    GlobalKnownHostsFile /dev/null\n",
+    ],
+)
+async def test_host_keys_are_checked_whatever_the_users_ssh_config_says(
+    sim_cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_config: str
+) -> None:
+    # the runner's account has a ~/.ssh/config that turns host key checking off, and knows no host key
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(user_config)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    endpoint = sim_cluster.command_nodes[0]
+    unchecked = SshNode(
+        endpoint.host, endpoint.port, endpoint.user, SshSettings(client_keys=[sim_cluster.client_key_path])
+    )
+    try:
+        with pytest.raises(NodeUnreachable, match="cannot connect"):
+            await unchecked.run(["id", "-un"])
+    finally:
+        await unchecked.close()
+    checked = SshNode(
+        endpoint.host,
+        endpoint.port,
+        endpoint.user,
+        SshSettings(client_keys=[sim_cluster.client_key_path], known_hosts=sim_cluster.known_hosts_path),
+    )
+    try:
+        assert (await checked.run(["id", "-un"])).ok  # the configured known_hosts still works
+    finally:
+        await checked.close()
