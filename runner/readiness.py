@@ -12,6 +12,9 @@ One :meth:`KeyholeWatcher.tick` (run by a :class:`~runner.loops.Loop` under the 
 4. every ``reconcile_every`` ticks (and on the first): each gateway's rules are compared with the placed
    reservations; stray rules go, missing ones come back. Reservations placed within ``placement_grace``
    seconds are left to the handler still writing their rule.
+
+Before a target is probed or a rule written back, the stored forward is checked (:mod:`runner.keyhole.guard`):
+one outside the port range, the job's own nodes or the compute networks is logged and not acted on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from runner.errors import RunnerError
 from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import CurrentRules, Gateway, GatewayPool
 from runner.keyhole.claims import Claims
+from runner.keyhole.guard import Target, TargetGuard, Verdict
 from runner.keyhole.ports import PortBook, PortRecord
 from runner.records import JobRecord, JobState
 from runner.state import StateStore
@@ -53,6 +57,7 @@ class KeyholeWatcher:
         ports: PortBook,
         claims: Claims,
         pool: GatewayPool,
+        guard: TargetGuard,
         *,
         health_every: int = 8,
         reconcile_every: int = 200,
@@ -62,6 +67,7 @@ class KeyholeWatcher:
         self._ports = ports
         self._claims = claims
         self._pool = pool
+        self._guard = guard
         self._health_every = max(health_every, 1)
         self._reconcile_every = max(reconcile_every, 1)
         self.placement_grace = placement_grace
@@ -125,11 +131,18 @@ class KeyholeWatcher:
             for record, rev in jobs.values()
             if record.forwards and (record.state in _WAITING or (health and record.state is JobState.AVAILABLE))
         ]
-        targets: dict[str, set[tuple[str, int]]] = {}
+        kept: dict[str, dict[tuple[str, int], Target]] = {}
         for record, _ in wanted:
             for f in record.forwards:
-                targets.setdefault(f.gateway, set()).add((f.internal_ip, f.internal_port))
-        probed = [ip for ip in targets if ip in self._pool.by_ip]
+                kept.setdefault(f.gateway, {})[(f.internal_ip, f.internal_port)] = Target(
+                    record, f.internal_ip, f.internal_port
+                )
+        targets: dict[str, set[tuple[str, int]]] = {}
+        for ip, found in kept.items():
+            if ip in self._pool.by_ip:
+                verdicts = await self._guard.judge(self._pool.by_ip[ip], list(found.values()))
+                targets[ip] = {key for key, v in zip(found, verdicts, strict=True) if v is Verdict.OK}
+        probed = [ip for ip in targets if targets[ip]]
         results = await asyncio.gather(
             *(self._pool.probe(self._pool.by_ip[ip], sorted(targets[ip])) for ip in probed), return_exceptions=True
         )
@@ -159,9 +172,16 @@ class KeyholeWatcher:
             try:
                 current = await self._pool.current(gateway)
                 records = [r for r in await self._ports.all() if r.gateway == gateway.internal_ip]
+                jobs = {job.job_id: job for job, _ in await self._store.active_jobs()}
                 settled = time.time() - self.placement_grace
-                desired = {_rule(r) for r in records if r.reserved_at <= settled}
+                placed = [r for r in records if r.reserved_at <= settled]
                 recent = {r.job_id for r in records if r.reserved_at > settled}
+                verdicts = await self._guard.judge(
+                    gateway, [Target(jobs.get(r.job_id), r.internal_ip or "", r.port) for r in placed]
+                )
+                # a forward that breaks the rules is not written back; one not yet decidable is left alone
+                desired = {_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
+                recent |= {r.job_id for r, v in zip(placed, verdicts, strict=True) if v is Verdict.UNDECIDED}
                 await self._reconcile_one(gateway, current, desired, recent, stats)
             except RunnerError as exc:
                 log.warning("keyhole: reconciling gateway %s failed: %s", gateway.internal_ip, exc)

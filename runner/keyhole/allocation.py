@@ -118,7 +118,7 @@ def check_targets(addresses: Mapping[str, str], networks: Sequence[ipaddress.IPv
     """Every resolved node address lies in one of ``networks`` (no networks configured: any address)."""
     if not networks:
         return
-    outside = [f"{name} ({ip})" for name, ip in addresses.items() if not _inside(ip, networks)]
+    outside = [f"{name} ({ip})" for name, ip in addresses.items() if not in_networks(ip, networks)]
     if outside:
         raise TargetOutsideNetworks(
             f"outside the compute networks: {', '.join(outside[:5])}",
@@ -126,7 +126,8 @@ def check_targets(addresses: Mapping[str, str], networks: Sequence[ipaddress.IPv
         )
 
 
-def _inside(ip: str, networks: Sequence[ipaddress.IPv4Network]) -> bool:
+def in_networks(ip: str, networks: Sequence[ipaddress.IPv4Network]) -> bool:
+    """Whether ``ip`` is an IPv4 address inside one of ``networks``."""
     try:
         address = ipaddress.IPv4Address(ip)
     except ValueError:

@@ -17,6 +17,7 @@ from runner.config import ApiSettings, Endpoint, Settings
 from runner.gateway.pool import Gateway, GatewayPool
 from runner.keyhole.allocation import SlurmQuery
 from runner.keyhole.claims import Claims
+from runner.keyhole.guard import TargetGuard
 from runner.keyhole.http import create_keyhole_app
 from runner.keyhole.ports import PortBook
 from runner.keyhole.protocol import DEFAULT_WINDOW_SECONDS
@@ -61,7 +62,12 @@ class Keyhole:
             etcd, prefix, nonce_ttl=2 * DEFAULT_WINDOW_SECONDS, takeover_after=2 * settings.ssh.command_timeout
         )
         self.watcher = KeyholeWatcher(
-            store, self.ports, self.claims, self.pool, placement_grace=2 * settings.ssh.command_timeout
+            store,
+            self.ports,
+            self.claims,
+            self.pool,
+            TargetGuard(settings, self.pool),
+            placement_grace=2 * settings.ssh.command_timeout,
         )
         interval = min(PROBE_INTERVAL, settings.watcher.interval)
         self.loop = Loop("keyhole-watcher", self.watcher.tick, interval, gate)

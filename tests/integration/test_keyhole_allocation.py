@@ -170,8 +170,9 @@ async def test_refusals_back_off_across_replicas_without_asking_slurm_or_gateway
     # quiet job watchers, so every squeue after the submission's own tick comes from a keyhole request
     async with Runner(make_settings(**QUIET_WATCHER)) as one, Runner(make_settings(**QUIET_WATCHER)) as two:
         await watcher_settled(one, two)
+        leader = one if one.leadership.is_leader else two  # its watcher is the one the submission wakes
         ticks = one.watch_loop.iterations + two.watch_loop.iterations
-        job_id, _, token = await job_with_token(one, "held.txt", 1)
+        job_id, _, token = await job_with_token(leader, "held.txt", 1)
 
         async def woken_tick_done() -> bool:
             return one.watch_loop.iterations + two.watch_loop.iterations > ticks
