@@ -19,7 +19,6 @@ from runner.cluster import CommandNodes, SlurmCluster
 from runner.config import Endpoint, Settings
 from runner.jobs import Jobs
 from runner.keyhole.assembly import Keyhole
-from runner.keyhole.script import expand_keyhole_request
 from runner.keyhole.service import Fault
 from runner.leader import Leadership
 from runner.loops import Loop
@@ -124,15 +123,7 @@ class Runner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _expand_keyhole(self, script: str, job_id: str, token: str, session_secret: str) -> str:
-        urls = [f"http://{e.ip}:{e.port}" for e in self.settings.keyholed_servers]
-        return expand_keyhole_request(
-            script,
-            job_id=job_id,
-            token=token,
-            session_secret=session_secret,
-            service_urls=urls,
-            max_ports=self.settings.keyholed_max_forwarders_per_job,
-        )
+        return self.keyhole.expand(script, job_id, token, session_secret)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -88,6 +88,30 @@ class ApiSettings(_Section):
         return self
 
 
+class KeyholeSettings(_Section):
+    """TLS for the keyhole service: with a certificate, it serves HTTPS and the jobs' client accepts nothing else."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificate embedded in every job's script, against which the client verifies the "
+        "service; default: tls_cert itself (a self-signed certificate)",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> KeyholeSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_ca needs tls_cert and tls_key")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
 class SshSettings(_Section):
     client_keys: list[Path] = Field(default_factory=list, description="private keys; empty = the user's defaults")
     known_hosts: Path | None = Field(default=None, description="known_hosts file; host keys are always checked")
@@ -126,6 +150,7 @@ class Settings(BaseSettings):
     )
     min_uid: int = Field(default=1000, ge=1, description="users below this uid (system accounts) are refused")
     api: ApiSettings = ApiSettings()
+    keyhole: KeyholeSettings = KeyholeSettings()
     ssh: SshSettings = SshSettings()
     watcher: WatcherSettings = WatcherSettings()
     templates_dir: Path = _PACKAGE_DIR / "templates"

@@ -8,12 +8,14 @@ under the watchers' leadership, and ``close()`` stops the listener and the gatew
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 import aetcd
 
 from runner.api.server import ApiServer
-from runner.config import ApiSettings, Endpoint, Settings
+from runner.config import ApiSettings, Endpoint, KeyholeSettings, Settings
+from runner.errors import ConfigError
 from runner.gateway.pool import Gateway, GatewayPool
 from runner.keyhole.allocation import SlurmQuery
 from runner.keyhole.claims import Claims
@@ -21,6 +23,7 @@ from runner.keyhole.guard import TargetGuard
 from runner.keyhole.http import create_keyhole_app
 from runner.keyhole.ports import PortBook
 from runner.keyhole.protocol import DEFAULT_WINDOW_SECONDS
+from runner.keyhole.script import expand_keyhole_request
 from runner.keyhole.service import Fault, KeyholeService
 from runner.loops import Loop
 from runner.readiness import KeyholeWatcher
@@ -29,6 +32,7 @@ from runner.state import StateStore
 
 log = logging.getLogger(__name__)
 
+_PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\s*)+")
 PROBE_INTERVAL = 0.2  # seconds between readiness sweeps: "available" follows the application within about this
 
 
@@ -54,6 +58,7 @@ class Keyhole:
         gateway_runners: list[CommandRunner] | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.ca_pem = _ca_pem(settings.keyhole)  # first: a bad CA file stops the start before anything opens
         prefix = settings.etcd_prefix
         span = settings.keyholed_port_range
         self.pool = gateway_pool(settings, gateway_runners)
@@ -84,13 +89,30 @@ class Keyhole:
         self.app = create_keyhole_app(self.service)
         self._listen = listen or (settings.keyholed_servers[0] if settings.keyholed_servers else None)
         self.server: ApiServer | None = None
+        self._settings = settings
+
+    def expand(self, script: str, job_id: str, token: str, session_secret: str) -> str:
+        """The batch script with its ``#KEYHOLE-REQUEST-PORTS`` line replaced by the client (HTTPS with the
+        CA embedded when the service has a certificate)."""
+        scheme = "https" if self.ca_pem is not None else "http"
+        return expand_keyhole_request(
+            script,
+            job_id=job_id,
+            token=token,
+            session_secret=session_secret,
+            service_urls=[f"{scheme}://{e.ip}:{e.port}" for e in self._settings.keyholed_servers],
+            max_ports=self._settings.keyholed_max_forwarders_per_job,
+            ca_pem=self.ca_pem,
+        )
 
     async def start(self) -> None:
         """Serve the keyhole app (no listener when no endpoint is configured)."""
         if self._listen is None:
             log.warning("keyhole: no keyholed-servers configured; jobs cannot ask for ports")
             return
-        self.server = ApiServer(self.app, ApiSettings(host=self._listen.ip, port=self._listen.port))
+        tls = self._settings.keyhole
+        listen = ApiSettings(host=self._listen.ip, port=self._listen.port, tls_cert=tls.tls_cert, tls_key=tls.tls_key)
+        self.server = ApiServer(self.app, listen)
         await self.server.start()
         log.info("keyhole service listening on %s", self.server.url)
 
@@ -99,3 +121,17 @@ class Keyhole:
             await self.server.stop()
             self.server = None
         await self.pool.close()
+
+
+def _ca_pem(settings: KeyholeSettings) -> str | None:
+    """The PEM text the jobs' client trusts for the keyhole service; None when it serves plain HTTP."""
+    path = settings.tls_ca or settings.tls_cert
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"keyhole.tls_ca: cannot read {path}: {exc}") from None
+    if not _PEM.fullmatch(text.strip()):
+        raise ConfigError(f"keyhole.tls_ca: {path} holds no PEM certificate")
+    return text.strip() + "\n"

@@ -12,7 +12,8 @@ be reached or one answers 5xx, for a bounded total time. On success it prints
 ``export KEYHOLE_PORT<i>=.. KEYHOLE_GATEWAY<i>=.. KEYHOLE_EXTERNAL_PORT<i>=..`` lines for the batch
 script to ``eval``, and ``export KEYHOLE_SESSION_SECRET=..`` when the embedding handed it a session secret;
 on a refusal or when it gives up it writes why to stderr (the job log) and exits non-zero. Run standalone,
-it takes the token from ``KEYHOLE_TOKEN``.
+it takes the token from ``KEYHOLE_TOKEN``. When the embedding hands it the service's CA (PEM), it speaks
+HTTPS only, verifies the service's certificate and name against that CA, and refuses ``http://`` URLs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import random
 import re
 import secrets
 import shlex
+import ssl
 import sys
 import time
 import urllib.error
@@ -218,9 +220,22 @@ def export_lines(forwards: list[tuple[int, int, str]], session_secret: str | Non
 Post = Callable[[str, bytes, float], "tuple[int, bytes]"]
 
 
-def http_post(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-    """POST JSON; the HTTP status and body, also for 4xx/5xx. Never uses a proxy from the environment."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def https_context(ca_pem: str) -> ssl.SSLContext:
+    """Verification against ``ca_pem`` only (not the system's CAs), with the host name checked."""
+    return ssl.create_default_context(cadata=ca_pem)
+
+
+def http_post(url: str, body: bytes, timeout: float, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """POST JSON; the HTTP status and body, also for 4xx/5xx. Never uses a proxy from the environment.
+
+    With ``context`` only ``https://`` URLs are accepted, verified against it.
+    """
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        if not url.startswith("https://"):
+            raise ValueError(f"refusing plain HTTP: the keyhole service must be reached over HTTPS: {url}")
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an HTTP(S) URL: {url}")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -306,13 +321,29 @@ def request_forwards(
         raise KeyholeFailure(f"unusable answer from the keyhole service: {exc}", EXIT_REFUSED) from None
 
 
+def _tls_options(urls: list[str], ca_pem: str | None) -> dict[str, Any]:
+    """With a CA: a ``post`` that verifies against it; every URL must be HTTPS (no fallback to plain HTTP)."""
+    if ca_pem is None:
+        return {}
+    plain = [u for u in urls if not u.startswith("https://")]
+    if plain:
+        raise KeyholeFailure(f"refusing plain HTTP to the keyhole service: {', '.join(plain)}", EXIT_BAD_INPUT)
+    context = https_context(ca_pem)
+    post: Post = lambda url, body, timeout: http_post(url, body, timeout, context)  # noqa: E731
+    return {"post": post}
+
+
 def _log(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
 def main(
-    argv: list[str], environ: Mapping[str, str], token: str | None = None, session_secret: str | None = None
+    argv: list[str],
+    environ: Mapping[str, str],
+    token: str | None = None,
+    session_secret: str | None = None,
+    ca_pem: str | None = None,
 ) -> int:
     """Request forwards; print export lines on success, else a message on stderr. The exit status."""
     parser = argparse.ArgumentParser(prog="keyhole-client", description="Ask the keyhole service for ports.")
@@ -324,6 +355,7 @@ def main(
     parser.add_argument("--max-delay", type=float, default=10.0)
     args = parser.parse_args(argv)
     try:
+        tls = _tls_options(args.url, ca_pem)
         forwards = request_forwards(
             args.job_id,
             args.ports,
@@ -334,6 +366,7 @@ def main(
             initial_delay=args.initial_delay,
             max_delay=args.max_delay,
             log=_log,
+            **tls,
         )
     except KeyholeFailure as failure:
         _log(f"keyhole: {failure}")

@@ -54,8 +54,13 @@ def keyhole_snippet(
     ports: int,
     deadline_seconds: float = 120.0,
     initial_delay: float = 0.5,
+    ca_pem: str | None = None,
 ) -> str:
-    """The shell text that replaces the directive line (ends with a newline)."""
+    """The shell text that replaces the directive line (ends with a newline).
+
+    With ``ca_pem`` (the keyhole service's CA, PEM) the client verifies the service against it and refuses
+    plain HTTP; every URL must then be ``https``.
+    """
     if _JOB_ID.fullmatch(job_id) is None:
         raise ValueError(f"job id {job_id!r} is not safe to embed")
     if _TOKEN.fullmatch(token) is None:
@@ -64,6 +69,10 @@ def keyhole_snippet(
         raise ValueError("session secret has an unexpected form")
     if not service_urls or any(_URL.fullmatch(u) is None for u in service_urls):
         raise ValueError(f"keyhole service URLs must be http(s) URLs: {service_urls!r}")
+    if ca_pem is not None and (not ca_pem.isascii() or "'" in ca_pem or "\\" in ca_pem):
+        raise ValueError("the keyhole CA is not plain PEM text")
+    if ca_pem is not None and any(not u.startswith("https://") for u in service_urls):
+        raise ValueError(f"with a CA, keyhole service URLs must be https: {service_urls!r}")
     argv = ["python3", "-", "--job-id", job_id, "--ports", str(ports)]
     for url in service_urls:
         argv += ["--url", url]
@@ -72,7 +81,8 @@ def keyhole_snippet(
     if not source.endswith("\n"):
         source += "\n"
     # repr() of a string from a restricted alphabet is a plain Python string literal
-    call = f"sys.exit(main(sys.argv[1:], os.environ, {token!r}, session_secret={session_secret!r}))\n"
+    ca = f", ca_pem={ca_pem!r}" if ca_pem is not None else ""
+    call = f"sys.exit(main(sys.argv[1:], os.environ, {token!r}, session_secret={session_secret!r}{ca}))\n"
     body = source + call
     if any(line == HEREDOC_DELIMITER for line in body.splitlines()):
         raise ValueError("heredoc delimiter occurs in the client source")
@@ -118,6 +128,7 @@ def expand_keyhole_request(
     max_ports: int,
     deadline_seconds: float = 120.0,
     initial_delay: float = 0.5,
+    ca_pem: str | None = None,
 ) -> str:
     """Replace the script's ``#KEYHOLE-REQUEST-PORTS N`` line with the client snippet.
 
@@ -135,6 +146,7 @@ def expand_keyhole_request(
         ports=ports,
         deadline_seconds=deadline_seconds,
         initial_delay=initial_delay,
+        ca_pem=ca_pem,
     )
     lines = script.split("\n")
     index = next(i for i, line in enumerate(lines) if line.lstrip().startswith(DIRECTIVE))

@@ -230,3 +230,27 @@ def test_compute_networks_and_min_uid_are_optional_and_checked() -> None:
         settings_from_mapping({**BWVISU_CONFIG, "compute-networks": ["10.0.0.1/24"]})  # host bits set
     with pytest.raises(ConfigError, match="min-uid"):
         settings_from_mapping({**BWVISU_CONFIG, "min-uid": 0})
+
+
+def test_keyhole_tls_settings_go_together(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    assert not settings_from_mapping(BWVISU_CONFIG).keyhole.tls
+    both = settings_from_mapping({**BWVISU_CONFIG, "keyhole": {"tls-cert": str(cert), "tls-key": str(key)}})
+    assert both.keyhole.tls
+    with pytest.raises(ConfigError, match="tls_cert and tls_key must be given together"):
+        settings_from_mapping({**BWVISU_CONFIG, "keyhole": {"tls-cert": str(cert)}})
+    with pytest.raises(ConfigError, match="tls_ca needs tls_cert"):
+        settings_from_mapping({**BWVISU_CONFIG, "keyhole": {"tls-ca": str(cert)}})
+
+
+def test_an_unreadable_or_non_pem_keyhole_ca_is_a_config_error(tmp_path: Path) -> None:
+    from runner.keyhole.assembly import Keyhole  # noqa: PLC0415
+
+    (tmp_path / "k.pem").write_text("key")
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    for ca, problem in ((tmp_path / "missing.pem", "cannot read"), (tmp_path / "junk.pem", "holds no PEM")):
+        settings = settings_from_mapping(
+            {**BWVISU_CONFIG, "keyhole": {"tls-cert": str(ca), "tls-key": str(tmp_path / "k.pem")}}
+        )
+        with pytest.raises(ConfigError, match=problem):
+            Keyhole(settings, None, None, None)  # type: ignore[arg-type]

@@ -105,7 +105,7 @@ def test_client_imports_only_the_standard_library() -> None:
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert modules <= {
         "__future__", "argparse", "hashlib", "hmac", "json", "os", "random", "re", "secrets",
-        "shlex", "sys", "time", "urllib", "typing",
+        "shlex", "ssl", "sys", "time", "urllib", "typing",
     }  # fmt: skip
 
 
