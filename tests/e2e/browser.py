@@ -55,7 +55,7 @@ def need_chromium() -> None:
     pytest.skip("Debian's chromium is not installed (BWVISU_DOCKER=1 scripts/bootstrap installs it)")
 
 
-async def open_xpra(url: str, screenshot: Path, timeout_ms: int = 45_000) -> Visit:
+async def open_xpra(url: str, screenshot: Path, timeout_ms: int = 20_000) -> Visit:
     """Open ``url`` in a fresh headless chromium; wait until the session is drawn or the client gives up."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
@@ -81,7 +81,15 @@ async def open_xpra(url: str, screenshot: Path, timeout_ms: int = 45_000) -> Vis
                         polling=100,
                     )
                 title = await page.inner_text(TITLE)
-            reason = await page.inner_text("#disconnect-reason") if SENT_BACK in page.url else None
+            reason = None
+            if SENT_BACK in page.url:
+                with contextlib.suppress(PlaywrightTimeout):  # the connect page fills in why a moment after loading
+                    await page.wait_for_function(
+                        "() => (document.querySelector('#disconnect-reason')?.textContent || '').trim() !== ''",
+                        timeout=10_000,
+                        polling=100,
+                    )
+                reason = (await page.inner_text("#disconnect-reason")).strip()
             await page.screenshot(path=str(screenshot))
             return Visit(page.url, in_session, title, reason, screenshot)
         finally:
