@@ -134,6 +134,8 @@ class KeyholeService:
         if request.ports > limit:
             raise TooManyPorts(f"the job asks for {request.ports} ports; at most {limit} are allowed")
         job = await self._store.get_job(request.job_id)
+        if job is not None and job.state is JobState.AVAILABLE:
+            raise SecondRequest(internal=f"job {request.job_id} is available: its forwards are in place")
         if job is None or job.state not in _ASKING_STATES:
             raise JobNotRunning(internal=f"job {request.job_id} is {job.state.value if job else 'unknown'}")
         allocation = await confirmed_allocation(job, self._scheduler)

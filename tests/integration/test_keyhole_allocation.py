@@ -19,6 +19,7 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings
 from runner.keyhole import protocol
+from runner.records import JobState
 from simulator import SimCluster
 from tests.integration.conftest import api_client
 from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, submit, wait_until, watcher_settled
@@ -150,6 +151,10 @@ async def test_forged_node_lists_for_a_running_job_are_refused_and_its_own_reque
     address = next(c.address for c in sim_cluster.compute_nodes if c.name == own[0])
     [rule] = [r for rs in (await all_rules(sim_cluster)).values() for r in rs if r.job_id == job_id]
     assert rule.internal_ip == address
+    await started.store.update_job(job_id, lambda r: r.model_copy(update={"state": JobState.AVAILABLE}))
+    again = await ask(started, signed(job_id, token, [other_nodes[-1]]))  # a forged list once it has its ports
+    assert again.status_code == 409
+    assert again.json()["error"] == "already-asked"
 
 
 async def test_a_multi_node_job_may_name_its_nodes_and_the_forward_goes_to_its_batch_host(
