@@ -32,6 +32,11 @@ class CertFiles:
     key: Path
 
 
+def cert_files(directory: Path, name: str) -> CertFiles:
+    """Where :meth:`TestCA.issue` puts ``name``'s certificate and key, and the CA, in ``directory``."""
+    return CertFiles(ca=directory / "ca.pem", cert=directory / f"{name}.pem", key=directory / f"{name}-key.pem")
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
@@ -80,7 +85,7 @@ class TestCA:
             )
             .sign(self._key, hashes.SHA256())
         )
-        self.ca_path = directory / "ca.pem"
+        self.ca_path = cert_files(directory, common_name).ca
         self.ca_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(
@@ -116,8 +121,7 @@ class TestCA:
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
-        cert_path = self.directory / f"{name}.pem"
-        key_path = self.directory / f"{name}-key.pem"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key_path, key)
-        return CertFiles(ca=self.ca_path, cert=cert_path, key=key_path)
+        files = cert_files(self.directory, name)
+        files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(files.key, key)
+        return files
