@@ -86,18 +86,24 @@ class _UnaryToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         except grpc.aio.AioRpcError as exc:
             if not _stale_token(exc):
                 raise
+        # etcd refused the call before applying it, so repeating it (a transaction too) is safe.
         token = await self._login.token(stale=token)
         return await continuation(_with_token(details, token), request)
 
 
-class _StreamToken(grpc.aio.UnaryStreamClientInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    # Streams (lease keep-alive, watch) carry the current token; a stale one fails the stream, and the
-    # caller's next unary call renews it.
+class _UnaryStreamToken(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    # Streams carry the current token; a stale one fails the stream, and the caller's next unary call renews it.
     def __init__(self, login: _Login) -> None:
         self._login = login
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, await self._login.token()), request)
+
+
+class _StreamStreamToken(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    # A separate class: grpc.aio files an interceptor under the first kind it is an instance of.
+    def __init__(self, login: _Login) -> None:
+        self._login = login
 
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(_with_token(details, await self._login.token()), requests)
@@ -125,7 +131,10 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         """Make the channel and the stubs; no call goes out yet (the login happens at the first call)."""
         if self._connected.is_set():
             return
-        interceptors = [_UnaryToken(self._login), _StreamToken(self._login)] if self._login else None
+        interceptors = None
+        if self._login is not None:
+            login = self._login
+            interceptors = [_UnaryToken(login), _UnaryStreamToken(login), _StreamStreamToken(login)]
         options = list(self._options.items())
         if self._credentials is None:
             channel = grpc.aio.insecure_channel(self.target, options=options, interceptors=interceptors)

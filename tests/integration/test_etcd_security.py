@@ -164,6 +164,20 @@ async def test_expired_token_is_renewed_once_for_concurrent_calls(
         await client.close()
 
 
+async def test_streams_carry_the_token(auth_etcd: EtcdServer, prefix: str) -> None:
+    # Watch is a stream-stream call: it must carry the login token like the unary calls.
+    client, _ = await open_store(settings_for(auth_etcd), prefix)
+    key = f"{prefix}/watched".encode()
+    try:
+        watching = asyncio.create_task(client.watch_once(key, timeout=10))
+        await asyncio.sleep(0.5)
+        await client.put(key, b"seen")
+        event = await watching
+        assert event.kv.value == b"seen"
+    finally:
+        await client.close()
+
+
 # -- what fails, clearly, with no secret in the message -----------------------------------------------------
 
 
