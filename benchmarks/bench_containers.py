@@ -29,6 +29,7 @@ import runner
 from benchmarks.adapters import Skipped
 from benchmarks.common import API_AUTH, LOOPBACK_API, percentile
 from containers import timing
+from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed, TestbedSpec
 from runner.api.server import ApiServer
 from runner.app import Runner
@@ -74,7 +75,7 @@ def runner_mapping(bed: Testbed) -> dict[str, Any]:
     host_ip = bed.endpoints.cluster_host_ip
     return {
         **bed.runner_config(keyhole_ip=host_ip, keyhole_port=_free_port_on(host_ip)),
-        "etcd_prefix": f"/bench-{uuid.uuid4().hex[:8]}",
+        "etcd_prefix": f"{ETCD_PREFIX}/bench-{uuid.uuid4().hex[:8]}",
         "templates_dir": str(TEMPLATES),
         "api": {"host": "127.0.0.1", "port": 0, "user": API_AUTH[0], "password": API_AUTH[1]},
         "ssh": {

@@ -14,6 +14,10 @@ clients, measured side by side in the same run and cluster (timings drift on a s
   (a new SSH connection per command).
 
 Targets: runner >= 0.5x the ceiling and >= 5x the baseline at every concurrency.
+
+The cost of securing etcd: at 10 clients, the runner against a plain etcd and against one with TLS (client
+certificates demanded) and etcd's authentication (a login token on every call), in alternating rounds on the
+same cluster; reported as both rates (median of the rounds) and their ratio, without a target.
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ from runner.ssh import CommandRunner, OneShotSshNode
 from runner.templates import TemplateStore
 from simulator import ClusterConfig, SimCluster
 from simulator.etcd import EtcdServer
+from simulator.etcd_auth import EtcdAuth
 
 LEVELS = (1, 10, 50, 200)
+TLS_CLIENTS = 10
 CEILING_TARGET = 0.5
 BASELINE_TARGET = 5.0
 
@@ -59,10 +65,11 @@ class Sizes:
     baseline_per_level: int
     max_seconds: float
     levels: tuple[int, ...]
+    tls_rounds: int
 
 
-FULL = Sizes(per_level=300, baseline_per_level=150, max_seconds=15.0, levels=LEVELS)
-SMOKE = Sizes(per_level=20, baseline_per_level=20, max_seconds=10.0, levels=(1, 10))
+FULL = Sizes(per_level=300, baseline_per_level=150, max_seconds=15.0, levels=LEVELS, tls_rounds=3)
+SMOKE = Sizes(per_level=20, baseline_per_level=20, max_seconds=10.0, levels=(1, 10), tls_rounds=1)
 
 
 def _settings(cluster: SimCluster, etcd: EtcdServer) -> Settings:
@@ -122,6 +129,35 @@ def _ratio(a: LoadResult, b: LoadResult) -> float:
     return round(a.rate / b.rate, 2) if b.rate > 0 else float("nan")
 
 
+async def tls_cost(cluster: SimCluster, plain: EtcdServer, sizes: Sizes, result: BenchResult) -> None:
+    """Runner submissions at :data:`TLS_CLIENTS` clients: plain etcd and TLS + auth etcd, alternating rounds."""
+    loads: dict[str, list[LoadResult]] = {"plain": [], "tls": []}
+    with EtcdServer(tls=True, auth=EtcdAuth(prefix="/bench-secure")) as secure:
+        for _ in range(sizes.tls_rounds):
+            for kind, etcd in (("plain", plain), ("tls", secure)):
+                load = await runner_load(cluster, etcd, TLS_CLIENTS, sizes.per_level, sizes.max_seconds, one_shot=False)
+                loads[kind].append(load)
+    median = {kind: sorted(runs, key=lambda r: r.rate)[len(runs) // 2] for kind, runs in loads.items()}
+    params = {"clients": TLS_CLIENTS, "rounds": sizes.tls_rounds}
+    for kind, load in median.items():
+        summary = load.summary()
+        result.add(
+            Figure(f"submit.etcd_{kind}.jobs_per_s", summary["per_second"], "jobs/s", params),
+            Figure(f"submit.etcd_{kind}.p50_ms", summary["p50_ms"], "ms", params),
+        )
+        if any(r.errors for r in loads[kind]):
+            errors = sum(r.errors for r in loads[kind])
+            result.add(Figure(f"submit.etcd_{kind}.errors", errors, "requests", params, "0", False))
+    ratio = _ratio(median["tls"], median["plain"])
+    result.add(Figure("submit.etcd_tls_over_plain", ratio, "x", params, note="TLS + client cert + auth token"))
+    rates = {kind: " / ".join(f"{r.rate:.1f}" for r in runs) for kind, runs in loads.items()}
+    print(
+        f"submit: {TLS_CLIENTS} clients: plain etcd {rates['plain']}/s, TLS + auth etcd {rates['tls']}/s"
+        f" (rounds); TLS/plain {ratio}",
+        flush=True,
+    )
+
+
 async def bench(sizes: Sizes) -> BenchResult:
     """Every level: ceiling, runner and baseline one after the other on the same cluster and etcd."""
     result = BenchResult()
@@ -172,6 +208,7 @@ async def bench(sizes: Sizes) -> BenchResult:
                     f" baseline {baseline.rate:6.1f}/s; runner/ceiling {over_ceiling}, runner/baseline {over_baseline}",
                     flush=True,
                 )
+            await tls_cost(cluster, etcd, sizes, result)
             connect = await connect_cost(cluster, 20)
             result.add(Figure("submit.ssh_connect_ms", ms(connect), "ms", {"samples": 20}, note="open + close"))
             print(f"submit: one SSH connection (open + close) takes {ms(connect)} ms (median of 20)", flush=True)

@@ -132,11 +132,14 @@ async def closed_loop(
 
 
 def bench_runner_config(cluster: SimCluster, etcd: EtcdServer, **overrides: Any) -> dict[str, Any]:
-    """Runner settings (as a bwVisu-style mapping) for ``cluster`` and ``etcd``, under a fresh etcd prefix."""
+    """Runner settings (as a bwVisu-style mapping) for ``cluster`` and ``etcd``, under a fresh etcd prefix
+    (below the runner's role's prefix, and with its certificate and login, when ``etcd`` has TLS or auth)."""
+    root = etcd.auth.prefix if etcd.auth is not None else ""
     data: dict[str, Any] = {
         **cluster.runner_config(),
         "etcd-servers": [{"ip": etcd.host, "port": etcd.port}],
-        "etcd_prefix": f"/bench-{uuid.uuid4().hex[:8]}",
+        "etcd": etcd.runner_etcd(),
+        "etcd_prefix": f"{root}/bench-{uuid.uuid4().hex[:8]}",
         "templates_dir": str(TEMPLATES),
         "keyholed-servers": [{"ip": "127.0.0.1", "port": free_port()}],
         "api": {"host": "127.0.0.1", "port": 0, "user": API_AUTH[0], "password": API_AUTH[1]},

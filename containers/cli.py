@@ -2,9 +2,10 @@
 
 ``up`` builds images (cached) and starts a cluster, printing progress, then starts a runner attached to it
 (a child process on the host, see :mod:`containers.runner_process`) and prints the runner's URL, credentials
-and a first curl; the state folder holds the runner's config.json, its log and PID, the SSH key and
-known_hosts. The containers and the runner keep running after the command exits; ``down`` stops the runner
-and removes the containers by label. ``status`` lists running testbeds and their runners.
+and a first curl; the state folder holds the runner's config.json (with etcd's password), its log and PID,
+the SSH key and known_hosts, and etcd's CA and the runner's client certificate. The containers and the
+runner keep running after the command exits; ``down`` stops the runner and removes the containers by label.
+``status`` lists running testbeds and their runners.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from containers import runner_process
 from containers.cleanup import list_runs, remove_by_label
+from containers.etcd_members import ETCD_PREFIX
 from containers.images import build_all
 from containers.testbed import Testbed, TestbedSpec
 
@@ -44,9 +46,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         testbed.start()
         state = STATE_ROOT / testbed.run_id
-        staging.rename(state)
-        key = state / "ssh" / "id_ed25519"
-        known_hosts = state / "ssh" / "known_hosts"
+        testbed.move_workdir(state)
+        key = testbed.ssh_key.private_path
+        known_hosts = testbed.known_hosts_path
         host_ip = testbed.endpoints.cluster_host_ip
         config = runner_process.runner_config(
             testbed.runner_config(keyhole_ip=host_ip),
@@ -55,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             keyhole_port=args.keyhole_port or runner_process.free_port(host_ip),
             api_port=args.api_port or runner_process.free_port("127.0.0.1"),
             password=runner_process.new_password(),
-            prefix=f"/bwvisu-testbed-{testbed.run_id}",
+            prefix=f"{ETCD_PREFIX}/testbed-{testbed.run_id}",
         )
         _progress("starting the runner")
         runner = runner_process.start(state, config)

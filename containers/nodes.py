@@ -8,8 +8,10 @@ joined to the cluster network under their hostname as alias, and optionally to t
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import tarfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +90,7 @@ class Node:
     public: Network | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     command: list[str] | None = None
+    entrypoint: list[str] | None = None
     publish_ssh: bool = False
     publish: tuple[int, ...] = ()
     cap_add: tuple[str, ...] = ()
@@ -114,6 +117,8 @@ class Node:
             "hostname": self.hostname,
             "labels": labels_for(self.run_id, self.role),
         }
+        if self.entrypoint is not None:
+            kwargs["entrypoint"] = self.entrypoint
         if self.cap_add:
             kwargs["cap_add"] = list(self.cap_add)
         if self.sysctls:
@@ -174,6 +179,17 @@ class Node:
         return ExecResult(
             int(result.exit_code), (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
         )
+
+    def put_files(self, directory: str, files: Mapping[str, bytes], mode: int = 0o600) -> None:
+        """Write ``files`` (name -> content, in this order) into the existing ``directory`` of the container."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        if not self.container.get_wrapped_container().put_archive(directory, buffer.getvalue()):
+            raise NodeError(f"{self.hostname}: cannot write files into {directory}")
 
     def logs(self, tail: int = 40) -> str:
         """The container's last output lines (for error messages)."""

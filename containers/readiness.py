@@ -47,7 +47,8 @@ def all_idle(controller: Node, hostnames: list[str]) -> bool:
 
 
 def etcd_healthy(member: Node) -> bool:
-    result = member.exec(["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"])
+    # etcdctl finds the member's address and its TLS files in the ETCDCTL_* variables the testbed sets.
+    result = member.exec(["etcdctl", "endpoint", "health"])
     return result.ok and "is healthy" in (result.stdout + result.stderr)
 
 
@@ -59,11 +60,15 @@ def _bounded(what: str, node: Node, check: object, timeout: float) -> None:
         raise WaitTimeout(f"{exc}\n--- last log lines of {node.container_name} ---\n{node.logs()}") from None
 
 
-def wait_ready(testbed: Testbed, say: Progress) -> None:
-    """Wait for etcd, the controller and every compute node (in that order)."""
+def wait_etcd(testbed: Testbed, say: Progress) -> None:
+    """Wait until every etcd member reports healthy."""
     for member in testbed.nodes_of("etcd"):
         _bounded(f"etcd member {member.hostname} healthy", member, lambda m=member: etcd_healthy(m), ETCD_TIMEOUT)
     say(f"testbed {testbed.run_id}: etcd healthy")
+
+
+def wait_ready(testbed: Testbed, say: Progress) -> None:
+    """Wait for the controller and every compute node (in that order)."""
     controller = testbed.node("controller")
     _bounded("scontrol ping: controller UP", controller, lambda: controller_up(controller), CONTROLLER_TIMEOUT)
     say(f"testbed {testbed.run_id}: slurmctld up")

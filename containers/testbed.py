@@ -3,7 +3,8 @@
 ``Testbed(TestbedSpec(...)).start()`` builds (or finds cached) images, creates a cluster network and a
 public network, starts the controller, compute, command, gateway and etcd containers plus a client
 container on the public network, and returns only when ``scontrol ping`` answers, every compute node is
-idle, sshd accepts the runner's key on every command and gateway node, and etcd reports healthy.
+idle, sshd accepts the runner's key on every command and gateway node, and etcd reports healthy (over TLS,
+with its authentication on: :mod:`containers.etcd_members`).
 ``stop()`` removes everything by label, also after a failed start.
 """
 
@@ -24,6 +25,7 @@ from testcontainers.core.network import Network
 
 from containers import readiness
 from containers.cleanup import remove_by_label
+from containers.etcd_members import CLIENT_PORT, ETCD_PREFIX, MEMBER_ENV, WAIT_FOR_TLS, EtcdSecurity, member_commands
 from containers.images import Progress, build_all, tag_for
 from containers.nodes import ExecResult, Node, create_network
 from containers.slurmconf import CONTROLLER_HOST, compute_hostnames, render_files
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 
 RUNNER_USER = "bwvisu"
 HOME_PREFIX = "/home"
-ETCD_CLIENT_PORT = 2379
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ class Testbed:
     def __init__(
         self, spec: TestbedSpec | None = None, progress: Progress | None = None, workdir: Path | None = None
     ) -> None:
-        """``workdir`` holds the SSH key and known_hosts; a temporary one (removed on stop) by default."""
+        """``workdir`` holds the SSH key, known_hosts and etcd's certificates; a temporary one (removed on stop)
+        by default."""
         self.spec = spec or TestbedSpec()
         self.run_id = secrets.token_hex(4)
         self._say = progress or (lambda msg: log.info("%s", msg))
@@ -103,6 +105,7 @@ class Testbed:
         self._endpoints: Endpoints | None = None
         self.ssh_key: ClientKey = generate_client_key(self._tmp / "ssh")
         self.known_hosts_path = self._tmp / "ssh" / "known_hosts"
+        self.etcd_security = EtcdSecurity(self._tmp / "etcd-tls")
         self.timings: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -117,6 +120,9 @@ class Testbed:
             t1 = time.monotonic()
             self._start_containers()
             self._say(f"testbed {self.run_id}: containers started, waiting for readiness")
+            readiness.wait_etcd(self, self._say)
+            self.etcd_security.enable_auth(self.nodes_of("etcd")[0].ip(self._networks["cluster"]))
+            self._say(f"testbed {self.run_id}: etcd authentication on")
             readiness.wait_ready(self, self._say)
             self._endpoints = self._collect_endpoints()
             self._write_known_hosts()
@@ -150,6 +156,14 @@ class Testbed:
         self._write_known_hosts()
         readiness.wait_node(self, node)
 
+    def move_workdir(self, destination: Path) -> None:
+        """Move the work folder (SSH key, known_hosts, etcd's certificates); later paths point there."""
+        self._tmp.rename(destination)
+        self._tmp = destination
+        self.ssh_key = ClientKey(destination / "ssh" / self.ssh_key.private_path.name, self.ssh_key.public_line)
+        self.known_hosts_path = destination / "ssh" / "known_hosts"
+        self.etcd_security.move(destination / "etcd-tls")
+
     def __enter__(self) -> Testbed:
         return self.start()
 
@@ -172,8 +186,15 @@ class Testbed:
             self._say(f"testbed {self.run_id}: starting {node.hostname}")
             self.nodes[node.hostname] = node.start()
 
-        for name, argv in _etcd_commands(spec.etcd_members, self.run_id).items():
-            add(Node(self.run_id, "etcd", name, tag_for("etcd"), cluster, command=argv, publish=(ETCD_CLIENT_PORT,)))
+        for name, argv in member_commands(spec.etcd_members, self.run_id).items():
+            add(
+                Node(
+                    self.run_id, "etcd", name, tag_for("etcd"), cluster, env=MEMBER_ENV, command=argv,
+                    entrypoint=WAIT_FOR_TLS, publish=(CLIENT_PORT,),
+                )
+            )  # fmt: skip
+        members = self.nodes_of("etcd")
+        self.etcd_security.provision(members, [m.ip(cluster) for m in members])
         add(Node(self.run_id, "controller", CONTROLLER_HOST, tag_for("controller"), cluster, env=slurm_env))
         for name in compute_hostnames(spec.compute):
             add(Node(self.run_id, "compute", name, tag_for("compute"), cluster, env=slurm_env))
@@ -258,7 +279,9 @@ class Testbed:
 
         Addresses are the nodes' cluster-network addresses, which a runner container on the cluster network
         and a runner on the host (through the Docker bridge) both reach. ``keyhole_ip`` defaults to the
-        host's address on the cluster network, where jobs reach a runner running on the host.
+        host's address on the cluster network, where jobs reach a runner running on the host. etcd is reached
+        over TLS with the runner's client certificate, user and password; its user may use only keys under
+        ``etcd_prefix`` (:data:`~containers.etcd_members.ETCD_PREFIX`: nest other prefixes below it).
         """
         ep = self.endpoints
         return {
@@ -271,7 +294,9 @@ class Testbed:
             "keyholed-servers": [{"ip": keyhole_ip or ep.cluster_host_ip, "port": keyhole_port}],
             "keyholed-port-range": {"min": 50000, "max": 60000},
             "keyholed-max-forwarders-per-job": 4,
-            "etcd-servers": [{"ip": n.cluster_ip, "port": ETCD_CLIENT_PORT} for n in ep.etcd],
+            "etcd-servers": [{"ip": n.cluster_ip, "port": CLIENT_PORT} for n in ep.etcd],
+            "etcd": self.etcd_security.runner_section(),
+            "etcd_prefix": ETCD_PREFIX,
             "forwarding-hostname-suffix": "",
         }
 
@@ -302,26 +327,3 @@ def _ipam(network: Network) -> dict[str, str]:
     docker_net.reload()
     config: dict[str, str] = docker_net.attrs["IPAM"]["Config"][0]
     return config
-
-
-def _etcd_commands(members: int, run_id: str) -> dict[str, list[str]]:
-    names = [f"etcd{i}" for i in range(1, members + 1)]
-    cluster = ",".join(f"{n}=http://{n}:2380" for n in names)
-    commands: dict[str, list[str]] = {}
-    for name in names:
-        flags = {
-            "name": name,
-            "data-dir": "/var/lib/etcd/data",
-            "listen-client-urls": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-            "advertise-client-urls": f"http://{name}:{ETCD_CLIENT_PORT}",
-            "listen-peer-urls": "http://0.0.0.0:2380",
-            "initial-advertise-peer-urls": f"http://{name}:2380",
-            "initial-cluster": cluster,
-            "initial-cluster-state": "new",
-            "initial-cluster-token": f"bwvisu-{run_id}",
-            # Short raft timers: a member is elected and healthy within a second.
-            "heartbeat-interval": "50",
-            "election-timeout": "500",
-        }
-        commands[name] = [part for key, value in flags.items() for part in (f"--{key}", value)]
-    return commands

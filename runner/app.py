@@ -17,13 +17,14 @@ from fastapi import FastAPI
 from runner.api import create_app
 from runner.cluster import CommandNodes, SlurmCluster
 from runner.config import Endpoint, Settings
+from runner.etcd import describe_link, etcd_client
 from runner.jobs import Jobs
 from runner.keyhole.assembly import Keyhole
 from runner.keyhole.service import Fault
 from runner.leader import Leadership
 from runner.loops import Loop
 from runner.ssh import CommandRunner, SshNode
-from runner.state import StateStore, etcd_client
+from runner.state import StateStore
 from runner.templates import TemplateStore
 from runner.users import ClusterUsers, runner_accounts
 from runner.watcher import JobWatcher
@@ -70,7 +71,7 @@ class Runner:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
-        self.etcd = etcd_client(s.etcd_servers)
+        self.etcd = etcd_client(s.etcd_servers, s.etcd)
         await self.etcd.connect()
         stack.push_async_callback(self.etcd.close)
         self.store = StateStore(self.etcd, s.etcd_prefix)
@@ -115,7 +116,8 @@ class Runner:
             asyncio.create_task(self.keyhole.loop.run(), name="keyhole-watcher"),
         ]
         stack.push_async_callback(self._stop_tasks)
-        log.info("runner ready: %d command nodes, etcd %s", len(s.command_nodes), s.etcd_servers)
+        etcd = ", ".join(f"{e.ip}:{e.port}" for e in s.etcd_servers)
+        log.info("runner ready: %d command nodes, etcd %s (%s)", len(s.command_nodes), etcd, describe_link(s.etcd))
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:

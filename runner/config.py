@@ -12,9 +12,9 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from runner.errors import ConfigError
@@ -65,6 +65,46 @@ class PortRange(_Section):
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
         return self
+
+
+def _readable_file(path: Path) -> Path:
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ValueError(f"not a readable file: {path}")
+    return path
+
+
+ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
+
+
+class EtcdSettings(_Section):
+    """How the runner authenticates to etcd (beyond bwVisu's ``etcd-servers``, which say only where it is).
+
+    TLS is on when ``tls`` is true or any file is given; without ``ca-file`` the system's trusted roots
+    check the members. Every member's certificate must name ``server-name``, which defaults to the address
+    of the first entry of ``etcd-servers`` (gRPC checks one name for all members of a list). With ``user``
+    and ``password`` the runner also logs in to etcd's own authentication; with a client certificate and
+    etcd's ``--client-cert-auth``, etcd takes the certificate's common name as the user instead.
+    """
+
+    tls: bool = False
+    ca_file: ReadableFile | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = None
+    server_name: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> EtcdSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert-file and key-file must be given together")
+        if bool(self.user) != bool(self.password and self.password.get_secret_value()):
+            raise ValueError("user and password must be given together")
+        return self
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or self.ca_file is not None or self.cert_file is not None
 
 
 class DebugSettings(_Section):
@@ -155,6 +195,7 @@ class Settings(BaseSettings):
     watcher: WatcherSettings = WatcherSettings()
     templates_dir: Path = _PACKAGE_DIR / "templates"
     etcd_prefix: str = "/bwvisu"
+    etcd: EtcdSettings = EtcdSettings()
 
     @model_validator(mode="after")
     def _home_prefix_absolute(self) -> Settings:

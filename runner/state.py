@@ -22,7 +22,6 @@ import aetcd
 import aetcd.exceptions
 import grpc
 
-from runner.config import Endpoint
 from runner.errors import Conflict, StateUnavailable
 from runner.records import Change, JobRecord
 
@@ -31,26 +30,6 @@ log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 20
 # Records per batched transaction: a finished job takes 4 operations, and etcd allows 128 per transaction.
 BATCH_RECORDS = 32
-# A watcher tick reads every active record in one range read; 10,000 records with their Slurm details are
-# about 10 MB, past gRPC's 4 MiB default, which failed every tick at that size (found by the benchmarks).
-_GRPC_OPTIONS = {"grpc.max_receive_message_length": 256 * 2**20}
-
-
-def etcd_client(servers: list[Endpoint], timeout: int = 10) -> aetcd.Client:
-    """A client for one or several etcd members; gRPC fails over between the listed addresses."""
-    if not servers:
-        raise ValueError("no etcd servers configured")
-    if len(servers) == 1:
-        return aetcd.Client(host=servers[0].ip, port=servers[0].port, timeout=timeout, options=dict(_GRPC_OPTIONS))
-    # aetcd dials f"{host}:{port}"; gRPC's ipv4: scheme takes a comma-separated address list.
-    *first, last = servers
-    head = ",".join(f"{s.ip}:{s.port}" for s in first)
-    return aetcd.Client(
-        host=f"ipv4:{head},{last.ip}",
-        port=last.port,
-        timeout=timeout,
-        options={**_GRPC_OPTIONS, "grpc.lb_policy_name": "round_robin"},
-    )
 
 
 def _unavailable(exc: Exception) -> StateUnavailable:

@@ -78,7 +78,8 @@ def test_cluster_is_ready(testbed: Testbed) -> None:
     assert [g["external-ip"] for g in config["gateway-nodes"]] == [g.public_ip for g in ep.gateways]
     assert all(g["internal-ip"] for g in config["gateway-nodes"])
     assert config["etcd-servers"] == [{"ip": ep.etcd[0].cluster_ip, "port": 2379}]
-    health = testbed.node("etcd1").exec(["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"])
+    assert config["etcd"]["user"] == "bwvisu-runner"
+    health = testbed.node("etcd1").exec(["etcdctl", "endpoint", "health"])  # TLS files from ETCDCTL_* variables
     assert "is healthy" in health.stdout + health.stderr
 
 

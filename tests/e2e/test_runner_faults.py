@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed, TestbedSpec
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
@@ -122,7 +123,7 @@ def stop(testbed: Testbed, hostname: str) -> None:
 
 
 async def test_thirty_jobs_spread_evenly_over_three_gateways(big_testbed: Testbed) -> None:
-    async with runner_api(big_testbed, f"/e2e-{big_testbed.run_id}-spread") as api:
+    async with runner_api(big_testbed, f"{ETCD_PREFIX}/e2e-{big_testbed.run_id}-spread") as api:
         t0 = asyncio.get_running_loop().time()
         job_ids = [await submit(api) for _ in range(30)]
         bodies = await wait_available(api, job_ids, 240)
@@ -136,7 +137,7 @@ async def test_thirty_jobs_spread_evenly_over_three_gateways(big_testbed: Testbe
 
 
 async def test_runner_restarted_mid_flight_loses_nothing(big_testbed: Testbed) -> None:
-    prefix = f"/e2e-{big_testbed.run_id}-restart"
+    prefix = f"{ETCD_PREFIX}/e2e-{big_testbed.run_id}-restart"
     # Same configuration both times: the job's script holds the keyhole address it was submitted with.
     settings = settings_from_mapping(runner_settings(big_testbed, prefix, TEMPLATES))
     async with runner_api(big_testbed, prefix, settings) as api:
@@ -150,7 +151,7 @@ async def test_runner_restarted_mid_flight_loses_nothing(big_testbed: Testbed) -
 
 async def test_api_keeps_serving_with_one_of_three_etcd_members_down(big_testbed: Testbed) -> None:
     stop(big_testbed, "etcd1")
-    async with runner_api(big_testbed, f"/e2e-{big_testbed.run_id}-etcd") as api:
+    async with runner_api(big_testbed, f"{ETCD_PREFIX}/e2e-{big_testbed.run_id}-etcd") as api:
         job_id = await submit(api)
         bodies = await wait_available(api, [job_id], 120)
         await check_reachable(big_testbed, bodies)
@@ -160,7 +161,7 @@ async def test_api_keeps_serving_with_one_of_three_etcd_members_down(big_testbed
 
 async def test_command_node_down_fails_over_to_the_other(big_testbed: Testbed) -> None:
     stop(big_testbed, "command1")
-    async with runner_api(big_testbed, f"/e2e-{big_testbed.run_id}-command") as api:
+    async with runner_api(big_testbed, f"{ETCD_PREFIX}/e2e-{big_testbed.run_id}-command") as api:
         job_id = await submit(api)
         bodies = await wait_available(api, [job_id], 120)
         await check_reachable(big_testbed, bodies)
@@ -170,7 +171,7 @@ async def test_command_node_down_fails_over_to_the_other(big_testbed: Testbed) -
 async def test_gateway_down_new_forwards_go_elsewhere(big_testbed: Testbed) -> None:
     down = big_testbed.endpoints.gateways[0]
     stop(big_testbed, down.hostname)
-    async with runner_api(big_testbed, f"/e2e-{big_testbed.run_id}-gateway") as api:
+    async with runner_api(big_testbed, f"{ETCD_PREFIX}/e2e-{big_testbed.run_id}-gateway") as api:
         job_ids = [await submit(api) for _ in range(4)]
         bodies = await wait_available(api, job_ids, 180)
         counts = await check_reachable(big_testbed, bodies)

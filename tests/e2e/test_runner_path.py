@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 import runner
+from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed
 from runner.api.server import ApiServer
 from runner.app import Runner
@@ -99,7 +100,7 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
 ) -> None:
     need_chromium()
     caplog.set_level(logging.DEBUG)
-    settings = settings_from_mapping(runner_settings(testbed, f"/e2e-{testbed.run_id}-xpra"))
+    settings = settings_from_mapping(runner_settings(testbed, f"{ETCD_PREFIX}/e2e-{testbed.run_id}-xpra"))
     async with (
         Runner(settings) as started,
         ApiServer(started.app, ApiSettings(host="127.0.0.1", port=0)) as server,

@@ -22,7 +22,9 @@ FIGURES = {
         for kind in ("runner", "ceiling", "baseline")
         for metric in ("jobs_per_s", "p50_ms", "p99_ms")
     }
-    | {"submit.runner_over_ceiling", "submit.runner_over_baseline", "submit.ssh_connect_ms"},
+    | {"submit.runner_over_ceiling", "submit.runner_over_baseline", "submit.ssh_connect_ms"}
+    | {f"submit.etcd_{kind}.{metric}" for kind in ("plain", "tls") for metric in ("jobs_per_s", "p50_ms")}
+    | {"submit.etcd_tls_over_plain"},
     "status": {
         "status.get_job.p50_ms",
         "status.get_job.p99_ms",
