@@ -180,7 +180,12 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
     runner_side = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert any(job_id in line for line in runner_side)
     key_lines = [ln for ln in testbed.ssh_key.private_path.read_text().splitlines() if ln and "PRIVATE KEY" not in ln]
+    etcd = settings.etcd
+    assert etcd.password is not None
+    assert etcd.key_file is not None
     secrets = {"session secret": password, "job token": token, "API password": API_AUTH[1]}
+    secrets["etcd password"] = etcd.password.get_secret_value()
+    key_lines += [ln for ln in etcd.key_file.read_text().splitlines() if ln and "PRIVATE KEY" not in ln]
     secrets |= {f"private key line {i}": line for i, line in enumerate(key_lines)}
     leaked = {name for name, secret in secrets.items() for line in runner_side if secret in line}
     assert not leaked
