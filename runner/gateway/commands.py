@@ -33,7 +33,10 @@ MAX_PARALLEL_PROBES = 16
 MIN_DEADLINE, MAX_DEADLINE = 0.01, 3600.0
 TIMED_OUT_STATUSES = frozenset({124, 137})
 """``timeout``'s status when the deadline passed; 137 (128 + KILL) is what a shell reports had it been killed."""
-_SUCCEEDED = re.compile(r"^Connection to (\S+) (\d+) port \[[^\]]*\] succeeded!", re.MULTILINE)
+# Not anchored to a line start: parallel ncs share stderr, and netcat-openbsd writes a failure in two pieces
+# ("nc: connect to ... failed" then ": Connection refused\n"), so another nc's success line (one write) can
+# follow a half-written failure on the same line.
+_SUCCEEDED = re.compile(r"Connection to (\S+) (\d+) port \[[^\]]*\] succeeded!")
 
 
 def _nc_calls(targets: Iterable[tuple[str, int]], timeout: int) -> list[list[str]]:

@@ -104,6 +104,17 @@ def test_parse_probe_reads_netcat_openbsd_verbose_lines() -> None:
     assert commands.parse_probe(stderr) == {("10.0.0.1", 50001), ("10.0.0.2", 22)}
 
 
+def test_parse_probe_reads_successes_interleaved_with_half_written_failures() -> None:
+    # seen from parallel ncs on Debian 12: a failure's two writes with another nc's success line between them
+    stderr = (
+        "nc: connect to 172.27.0.4 port 47031 (tcp) failedConnection to 172.27.0.5 47030 port [tcp/*] succeeded!\n"
+        ": Connection refused\n"
+        "nc: connect to 172.27.0.4 port 47032 (tcp) failednc: connect to 172.27.0.6 port 47030 (tcp) failed"
+        ": Connection refused\n: Connection refused\n"
+    )
+    assert commands.parse_probe(stderr) == {("172.27.0.5", 47030)}
+
+
 def test_parse_ahostsv4_maps_names_to_their_first_address() -> None:
     output = (
         "10.1.0.5        STREAM vis01-ib0.cluster.example\n10.1.0.5        DGRAM  \n10.1.0.5        RAW    \n"
