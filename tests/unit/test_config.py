@@ -230,3 +230,22 @@ def test_compute_networks_and_min_uid_are_optional_and_checked() -> None:
         settings_from_mapping({**BWVISU_CONFIG, "compute-networks": ["10.0.0.1/24"]})  # host bits set
     with pytest.raises(ConfigError, match="min-uid"):
         settings_from_mapping({**BWVISU_CONFIG, "min-uid": 0})
+
+
+def test_site_helpers_are_off_by_default_and_must_be_absolute_paths() -> None:
+    plain = settings_from_mapping(BWVISU_CONFIG)
+    assert (plain.command_node_helper, plain.gateway_helper) == (None, None)  # bwVisu's sudo -u / sudo iptables
+    settings = settings_from_mapping(
+        {
+            **BWVISU_CONFIG,
+            "command-node-helper": "/usr/local/sbin/bwvisu-slurm-as",
+            "gateway-helper": "/usr/local/sbin/bwvisu-forward",
+        }
+    )
+    assert settings.command_node_helper == "/usr/local/sbin/bwvisu-slurm-as"
+    assert settings.gateway_helper == "/usr/local/sbin/bwvisu-forward"
+    for bad in ("bwvisu-forward", "/usr/local/sbin/bwvisu forward", "/x;rm -rf /", "/x$(id)", ""):
+        with pytest.raises(ConfigError, match="gateway-helper: String should match pattern"):
+            settings_from_mapping({**BWVISU_CONFIG, "gateway-helper": bad})
+        with pytest.raises(ConfigError, match="command-node-helper: String should match pattern"):
+            settings_from_mapping({**BWVISU_CONFIG, "command-node-helper": bad})
