@@ -93,6 +93,7 @@ class SiteConfig(_Model):
     slurm_as_path: str = "/usr/local/sbin/bwvisu-slurm-as"
     forward_path: str = "/usr/local/sbin/bwvisu-forward"
     min_uid: int = 1000
+    max_uid: int | None = 59999
     slurm_commands: list[str] = Field(default_factory=lambda: ["sbatch", "scancel"])
     port_min: int = 50000
     port_max: int = 60000

@@ -114,7 +114,7 @@ class Dispatcher:
         user = login_user
         via_sudo = argv[:1] == ["sudo"]
         try:
-            argv, user = unwrap_sudo(argv, login_user, self.users, self.sudo, self.installed)
+            argv, user = unwrap_sudo(argv, login_user, self.users, self.sudo, self.installed, self.node_name)
         except SudoError as exc:
             self._record(login_user, login_user, argv, command_line, 0, exc.result.exit_status, started)
             return exc.result

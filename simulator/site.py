@@ -52,7 +52,9 @@ def sudo_policy(roles: set[Role], cfg: ClusterConfig) -> Sudoers:
 def slurm_as_policy(cfg: ClusterConfig) -> slurm_as.Policy:
     """The helper's configuration, through the shipped file format."""
     assert cfg.site is not None
-    policy = slurm_as.Policy(cfg.site.min_uid, frozenset({cfg.service_user}), tuple(cfg.site.slurm_commands))
+    policy = slurm_as.Policy(
+        cfg.site.min_uid, frozenset({cfg.service_user}), tuple(cfg.site.slurm_commands), max_uid=cfg.site.max_uid
+    )
     return slurm_as.parse_config(slurm_as.render_config(policy))
 
 

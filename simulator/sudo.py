@@ -44,6 +44,10 @@ class SudoPolicy(Protocol):
         """Whether ``login`` may run ``program`` (a path) with ``args`` as ``target`` without a password."""
         ...
 
+    def has_rules(self, login: str) -> bool:
+        """Whether any rule names ``login`` (sudo then refuses a command as oneself without asking a password)."""
+        ...
+
 
 @dataclass(frozen=True)
 class AnyCommand:
@@ -52,6 +56,9 @@ class AnyCommand:
     users: frozenset[str]
 
     def allows(self, login: str, target: str, program: str, args: list[str]) -> bool:
+        return login in self.users
+
+    def has_rules(self, login: str) -> bool:
         return login in self.users
 
 
@@ -106,6 +113,9 @@ class Sudoers:
     def allows(self, login: str, target: str, program: str, args: list[str]) -> bool:
         return any(rule.matches(login, target, program, args) for rule in self.rules)
 
+    def has_rules(self, login: str) -> bool:
+        return any(rule.user == login for rule in self.rules)
+
 
 def program_path(name: str, installed: Mapping[str, str]) -> str:
     """The path sudo runs for ``name``: itself when absolute, else where ``secure_path`` finds it."""
@@ -114,12 +124,18 @@ def program_path(name: str, installed: Mapping[str, str]) -> str:
     return installed.get(name) or PROGRAM_PATHS.get(name, f"/usr/bin/{name}")
 
 
-def unwrap_sudo(
-    argv: list[str], login_user: str, users: UserDB, policy: SudoPolicy, installed: Mapping[str, str] | None = None
+def unwrap_sudo(  # noqa: PLR0917 - the dispatcher's one call, in sudo's own order
+    argv: list[str],
+    login_user: str,
+    users: UserDB,
+    policy: SudoPolicy,
+    installed: Mapping[str, str] | None = None,
+    host: str = "localhost",
 ) -> tuple[list[str], str]:
     """Strip ``sudo [-n] [-u USER] [--]``; return the inner argv and the effective user, or raise :class:`SudoError`.
 
     ``installed`` maps a program's name to its path for programs beyond :data:`PROGRAM_PATHS` (a site's helpers).
+    Refused as oneself, a user with sudo rules is asked no password and told so plainly, naming ``host``.
     """
     if not argv or argv[0] != "sudo":
         return argv, login_user
@@ -149,6 +165,10 @@ def unwrap_sudo(
         raise SudoError(CommandResult(1, "", "usage: sudo -h | -K | -k | -V\n"))
     program = program_path(rest[0], installed or {})
     if login_user != "root" and not policy.allows(login_user, account.name, program, rest[1:]):
+        if account.name == login_user and policy.has_rules(login_user):
+            command = " ".join([program, *rest[1:]])
+            text = f"Sorry, user {login_user} is not allowed to execute '{command}' as {login_user} on {host}.\n"
+            raise SudoError(CommandResult(1, "", text))
         text = (
             _PASSWORD_REQUIRED
             if non_interactive

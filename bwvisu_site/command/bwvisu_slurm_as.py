@@ -6,7 +6,8 @@
 ``sudo -u USER COMMAND ARGS...``, which sudoers cannot limit to a range of uids:
 
 * ``USER`` must be a name (letters, digits, ``_ . -``; not starting with ``-``) that the system's user database
-  (``getpwnam``: files, LDAP, SSSD alike) knows, with a uid of at least ``min-uid``, not the overflow uid 65534,
+  (``getpwnam``: files, LDAP, SSSD alike) knows, with a uid of at least ``min-uid`` and at most ``max-uid`` (if
+  set: packages' system accounts may have high uids, e.g. Debian's ``slurm`` 64030), not the overflow uid 65534,
   and neither one of ``runner-accounts`` nor the account that called sudo;
 * ``COMMAND`` must be one of ``commands`` (some of sbatch, scancel, squeue, sacct; by default the two the runner
   runs as a user, sbatch and scancel), a bare name run from ``slurm-bin``; ``ARGS`` go to it unchanged, and so
@@ -14,7 +15,8 @@
 
 It then becomes the user for good (supplementary groups from the user database, then gid, then uid; real, effective
 and saved ids alike), checks that root cannot be regained, and ``exec``s the command in the user's home with an
-environment of its own: ``HOME USER LOGNAME SHELL PATH``. Refusals write one line to stderr
+environment of its own (``HOME USER LOGNAME SHELL MAIL PATH``, plus the caller's locale, ``TZ`` and ``TERM`` when
+plain, as ``sudo -u`` keeps them). Refusals write one line to stderr
 (``bwvisu-slurm-as: refused: ...``) and exit 64 (malformed command line), 67 (no such user), 77 (not an allowed
 user or command) or 78 (missing or unsafe configuration), before anything runs. Needs Python 3.9 or newer,
 standard library only.
@@ -28,7 +30,7 @@ import pwd
 import re
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,8 @@ DEFAULT_COMMANDS = ("sbatch", "scancel")
 """What the runner runs as a user; it runs ``squeue`` and ``sacct`` as its own account."""
 PATH = "/usr/local/bin:/usr/bin:/bin"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_KEPT = re.compile(r"LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM")
+_PLAIN = re.compile(r"[A-Za-z0-9_.:@/+-]{1,100}")
 
 
 class Refusal(Exception):
@@ -75,6 +79,7 @@ class Policy:
     runner_accounts: frozenset[str]
     commands: tuple[str, ...] = DEFAULT_COMMANDS
     slurm_bin: str = "/usr/bin"
+    max_uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,9 +108,11 @@ class Run:
 
 def render_config(policy: Policy) -> str:
     """The configuration file that :func:`parse_config` reads back as ``policy``."""
+    max_uid = "" if policy.max_uid is None else f"max-uid = {policy.max_uid}\n"
     return (
         "[slurm-as]\n"
         f"min-uid = {policy.min_uid}\n"
+        f"{max_uid}"
         f"runner-accounts = {' '.join(sorted(policy.runner_accounts))}\n"
         f"commands = {' '.join(policy.commands)}\n"
         f"slurm-bin = {policy.slurm_bin}\n"
@@ -122,13 +129,14 @@ def parse_config(text: str) -> Policy:
     if parser.sections() != ["slurm-as"]:
         raise ConfigRefusal("needs exactly one section, [slurm-as]")
     section = dict(parser["slurm-as"])
-    unknown = set(section) - {"min-uid", "runner-accounts", "commands", "slurm-bin"}
+    unknown = set(section) - {"min-uid", "max-uid", "runner-accounts", "commands", "slurm-bin"}
     if unknown:
         raise ConfigRefusal(f"unknown keys: {', '.join(sorted(unknown))}")
     if "min-uid" not in section or "runner-accounts" not in section:
         raise ConfigRefusal("min-uid and runner-accounts are required")
-    if not re.fullmatch(r"[1-9][0-9]{0,9}", section["min-uid"]):
-        raise ConfigRefusal(f"min-uid must be a positive number, got {section['min-uid']!r}")
+    min_uid, max_uid = _uid(section, "min-uid"), _uid(section, "max-uid") if "max-uid" in section else None
+    if max_uid is not None and max_uid < min_uid:
+        raise ConfigRefusal(f"max-uid {max_uid} is below min-uid {min_uid}")
     accounts = section["runner-accounts"].replace(",", " ").split()
     if not accounts or not all(_NAME.fullmatch(a) for a in accounts):
         raise ConfigRefusal("runner-accounts must name the runner's accounts")
@@ -138,7 +146,19 @@ def parse_config(text: str) -> Policy:
     slurm_bin = section.get("slurm-bin", "/usr/bin")
     if not slurm_bin.startswith("/"):
         raise ConfigRefusal(f"slurm-bin {slurm_bin!r} must be an absolute path")
-    return Policy(int(section["min-uid"]), frozenset(accounts), commands, slurm_bin.rstrip("/") or "/")
+    return Policy(min_uid, frozenset(accounts), commands, slurm_bin.rstrip("/") or "/", max_uid)
+
+
+def _uid(section: dict[str, str], key: str) -> int:
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", section[key]):
+        raise ConfigRefusal(f"{key} must be a positive number, got {section[key]!r}")
+    return int(section[key])
+
+
+def check_owner(item: Path, owner: int, mode: int, euid: int) -> None:
+    """Refuse a configuration file or folder that ``euid`` does not own or that others may write."""
+    if owner != euid or mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigRefusal(f"{item} must belong to uid {euid} and be writable by no one else")
 
 
 def load_config(path: Path = CONFIG_PATH) -> Policy:
@@ -146,8 +166,7 @@ def load_config(path: Path = CONFIG_PATH) -> Policy:
     try:
         for item in (path.parent, path):
             info = item.stat()
-            if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise ConfigRefusal(f"{item} must belong to uid {os.geteuid()} and be writable by no one else")
+            check_owner(item, info.st_uid, info.st_mode, os.geteuid())
         return parse_config(path.read_text(encoding="ascii"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigRefusal(f"cannot read {path}: {exc}") from None
@@ -181,6 +200,8 @@ def check_request(argv: Sequence[str], policy: Policy, lookup: Lookup, caller: s
         raise Refusal(f"the user database answered {account.name!r} for {name!r}")
     if account.uid < policy.min_uid:
         raise Refusal(f"{name} has uid {account.uid}, below min-uid {policy.min_uid}: not an ordinary user")
+    if policy.max_uid is not None and account.uid > policy.max_uid:
+        raise Refusal(f"{name} has uid {account.uid}, above max-uid {policy.max_uid}: not an ordinary user")
     if account.uid == OVERFLOW_UID:
         raise Refusal(f"{name} has the overflow uid {OVERFLOW_UID}: not an ordinary user")
     if name in policy.runner_accounts or name == caller:
@@ -188,9 +209,22 @@ def check_request(argv: Sequence[str], policy: Policy, lookup: Lookup, caller: s
     return Run(account, f"{policy.slurm_bin}/{command}", (command, *argv[2:]))
 
 
-def environment(account: Account) -> dict[str, str]:
-    """The command's whole environment (nothing of the caller's)."""
-    return {"HOME": account.home, "USER": account.name, "LOGNAME": account.name, "SHELL": account.shell, "PATH": PATH}
+def environment(account: Account, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The command's whole environment: the user's own variables, and of the caller's only locale and terminal.
+
+    ``sudo -u USER`` passes these on too (its ``env_keep``); a batch job inherits them (``sbatch --export=ALL``).
+    Only plain values are kept: nothing else of the caller's reaches the user's job.
+    """
+    env = {name: value for name, value in inherited.items() if _KEPT.fullmatch(name) and _PLAIN.fullmatch(value)}
+    env.update(
+        HOME=account.home,
+        USER=account.name,
+        LOGNAME=account.name,
+        SHELL=account.shell,
+        MAIL=f"/var/mail/{account.name}",
+        PATH=PATH,
+    )
+    return env
 
 
 def become(account: Account) -> None:
@@ -213,7 +247,7 @@ def _execute(run: Run) -> None:
         os.chdir(run.account.home)
     except OSError:
         os.chdir("/")
-    os.execve(run.program, list(run.argv), environment(run.account))  # noqa: S606 - no shell, a fixed path
+    os.execve(run.program, list(run.argv), environment(run.account, os.environ))  # noqa: S606 - no shell, fixed path
 
 
 def main(argv: Sequence[str] | None = None, config: Path = CONFIG_PATH) -> int:

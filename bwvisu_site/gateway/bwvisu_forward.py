@@ -174,13 +174,18 @@ def _network(word: str) -> ipaddress.IPv4Network:
     return network
 
 
+def check_owner(item: Path, owner: int, mode: int, euid: int) -> None:
+    """Refuse a configuration file or folder that ``euid`` does not own or that others may write."""
+    if owner != euid or mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigRefusal(f"{item} must belong to uid {euid} and be writable by no one else")
+
+
 def load_config(path: Path = CONFIG_PATH) -> Limits:
     """Read ``path``, which (like its folder) must belong to this process's user (root) and be writable by no other."""
     try:
         for item in (path.parent, path):
             info = item.stat()
-            if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise ConfigRefusal(f"{item} must belong to uid {os.geteuid()} and be writable by no one else")
+            check_owner(item, info.st_uid, info.st_mode, os.geteuid())
         return parse_config(path.read_text(encoding="ascii"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigRefusal(f"cannot read {path}: {exc}") from None

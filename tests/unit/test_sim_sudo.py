@@ -48,6 +48,15 @@ def test_everything_else_needs_a_password(argv: list[str]) -> None:
     assert (caught.value.result.exit_status, caught.value.result.stderr) == (1, "sudo: a password is required\n")
 
 
+def test_refused_as_oneself_sudo_says_so_without_asking_for_a_password() -> None:
+    policy = site.sudo_policy({Role.COMMAND}, CFG)
+    with pytest.raises(SudoError) as caught:
+        unwrap_sudo(["sudo", "-n", "-u", "svc", "sbatch", "--parsable"], "svc", USERS, policy, {}, "login1")
+    assert caught.value.result.stderr == (
+        "Sorry, user svc is not allowed to execute '/usr/bin/sbatch --parsable' as svc on login1.\n"
+    )
+
+
 def test_the_helper_runs_as_root_with_any_arguments_by_path_or_by_name() -> None:
     policy = site.sudo_policy({Role.COMMAND}, CFG)
     programs = site.installed(CFG.site)  # type: ignore[arg-type]

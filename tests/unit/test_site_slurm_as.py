@@ -15,7 +15,7 @@ from bwvisu_site.command import bwvisu_slurm_as as helper
 
 pytestmark = pytest.mark.unit
 
-POLICY = helper.Policy(1000, frozenset({"bwvisu", "bwvisu-compat"}), helper.SLURM_COMMANDS)
+POLICY = helper.Policy(1000, frozenset({"bwvisu", "bwvisu-compat", "slurm"}), helper.SLURM_COMMANDS)
 USERS = {
     a.name: a
     for a in [
@@ -41,9 +41,13 @@ def test_an_ordinary_user_gets_the_slurm_command_with_its_arguments() -> None:
     assert run == helper.Run(USERS["alice"], "/usr/bin/sbatch", ("sbatch", "--parsable", "--chdir=/home/alice"))
     for command in ("scancel", "squeue", "sacct"):
         assert check("alice", command).program == f"/usr/bin/{command}"
-    assert helper.environment(USERS["alice"]) == {
-        "HOME": "/home/alice", "USER": "alice", "LOGNAME": "alice", "SHELL": "/bin/bash",
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+    caller = {"LANG": "C.UTF-8", "LC_TIME": "de_DE.UTF-8", "TERM": "unknown", "TZ": "Europe/Berlin",
+              "LC_ALL": "$(id)", "LD_PRELOAD": "/tmp/x.so", "PYTHONPATH": "/tmp", "SUDO_USER": "bwvisu",
+              "HOME": "/home/bwvisu", "PATH": "/tmp", "BASH_ENV": "/tmp/x"}  # fmt: skip
+    assert helper.environment(USERS["alice"], caller) == {
+        "HOME": "/home/alice", "USER": "alice", "LOGNAME": "alice", "SHELL": "/bin/bash", "MAIL": "/var/mail/alice",
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_TIME": "de_DE.UTF-8", "TERM": "unknown",
+        "TZ": "Europe/Berlin",
     }  # fmt: skip
 
 
@@ -54,6 +58,7 @@ def test_an_ordinary_user_gets_the_slurm_command_with_its_arguments() -> None:
         (["daemon", "squeue"], 77, "daemon has uid 1, below min-uid 1000"),
         (["low", "squeue"], 77, "low has uid 999, below min-uid 1000"),
         (["nobody", "sbatch"], 77, "nobody has the overflow uid 65534"),
+        (["slurm", "scancel", "1"], 77, "runner's own account"),  # listed there, since POLICY has no max-uid
         (["bwvisu", "scancel", "1"], 77, "bwvisu is the runner's own account"),
         (["bwvisu-compat", "sbatch"], 77, "bwvisu-compat is the runner's own account"),
         (["carol", "sbatch"], 77, "carol is the runner's own account"),  # whoever called sudo
@@ -77,6 +82,14 @@ def test_refusals(argv: list[str], status: int, reason: str) -> None:
     assert caught.value.text() == f"bwvisu-slurm-as: refused: {caught.value}\n"
 
 
+def test_max_uid_keeps_packages_high_system_accounts_out() -> None:
+    bounded = helper.Policy(1000, frozenset({"bwvisu"}), max_uid=59999)
+    for name, uid in (("slurm", 64030), ("nobody", 65534)):
+        with pytest.raises(helper.Refusal, match=f"{name} has uid {uid}, above max-uid 59999: not an ordinary user"):
+            helper.check_request([name, "scancel", "1"], bounded, USERS.get, None)
+    assert helper.check_request(["alice", "scancel", "1"], bounded, USERS.get, None).account.name == "alice"
+
+
 def test_a_user_database_answering_for_another_name_is_refused() -> None:
     with pytest.raises(helper.Refusal, match="answered 'alice' for 'Alice'"):
         helper.check_request(["Alice", "squeue"], POLICY, lambda _name: USERS["alice"], None)
@@ -87,7 +100,11 @@ def test_config() -> None:
     narrow = helper.parse_config("[slurm-as]\nmin-uid = 5000\nrunner-accounts = svc, svc2\n")
     assert narrow == helper.Policy(5000, frozenset({"svc", "svc2"}), ("sbatch", "scancel"))  # the runner's two
     shipped = Path(helper.__file__).with_name("slurm-as.conf").read_text()
-    assert helper.parse_config(shipped) == helper.Policy(1000, frozenset({"bwvisu"}), ("sbatch", "scancel"))
+    assert helper.parse_config(shipped) == helper.Policy(
+        1000, frozenset({"bwvisu"}), ("sbatch", "scancel"), max_uid=59999
+    )
+    bounded = helper.Policy(1000, frozenset({"bwvisu"}), max_uid=59999)
+    assert helper.parse_config(helper.render_config(bounded)) == bounded
     with pytest.raises(helper.Refusal, match="'squeue' is not allowed"):
         helper.check_request(["alice", "squeue"], narrow, USERS.get, None)
     base = "[slurm-as]\nmin-uid = 1000\nrunner-accounts = bwvisu\n"
@@ -99,7 +116,9 @@ def test_config() -> None:
         (base.replace("bwvisu", ""), "must name the runner's accounts"),
         (base + "commands = sbatch srun\n", "must be some of"),
         (base + "slurm-bin = bin\n", "absolute path"),
-        (base + "max-uid = 9\n", "unknown keys: max-uid"),
+        (base + "max-uid = 9\n", "max-uid 9 is below min-uid 1000"),
+        (base + "max-uid = x\n", "max-uid must be a positive number"),
+        (base + "maxuid = 9\n", "unknown keys: maxuid"),
     ]:
         with pytest.raises(helper.ConfigRefusal, match=reason):
             helper.parse_config(text)
@@ -139,7 +158,8 @@ def test_it_becomes_the_user_for_good_and_keeps_stdin(installed: Path) -> None:
         "import sys, pathlib; from bwvisu_site.command import bwvisu_slurm_as as h; "
         f"sys.exit(h.main(config=pathlib.Path({str(installed)!r})))"
     )
-    env = {"PATH": "/usr/bin:/bin", "SECRET": "x", "SUDO_USER": "carol", "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {"PATH": "/usr/bin:/bin", "SECRET": "x", "SUDO_USER": "carol", "PYTHONPATH": str(Path(__file__).parents[2]),
+           "LANG": "C.UTF-8"}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", script, "daemon", "sbatch", "--parsable"],
         input="the batch script\n", capture_output=True, text=True, env=env, timeout=30, check=False,
@@ -148,7 +168,7 @@ def test_it_becomes_the_user_for_good_and_keeps_stdin(installed: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "1 1 1 /usr/sbin --parsable"  # uid, gid, only daemon's groups, in daemon's home
     assert lines[1:-1] == [
-        "HOME=/usr/sbin", "LOGNAME=daemon", "PATH=/usr/local/bin:/usr/bin:/bin", "PWD=/usr/sbin",
-        "SHELL=/usr/sbin/nologin", "USER=daemon",
+        "HOME=/usr/sbin", "LANG=C.UTF-8", "LOGNAME=daemon", "MAIL=/var/mail/daemon",
+        "PATH=/usr/local/bin:/usr/bin:/bin", "PWD=/usr/sbin", "SHELL=/usr/sbin/nologin", "USER=daemon",
     ]  # fmt: skip
     assert lines[-1] == "the batch script"
