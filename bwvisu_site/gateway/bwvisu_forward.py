@@ -55,11 +55,12 @@ _CHAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,27}")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 _BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-# The runner's two rule forms, word for word; upper-case words are the values each rule fills in.
+# The runner's two rule forms, word for word; the words in _SLOTS are the values each rule fills in.
 DNAT_FORM = ("-p", "tcp", "-m", "tcp", "--dport", "PORT", "-m", "comment", "--comment", "TAG",
              "-j", "DNAT", "--to-destination", "TARGET")  # fmt: skip
 MASQUERADE_FORM = ("-d", "HOST", "-p", "tcp", "-m", "tcp", "--dport", "PORT", "-m", "comment", "--comment", "TAG",
                    "-j", "MASQUERADE")  # fmt: skip
+_SLOTS = frozenset({"PORT", "TAG", "TARGET", "HOST"})
 _OPTIONS = frozenset(w for w in DNAT_FORM + MASQUERADE_FORM if w.startswith("-"))
 _IPTABLES_COMMANDS = frozenset({
     "-A", "--append", "-D", "--delete", "-I", "--insert", "-R", "--replace", "-F", "--flush", "-X", "--delete-chain",
@@ -299,9 +300,9 @@ def check_rule_line(line: str, limits: Limits, where: str) -> None:
     dnat = chain == limits.dnat_chain
     form, target = (DNAT_FORM, "DNAT") if dnat else (MASQUERADE_FORM, "MASQUERADE")
     _check_options(spec, chain, target, where)
-    if len(spec) != len(form) or any(w != f for w, f in zip(spec, form) if not f.isupper()):
+    if len(spec) != len(form) or any(w != f for w, f in zip(spec, form) if f not in _SLOTS):
         raise Refusal(f"{where}: not the runner's {target} rule form: {' '.join(form)}")
-    values = {f: w for w, f in zip(spec, form) if f.isupper()}
+    values = {f: w for w, f in zip(spec, form) if f in _SLOTS}
     if not _JOB_TAG.fullmatch(values["TAG"]):
         raise Refusal(f'{where}: comment {values["TAG"][:60]} is not a job tag "{TAG_PREFIX}<job id>"')
     adding = op == "-A"
