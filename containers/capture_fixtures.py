@@ -1,7 +1,8 @@
 """Capture real Slurm 22.05 outputs from the containerised cluster as text fixtures.
 
 ``python -m containers.capture_fixtures [--out tests/fixtures/slurm]`` starts a small testbed, drives it
-over SSH exactly as the runner does (``sudo -n -u USER <slurm command>`` on a command node, batch scripts
+over SSH exactly as the runner does by default (bwVisu's ``sudo -n -u USER <slurm command>`` on a command node, as
+the testbed's bwVisu-compatible account ``bwvisu-compat``; batch scripts
 on stdin), and writes each command's stdout to ``<name>.txt`` (stderr to ``<name>.stderr.txt`` when there
 is any) plus ``manifest.json`` with the exact command, stdin, exit status and the job ids of that run.
 The simulator's parsers and output formats are checked against these files. Takes about two minutes
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from containers.nodes import wait_until
-from containers.testbed import Testbed, TestbedSpec
+from containers.testbed import COMPAT_USER, Testbed, TestbedSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Capture:
     manifest: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self, name: str, command: str, stdin: str | None = None, record: bool = True) -> tuple[int, str, str]:
-        result = self.testbed.ssh(self.node, command, stdin=stdin)
+        result = self.testbed.ssh(self.node, command, stdin=stdin, user=COMPAT_USER)
         if record:
             (self.out / f"{name}.txt").write_text(result.stdout)
             stderr_path = self.out / f"{name}.stderr.txt"
@@ -201,8 +202,9 @@ def write_readme(out: Path, manifest: dict[str, dict[str, Any]], jobs: dict[str,
         "`python -m containers.capture_fixtures`; regenerate with the same command. Each `<name>.txt` is the",
         "command's stdout, `<name>.stderr.txt` its stderr (only when non-empty); `manifest.json` has the exact",
         "command, the script given on stdin, the exit status, and the job ids of the run that produced them.",
-        "Commands ran over SSH as the runner's account (`bwvisu`) on a command node; `sudo -n -u alice` is how",
-        "the runner acts as a user. The cluster: partition `batch`, nodes `compute[1-2]`, users alice (2001) and bob.",
+        "Commands ran over SSH as the runner's bwVisu-compatible account (`bwvisu-compat`) on a command node;",
+        "`sudo -n -u alice` is how the runner acts as a user by default. The cluster: partition `batch`,",
+        "nodes `compute[1-2]`, users alice (2001) and bob.",
         "",
         f"Job ids of this capture: {json.dumps(jobs, sort_keys=True)}.",
         "",

@@ -5,8 +5,12 @@ rootfs from the mirror the host's apt is configured with (read at build time, ne
 repository), copy the host's apt sources into it so ``docker build`` can install packages, and
 ``docker import`` it. Every other role is a normal Dockerfile in its own folder under ``containers/``.
 
-Each image carries a label with the hash of its inputs (its folder's files plus its parent's hash);
-a build is skipped when an image with that label already exists, so images rebuild only when they change.
+An image's inputs are its folder's files, the repository files it takes in (``extra``: the command and gateway
+images install ``bwvisu_site``'s sudoers files and helpers, which stay in one place and are copied into the build
+context), and its parent's hash. Each role image is tagged with that hash (``bwvisu-testbed/ROLE:HASH``, built
+``FROM`` its parent's hash tag) and labelled with it, so a build is skipped when the image exists, images rebuild
+only when their inputs change, and checkouts at different revisions sharing one Docker engine never replace each
+other's images.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
 REPO = "bwvisu-testbed"
 HASH_LABEL = "org.bwvisu.testbed.input-hash"
 SUITE = "bookworm"
@@ -40,14 +45,12 @@ class ImageBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One role's image: its folder under ``containers/`` and the image it is built ``FROM``."""
+    """One role's image: its folder under ``containers/``, the image it is built ``FROM`` and the repository
+    folders copied into its build context (``(source relative to the repository, folder in the context)``)."""
 
     role: str
     parent: str | None
-
-    @property
-    def tag(self) -> str:
-        return f"{REPO}/{self.role}:latest"
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 BASE_TAG = f"{REPO}/base:{SUITE}"
@@ -57,8 +60,8 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("common", "base"),
     ImageSpec("controller", "common"),
     ImageSpec("compute", "common"),
-    ImageSpec("command", "common"),
-    ImageSpec("gateway", "common"),
+    ImageSpec("command", "common", (("bwvisu_site/command", "site"),)),
+    ImageSpec("gateway", "common", (("bwvisu_site/gateway", "site"),)),
     ImageSpec("etcd", "base"),
 )
 
@@ -75,13 +78,47 @@ def image_hash(tag: str) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
-def folder_hash(folder: Path, parent_hash: str) -> str:
-    """A stable hash over every file (path and content) below ``folder`` and the parent image's hash."""
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def folder_hash(folder: Path, parent_hash: str, extra: tuple[tuple[Path, str], ...] = ()) -> str:
+    """A stable hash over every file (path and content) below ``folder``, the ``extra`` folders (each under its
+    name in the build context) and the parent image's hash."""
     digest = hashlib.sha256(parent_hash.encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    sources = [(folder, ""), *((source, f"{name}/") for source, name in extra)]
+    for source, prefix in sources:
+        for path in _files(source):
+            digest.update((prefix + str(path.relative_to(source))).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def _extra(spec: ImageSpec) -> tuple[tuple[Path, str], ...]:
+    return tuple((REPO_ROOT / source, name) for source, name in spec.extra)
+
+
+def input_hashes() -> dict[str, str]:
+    """Every image's input hash (cheap: file contents only, no Docker)."""
+    hashes = {"base": base_hash()}
+    for spec in IMAGES:
+        assert spec.parent is not None
+        hashes[spec.role] = folder_hash(HERE / spec.role, hashes[spec.parent], _extra(spec))
+    return hashes
+
+
+def build_context(spec: ImageSpec, dest: Path, parent_tag: str) -> Path:
+    """Fill ``dest`` with the role's folder and its extra folders; its Dockerfile builds ``FROM parent_tag``."""
+    shutil.copytree(HERE / spec.role, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    for source, name in _extra(spec):
+        shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    dockerfile = dest / "Dockerfile"
+    pattern = rf"^FROM {re.escape(REPO)}/\S+$"
+    text, count = re.subn(pattern, f"FROM {parent_tag}", dockerfile.read_text(), count=1, flags=re.MULTILINE)
+    if count != 1:
+        raise ImageBuildError(f"{spec.role}: the Dockerfile has no FROM {REPO}/... line")
+    dockerfile.write_text(text)
+    return dest
 
 
 def base_hash() -> str:
@@ -172,25 +209,33 @@ def _prepare_rootfs(rootfs: Path) -> None:
 
 def build_image(spec: ImageSpec, parent_hash: str, progress: Progress) -> str:
     """Build one role's image unless cached; returns its input hash."""
-    folder = HERE / spec.role
-    wanted = folder_hash(folder, parent_hash)
-    if image_hash(spec.tag) == wanted:
-        progress(f"{spec.role}: cached ({spec.tag})")
+    assert spec.parent is not None
+    wanted = folder_hash(HERE / spec.role, parent_hash, _extra(spec))
+    tag = _tag(spec.role, wanted)
+    if image_hash(tag) == wanted:
+        progress(f"{spec.role}: cached ({tag})")
         return wanted
-    progress(f"{spec.role}: building ({spec.tag})")
-    cmd = ["docker", "build", "--label", f"{HASH_LABEL}={wanted}", "-t", spec.tag, str(folder)]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_build_env()) as proc:
-        assert proc.stdout is not None
-        tail: list[str] = []
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            tail = [*tail[-40:], line]
-            if line.startswith("Step "):
-                progress(f"{spec.role}: {line}")
-        if proc.wait() != 0:
-            raise ImageBuildError(f"{spec.role}: docker build failed:\n" + "\n".join(tail))
+    progress(f"{spec.role}: building ({tag})")
+    parent_tag = BASE_TAG if spec.parent == "base" else _tag(spec.parent, parent_hash)
+    with tempfile.TemporaryDirectory(prefix=f"bwvisu-build-{spec.role}-") as tmp:
+        context = build_context(spec, Path(tmp) / "context", parent_tag)
+        cmd = ["docker", "build", "--label", f"{HASH_LABEL}={wanted}", "-t", tag, str(context)]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_build_env()) as proc:
+            assert proc.stdout is not None
+            tail: list[str] = []
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                tail = [*tail[-40:], line]
+                if line.startswith("Step "):
+                    progress(f"{spec.role}: {line}")
+            if proc.wait() != 0:
+                raise ImageBuildError(f"{spec.role}: docker build failed:\n" + "\n".join(tail))
     progress(f"{spec.role}: built")
     return wanted
+
+
+def _tag(role: str, input_hash: str) -> str:
+    return f"{REPO}/{role}:{input_hash}"
 
 
 def _build_env() -> dict[str, str]:
@@ -216,5 +261,5 @@ def _is_parent_of_any(role: str, roles: set[str]) -> bool:
 
 
 def tag_for(role: str) -> str:
-    """The local tag of a role's image."""
-    return BASE_TAG if role == "base" else f"{REPO}/{role}:latest"
+    """The local tag of a role's image as this checkout's files make it (``bwvisu-testbed/ROLE:HASH``)."""
+    return BASE_TAG if role == "base" else _tag(role, input_hashes()[role])

@@ -66,6 +66,8 @@ JobAcctGatherType=jobacct_gather/none
 ReturnToService=2
 # Take CPUs and memory from this file, not from the container's hardware.
 SlurmdParameters=config_overrides
+# Root may not run jobs, whatever sudo allows: the runner's account acts only for ordinary users.
+DisableRootJobs=YES
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU

@@ -10,6 +10,8 @@ with its authentication on: :mod:`containers.etcd_members`).
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import logging
 import secrets
 import shutil
@@ -23,6 +25,7 @@ from typing import Any
 
 from testcontainers.core.network import Network
 
+from bwvisu_site.gateway import bwvisu_forward
 from containers import readiness
 from containers.cleanup import remove_by_label
 from containers.etcd_members import CLIENT_PORT, ETCD_PREFIX, MEMBER_ENV, WAIT_FOR_TLS, EtcdSecurity, member_commands
@@ -34,6 +37,12 @@ from containers.sshkeys import ClientKey, generate_client_key, host_pattern, kno
 log = logging.getLogger(__name__)
 
 RUNNER_USER = "bwvisu"
+"""The runner's account, set up as bwvisu_site says: it may sudo only the helpers below."""
+COMPAT_USER = "bwvisu-compat"
+"""A second account with bwVisu's plain sudo rules (``sudo -u USER`` Slurm, ``sudo iptables``): the default path."""
+SLURM_AS = "/usr/local/sbin/bwvisu-slurm-as"
+FORWARD = "/usr/local/sbin/bwvisu-forward"
+PORT_MIN, PORT_MAX = 50000, 60000
 HOME_PREFIX = "/home"
 
 
@@ -202,8 +211,9 @@ class Testbed:
             env = {**slurm_env, **ssh_env}
             add(Node(self.run_id, "command", f"command{i}", tag_for("command"), cluster, env=env, publish_ssh=True))
         subnet = self.cluster_subnet()
+        forward_conf = base64.b64encode(forward_config(subnet).encode()).decode()
         for i in range(1, spec.gateways + 1):
-            env = {**ssh_env, "CLUSTER_SUBNET": subnet}
+            env = {**ssh_env, "CLUSTER_SUBNET": subnet, "FORWARD_CONF_B64": forward_conf}
             add(
                 Node(
                     self.run_id, "gateway", f"gateway{i}", tag_for("gateway"), cluster, public=public, env=env,
@@ -275,13 +285,15 @@ class Testbed:
         self.known_hosts_path.write_text("\n".join(lines) + "\n")
 
     def runner_config(self, keyhole_ip: str | None = None, keyhole_port: int = 4243) -> dict[str, Any]:
-        """A bwVisu runner configuration for this cluster (SPEC "Configuration" field names).
+        """A runner configuration for this cluster: bwVisu's fields (SPEC "Configuration") plus the site helpers.
 
         Addresses are the nodes' cluster-network addresses, which a runner container on the cluster network
         and a runner on the host (through the Docker bridge) both reach. ``keyhole_ip`` defaults to the
         host's address on the cluster network, where jobs reach a runner running on the host. etcd is reached
         over TLS with the runner's client certificate, user and password; its user may use only keys under
         ``etcd_prefix`` (:data:`~containers.etcd_members.ETCD_PREFIX`: nest other prefixes below it).
+        The runner logs in as :data:`RUNNER_USER` and goes through the helpers, within the gateways' port range
+        and compute network.
         """
         ep = self.endpoints
         return {
@@ -292,33 +304,44 @@ class Testbed:
                 for n in ep.gateways
             ],
             "keyholed-servers": [{"ip": keyhole_ip or ep.cluster_host_ip, "port": keyhole_port}],
-            "keyholed-port-range": {"min": 50000, "max": 60000},
+            "keyholed-port-range": {"min": PORT_MIN, "max": PORT_MAX},
             "keyholed-max-forwarders-per-job": 4,
             "etcd-servers": [{"ip": n.cluster_ip, "port": CLIENT_PORT} for n in ep.etcd],
             "etcd": self.etcd_security.runner_section(),
             "etcd_prefix": ETCD_PREFIX,
             "forwarding-hostname-suffix": "",
+            "command-node-helper": SLURM_AS,
+            "gateway-helper": FORWARD,
+            "compute-networks": [ep.cluster_subnet],
         }
 
     # -- running commands ------------------------------------------------------------------------
 
-    def ssh_argv(self, hostname: str) -> list[str]:
-        """The ``ssh`` command line that logs into a command or gateway node as the runner's account."""
+    def ssh_argv(self, hostname: str, user: str = RUNNER_USER) -> list[str]:
+        """The ``ssh`` command line that logs into a command or gateway node as one of the runner's accounts."""
         node = self.node(hostname)
         return [
             "ssh", "-p", str(node.published_port(22)), "-i", str(self.ssh_key.private_path),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts_path}", "-o", "ConnectTimeout=10",
-            f"{RUNNER_USER}@127.0.0.1",
+            f"{user}@127.0.0.1",
         ]  # fmt: skip
 
-    def ssh(self, hostname: str, command: str, stdin: str | None = None, timeout: float = 60) -> ExecResult:
+    def ssh(
+        self, hostname: str, command: str, stdin: str | None = None, timeout: float = 60, user: str = RUNNER_USER
+    ) -> ExecResult:
         """Run ``command`` (one remote shell line, as the runner sends it) over real SSH from the host."""
         proc = subprocess.run(
-            [*self.ssh_argv(hostname), command], input=stdin or "", capture_output=True, text=True,
+            [*self.ssh_argv(hostname, user), command], input=stdin or "", capture_output=True, text=True,
             timeout=timeout, check=False,
         )  # fmt: skip
         return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def forward_config(subnet: str) -> str:
+    """The gateways' ``/etc/bwvisu/forward.conf``: the runner's port range, the cluster network as compute network."""
+    limits = bwvisu_forward.Limits(PORT_MIN, PORT_MAX, (ipaddress.IPv4Network(subnet),))
+    return bwvisu_forward.render_config(limits)
 
 
 def _ipam(network: Network) -> dict[str, str]:

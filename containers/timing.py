@@ -53,7 +53,7 @@ def _run(argv: list[str], timeout: float, what: str) -> None:
 
 
 def _throwaway_tag(prefix: str, role: str) -> str:
-    return images.tag_for(role).replace(f"{images.REPO}/", f"{prefix}/", 1)
+    return f"{prefix}/base:{images.SUITE}" if role == "base" else f"{prefix}/{role}:latest"
 
 
 def _cold_base(prefix: str, run: str, workdir: Path) -> tuple[float, float]:
@@ -78,10 +78,8 @@ def _cold_base(prefix: str, run: str, workdir: Path) -> tuple[float, float]:
 
 def _cold_role(spec: images.ImageSpec, prefix: str, run: str, workdir: Path) -> float:
     """Build one role from a copy of its folder whose FROM names the throwaway parent; returns seconds."""
-    context = workdir / spec.role
-    shutil.copytree(images.HERE / spec.role, context, ignore=shutil.ignore_patterns("__pycache__"))
-    dockerfile = context / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace(f"FROM {images.REPO}/", f"FROM {prefix}/"))
+    assert spec.parent is not None
+    context = images.build_context(spec, workdir / spec.role, _throwaway_tag(prefix, spec.parent))
     argv = ["docker", "build", "--no-cache", "--force-rm", "--quiet", "--label", f"{BENCH_LABEL}={run}"]
     started = time.perf_counter()
     _run([*argv, "-t", _throwaway_tag(prefix, spec.role), str(context)], BUILD_TIMEOUT_S, f"{spec.role}: build")
@@ -127,15 +125,8 @@ def cold_build() -> ColdBuild:
 
 def images_current() -> bool:
     """Whether the base and every role image exist with their current input hash (nothing would build)."""
-    hashes = {"base": images.base_hash()}
-    if images.image_hash(images.BASE_TAG) != hashes["base"]:
-        return False
-    for spec in images.IMAGES:
-        assert spec.parent is not None
-        hashes[spec.role] = images.folder_hash(images.HERE / spec.role, hashes[spec.parent])
-        if images.image_hash(spec.tag) != hashes[spec.role]:
-            return False
-    return True
+    hashes = images.input_hashes()
+    return all(images.image_hash(images.tag_for(role)) == wanted for role, wanted in hashes.items())
 
 
 def cached_build() -> float:

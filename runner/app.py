@@ -77,7 +77,7 @@ class Runner:
         self.store = StateStore(self.etcd, s.etcd_prefix)
         self.nodes = CommandNodes(self._given_nodes or command_runners(s), s.ssh.down_retry_after)
         stack.push_async_callback(self.nodes.close)
-        self.scheduler = SlurmCluster(self.nodes)
+        self.scheduler = SlurmCluster(self.nodes, s.command_node_helper)
         self.templates = TemplateStore(s.templates_dir)
         self.leadership = Leadership(self.etcd, f"{s.etcd_prefix}/leader/watchers", s.watcher.leader_ttl)
         self.job_watcher = JobWatcher(self.store, self.scheduler, pending_grace=3 * s.ssh.command_timeout)

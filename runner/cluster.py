@@ -107,13 +107,18 @@ def _chunks(ids: list[str]) -> list[list[str]]:
 
 
 class SlurmCluster:
-    """:class:`Scheduler` over SSH to command nodes."""
+    """:class:`Scheduler` over SSH to command nodes; ``helper`` is the site's command-node helper, if any.
 
-    def __init__(self, nodes: CommandNodes) -> None:
+    ``sbatch`` and ``scancel`` run as the job's user (:func:`runner.slurm.as_user`); ``squeue``, ``sacct`` and
+    ``getent`` as the runner's own account.
+    """
+
+    def __init__(self, nodes: CommandNodes, helper: str | None = None) -> None:
         self.nodes = nodes
+        self.helper = helper
 
     async def submit(self, uid: str, runner_job_id: str, workdir: str, script: str) -> str:
-        argv = slurm.sbatch_argv(uid, runner_job_id, workdir)
+        argv = slurm.sbatch_argv(uid, runner_job_id, workdir, self.helper)
         try:
             out = await self.nodes.run(argv, stdin=script)
         except CommandIndeterminate as exc:
@@ -164,10 +169,10 @@ class SlurmCluster:
     async def cancel(self, uid: str, slurm_id: str) -> bool:
         """``scancel`` as the job's user; False when Slurm no longer knows the job."""
         try:
-            out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id))
+            out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id, self.helper))
         except CommandIndeterminate:
             # scancel is idempotent: asking again is safe.
-            out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id))
+            out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id, self.helper))
         if slurm.scancel_unknown_job(out.stderr):
             return False
         if slurm.controller_unreachable(out.stderr):

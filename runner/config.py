@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from runner.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_HELPER_PATH = r"^/[A-Za-z0-9._+/-]+$"  # an absolute path, safe as one word of a remote command line
 
 
 def _hyphenated(field: str) -> str:
@@ -189,6 +190,16 @@ class Settings(BaseSettings):
         description="CIDRs a forward may target; empty = any address Slurm's node names resolve to",
     )
     min_uid: int = Field(default=1000, ge=1, description="users below this uid (system accounts) are refused")
+    command_node_helper: str | None = Field(
+        default=None,
+        pattern=_HELPER_PATH,
+        description="a site's bwvisu-slurm-as: sudo -n HELPER USER CMD instead of bwVisu's sudo -n -u USER CMD",
+    )
+    gateway_helper: str | None = Field(
+        default=None,
+        pattern=_HELPER_PATH,
+        description="a site's bwvisu-forward: sudo -n HELPER list|restore|ensure-chains instead of sudo iptables",
+    )
     api: ApiSettings = ApiSettings()
     keyhole: KeyholeSettings = KeyholeSettings()
     ssh: SshSettings = SshSettings()

@@ -50,12 +50,18 @@ def job_name(runner_job_id: str) -> str:
     return f"{JOB_NAME_PREFIX}{runner_job_id}"
 
 
-def as_user(uid: str, argv: list[str]) -> list[str]:
-    """Run ``argv`` as ``uid`` through passwordless sudo, as bwVisu's command nodes allow."""
-    return ["sudo", "-n", "-u", uid, *argv]
+def as_user(uid: str, argv: list[str], helper: str | None = None) -> list[str]:
+    """Run ``argv`` as ``uid``: bwVisu's ``sudo -n -u UID ...``, or ``sudo -n HELPER UID ...`` through a site's helper.
+
+    The helper (``command-node-helper``, e.g. ``bwvisu-slurm-as`` from ``bwvisu_site/command``) runs the Slurm
+    command as ``uid`` only if that is an ordinary user, which a sudoers rule cannot express.
+    """
+    if helper is None:
+        return ["sudo", "-n", "-u", uid, *argv]
+    return ["sudo", "-n", helper, uid, *argv]
 
 
-def sbatch_argv(uid: str, runner_job_id: str, workdir: str) -> list[str]:
+def sbatch_argv(uid: str, runner_job_id: str, workdir: str, helper: str | None = None) -> list[str]:
     """``sbatch`` reading the script from stdin, running in ``workdir`` with bwVisu's log name."""
     name = job_name(runner_job_id)
     return as_user(
@@ -68,6 +74,7 @@ def sbatch_argv(uid: str, runner_job_id: str, workdir: str) -> list[str]:
             f"--chdir={workdir}",
             f"--output={workdir}/bwvisu-job-%j.out",
         ],
+        helper,
     )
 
 
@@ -137,9 +144,9 @@ def parse_sacct(stdout: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-def scancel_argv(uid: str, slurm_id: str) -> list[str]:
+def scancel_argv(uid: str, slurm_id: str, helper: str | None = None) -> list[str]:
     # Without --verbose, Slurm 22.05's scancel of an unknown job prints nothing and exits 0.
-    return as_user(uid, ["scancel", "--verbose", slurm_id])
+    return as_user(uid, ["scancel", "--verbose", slurm_id], helper)
 
 
 def scancel_unknown_job(stderr: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncssh
 
+from simulator import site
 from simulator.commands import Handler
 from simulator.config import ClusterConfig, Role, assign_addresses
 from simulator.dispatch import CommandLog, Dispatcher
@@ -30,6 +31,7 @@ from simulator.registry import handlers_for
 from simulator.scheduler import Scheduler
 from simulator.slurmctl import SlurmService
 from simulator.sshserver import SSHDaemon
+from simulator.sudo import AnyCommand, SudoPolicy
 from simulator.users import UserDB
 
 log = logging.getLogger(__name__)
@@ -168,17 +170,27 @@ class SimCluster:
             )
         if not node.roles & {Role.COMMAND, Role.GATEWAY}:
             return
+        sudo: SudoPolicy = AnyCommand(frozenset({cfg.service_user}))
+        programs: dict[str, str] = {}
+        if cfg.site is not None:
+            sudo = site.sudo_policy(node.roles, cfg)
+            programs = site.installed(cfg.site)
+            handlers.update(site.handlers(node.roles, cfg.site))
+            readers.update(site.stdin_readers(cfg.site, readers))
+            compute = [n.address for n in self.nodes.values() if Role.COMPUTE in n.roles]
+            node.services.update(site.services(node.roles, cfg, compute))
         node.dispatcher = Dispatcher(
             node=node,
             node_name=node.name,
             handlers=handlers,
             stdin_readers=readers,
             users=users,
-            sudoers={cfg.service_user},
+            sudo=sudo,
             resolve=self.resolve,
             services=node.services,
             command_log=self.command_log,
             faults=self.faults,
+            installed=programs,
         )
         listen = [node.address] + ([node.external_address] if node.external_address else [])
         port = next(n.ssh_port for n in cfg.nodes if n.name == node.name)
@@ -273,8 +285,8 @@ class SimCluster:
         return self._names[name]
 
     def runner_config(self) -> dict[str, Any]:
-        """The cluster part of a bwVisu runner config.json."""
-        return {
+        """The cluster part of a bwVisu runner config.json; in the site mode, with the helpers and the site's limits."""
+        config: dict[str, Any] = {
             "bwvisu-home-prefix": str(self.home_prefix),
             "command-nodes": [{"ip": e.host, "user": e.user, "port": e.port} for e in self.command_nodes],
             "gateway-nodes": [
@@ -282,6 +294,17 @@ class SimCluster:
                 for g in self.gateway_nodes
             ],
         }
+        site_cfg = self.config.site
+        if site_cfg is not None:
+            networks = site_cfg.compute_networks or [f"{c.address}/32" for c in self.compute_nodes]
+            config |= {
+                "command-node-helper": site_cfg.slurm_as_path,
+                "gateway-helper": site_cfg.forward_path,
+                "keyholed-port-range": {"min": site_cfg.port_min, "max": site_cfg.port_max},
+                "compute-networks": networks,
+                "min-uid": site_cfg.min_uid,
+            }
+        return config
 
     async def connect(self, node: str, user: str | None = None) -> asyncssh.SSHClientConnection:
         """An SSH client connection to ``node`` as the runner would open it (key and known_hosts checked)."""

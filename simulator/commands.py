@@ -63,6 +63,8 @@ class CommandContext:
     services: dict[str, Any] = field(default_factory=dict)
     faults: Faults | None = None
     streams: Streams | None = None
+    sudo_user: str | None = None
+    """Who ran ``sudo`` for this command (sudo's ``SUDO_USER``); None without sudo."""
 
 
 Handler = Callable[[CommandContext, list[str], bytes], Awaitable[CommandResult]]

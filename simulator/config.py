@@ -83,6 +83,23 @@ class TimingConfig(_Model):
     completing_seconds: float = 0.0
 
 
+class SiteConfig(_Model):
+    """A cluster set up as ``bwvisu_site`` tells a site to: its sudoers rules and helpers, not blanket sudo.
+
+    The runner's account may then sudo only ``bwvisu-slurm-as`` (command nodes) and ``bwvisu-forward`` (gateways),
+    installed at these paths. ``compute_networks`` None means each compute node's address as a /32.
+    """
+
+    slurm_as_path: str = "/usr/local/sbin/bwvisu-slurm-as"
+    forward_path: str = "/usr/local/sbin/bwvisu-forward"
+    min_uid: int = 1000
+    max_uid: int | None = 59999
+    slurm_commands: list[str] = Field(default_factory=lambda: ["sbatch", "scancel"])
+    port_min: int = 50000
+    port_max: int = 60000
+    compute_networks: list[str] | None = None
+
+
 class ClusterConfig(_Model):
     """The whole simulated cluster."""
 
@@ -94,7 +111,7 @@ class ClusterConfig(_Model):
         default_factory=lambda: [UserConfig(name="alice", uid=1001), UserConfig(name="bob", uid=1002)]
     )
     service_user: str = "bwvisu"
-    """The SSH account the runner logs in as; it has passwordless sudo (``sudo -n``) to every user."""
+    """The SSH account the runner logs in as: passwordless sudo (``sudo -n``) to every user, or what ``site`` allows."""
     service_uid: int = 990
     address_prefix: str | None = None
     """First two octets of the loopback /16 for auto-assigned addresses, e.g. ``"127.42"``; None picks one."""
@@ -106,6 +123,8 @@ class ClusterConfig(_Model):
     timing: TimingConfig = Field(default_factory=TimingConfig)
     home_prefix: str | None = None
     """Directory holding ``$PREFIX/$USER`` homes; None creates a temporary one."""
+    site: SiteConfig | None = None
+    """None: bwVisu's requirement, the service user may sudo anything as anyone. Else the least-privilege set-up."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:

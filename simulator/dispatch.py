@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from simulator.commands import CommandContext, CommandResult, Handler
 from simulator.faults import FaultKind, Faults
+from simulator.sudo import SudoError, SudoPolicy, unwrap_sudo
 from simulator.users import UserDB
 
 log = logging.getLogger(__name__)
@@ -70,53 +71,6 @@ class DroppedConnection(Exception):
     """The fault knobs asked to cut the connection instead of answering."""
 
 
-class SudoError(Exception):
-    def __init__(self, result: CommandResult) -> None:
-        super().__init__(result.stderr)
-        self.result = result
-
-
-def unwrap_sudo(argv: list[str], login_user: str, users: UserDB, may_sudo: bool) -> tuple[list[str], str]:
-    """Strip ``sudo [-n] [-u USER] [--]``; return the inner argv and the effective user."""
-    if not argv or argv[0] != "sudo":
-        return argv, login_user
-    target = "root"
-    rest = argv[1:]
-    non_interactive = False
-    while rest and rest[0].startswith("-"):
-        flag = rest.pop(0)
-        if flag == "--":
-            break
-        if flag == "-n":
-            non_interactive = True
-        elif flag == "-u" and rest:
-            target = rest.pop(0)
-        elif flag.startswith("-u"):
-            target = flag[2:]
-        elif flag.startswith("--user="):
-            target = flag.partition("=")[2]
-        else:
-            raise SudoError(CommandResult(1, "", f"sudo: invalid option -- '{flag.lstrip('-')[:1]}'\n"))
-    account = users.get(target) if not target.startswith("#") else users.by_uid(int(target[1:]))
-    if account is None:
-        raise SudoError(
-            CommandResult(1, "", f"sudo: unknown user {target}\nsudo: error initializing audit plugin sudoers_audit\n")
-        )
-    if not may_sudo and login_user != "root":
-        text = (
-            "sudo: a password is required\n"
-            if non_interactive
-            else (
-                "sudo: a terminal is required to read the password; either use the -S option to read from "
-                "standard input or configure an askpass helper\nsudo: a password is required\n"
-            )
-        )
-        raise SudoError(CommandResult(1, "", text))
-    if not rest:
-        return [], account.name
-    return rest, account.name
-
-
 class Dispatcher:
     """Runs command lines for one node."""
 
@@ -128,18 +82,21 @@ class Dispatcher:
         handlers: dict[str, Handler],
         stdin_readers: dict[str, StdinPredicate],
         users: UserDB,
-        sudoers: set[str],
+        sudo: SudoPolicy,
         resolve: Callable[[str], str],
         services: dict[str, object],
         command_log: CommandLog,
         faults: Faults,
+        installed: dict[str, str] | None = None,
     ) -> None:
+        """``sudo`` decides who may run what through sudo; ``installed`` maps extra programs' names to their paths."""
         self.node = node
         self.node_name = node_name
         self.handlers = handlers
         self.stdin_readers = stdin_readers
         self.users = users
-        self.sudoers = sudoers
+        self.sudo = sudo
+        self.installed = installed or {}
         self.resolve = resolve
         self.services = services
         self.log = command_log
@@ -155,8 +112,9 @@ class Dispatcher:
         except ValueError:
             return CommandResult(2, "", "bash: -c: line 1: unexpected EOF while looking for matching quote\n")
         user = login_user
+        via_sudo = argv[:1] == ["sudo"]
         try:
-            argv, user = unwrap_sudo(argv, login_user, self.users, login_user in self.sudoers)
+            argv, user = unwrap_sudo(argv, login_user, self.users, self.sudo, self.installed, self.node_name)
         except SudoError as exc:
             self._record(login_user, login_user, argv, command_line, 0, exc.result.exit_status, started)
             return exc.result
@@ -183,7 +141,12 @@ class Dispatcher:
             self._record(login_user, user, argv, command_line, len(stdin), None, started)
             raise DroppedConnection(name)
         ctx = CommandContext(
-            node=self.node, user=user, resolve=self.resolve, services=self.services, faults=self.faults
+            node=self.node,
+            user=user,
+            resolve=self.resolve,
+            services=self.services,
+            faults=self.faults,
+            sudo_user=login_user if via_sudo else None,
         )
         try:
             result = await handler(ctx, argv, stdin)

@@ -24,6 +24,7 @@ class Account:
 # Accounts every Debian system has, as its /etc/passwd lists them: jobs must never run as these.
 SYSTEM_ACCOUNTS = (
     Account("daemon", 1, 1, "/usr/sbin", "/usr/sbin/nologin", "daemon"),
+    Account("slurm", 64030, 64030, "/nonexistent", "/usr/sbin/nologin"),  # Debian's static uid for Slurm's user
     Account("nobody", 65534, 65534, "/nonexistent", "/usr/sbin/nologin", "nobody"),
 )
 

@@ -22,10 +22,12 @@ start_sshd() {
     # Kept across `docker restart`, so known_hosts stays valid when a stopped node comes back.
     [ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
     if [ -n "${RUNNER_AUTHORIZED_KEY:-}" ]; then
-        install -d -o bwvisu -g bwvisu -m 0700 /home/bwvisu/.ssh
-        printf '%s\n' "$RUNNER_AUTHORIZED_KEY" >/home/bwvisu/.ssh/authorized_keys
-        chown bwvisu:bwvisu /home/bwvisu/.ssh/authorized_keys
-        chmod 0600 /home/bwvisu/.ssh/authorized_keys
+        for account in bwvisu bwvisu-compat; do
+            install -d -o "$account" -g "$account" -m 0700 "/home/$account/.ssh"
+            printf '%s\n' "$RUNNER_AUTHORIZED_KEY" >"/home/$account/.ssh/authorized_keys"
+            chown "$account:$account" "/home/$account/.ssh/authorized_keys"
+            chmod 0600 "/home/$account/.ssh/authorized_keys"
+        done
     fi
     /usr/sbin/sshd -E /var/log/sshd.log
 }

@@ -25,21 +25,14 @@ from dataclasses import dataclass, field
 
 from runner.errors import ClusterUnavailable
 from runner.gateway import commands
-from runner.gateway.iptables import (
-    DNAT_CHAIN,
-    SNAT_CHAIN,
-    ForwardRule,
-    list_command,
-    parse_forward_rules,
-    parse_masquerade_rules,
-    restore_command,
-)
+from runner.gateway.access import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE, GatewayAccess, SudoIptables
+from runner.gateway.iptables import DNAT_CHAIN, SNAT_CHAIN, ForwardRule, parse_forward_rules, parse_masquerade_rules
 from runner.ssh import CommandIndeterminate, CommandOutput, CommandRunner, NodeUnreachable
 
 log = logging.getLogger(__name__)
 
-SUDO_IPTABLES = ("sudo", "-n", "iptables")
-SUDO_IPTABLES_RESTORE = ("sudo", "-n", "iptables-restore")
+__all__ = ["SUDO_IPTABLES", "SUDO_IPTABLES_RESTORE", "Gateway", "GatewayPool"]
+
 RESOLVE_TTL = 60.0  # seconds a gateway's answer for a compute hostname is reused
 PROBE_SSH_SLACK = 5.0
 """Seconds a bounded probe's SSH command may take beyond its deadline before the gateway counts as not answering."""
@@ -93,8 +86,11 @@ class GatewayPool:
         *,
         down_retry_after: float,
         clock: Callable[[], float] = time.monotonic,
+        access: GatewayAccess | None = None,
     ) -> None:
+        """``access`` says how rule edits get root (:mod:`runner.gateway.access`); bwVisu's sudo iptables by default."""
         self.gateways = gateways
+        self.access: GatewayAccess = access or SudoIptables()
         self.by_ip = {g.internal_ip: g for g in gateways}
         self.load: dict[str, int] = {g.internal_ip: 0 for g in gateways}
         self._retry_after = down_retry_after
@@ -185,20 +181,14 @@ class GatewayPool:
         async with gateway.setup_lock:
             if gateway.chains_ready:
                 return
-            for chain, hook in commands.CHAINS:
-                await self._ensure(
-                    gateway,
-                    commands.chain_check_argv(chain, SUDO_IPTABLES),
-                    commands.chain_create_argv(chain, SUDO_IPTABLES),
-                )
-                await self._ensure(
-                    gateway,
-                    commands.jump_check_argv(hook, chain, SUDO_IPTABLES),
-                    commands.jump_insert_argv(hook, chain, SUDO_IPTABLES),
-                )
+            for check, create in self.access.setup_steps():
+                await self._ensure(gateway, check, create)
             gateway.chains_ready = True
 
-    async def _ensure(self, gateway: Gateway, check: list[str], create: list[str]) -> None:
+    async def _ensure(self, gateway: Gateway, check: list[str] | None, create: list[str]) -> None:
+        if check is None:
+            await self._checked(gateway, create)
+            return
         if (await self.run(gateway, check)).ok:
             return
         created = await self.run(gateway, create)
@@ -221,8 +211,7 @@ class GatewayPool:
             rules = [r for rs, _ in batch for r in rs]
             try:
                 self.restore_calls += 1
-                argv = restore_command(iptables_restore=SUDO_IPTABLES_RESTORE)
-                await self._checked(gateway, argv, commands.edit_input(add=rules))
+                await self._checked(gateway, self.access.restore_argv(), commands.edit_input(add=rules))
             except Exception as exc:  # handed to every waiter of the batch
                 for _, fut in batch:
                     if not fut.done():
@@ -233,10 +222,10 @@ class GatewayPool:
                         fut.set_result(None)
 
     async def current(self, gateway: Gateway) -> CurrentRules:
-        """The runner's rules on ``gateway`` now (two ``iptables -S`` calls)."""
+        """The runner's rules on ``gateway`` now (two ``iptables -S`` listings)."""
         await self.ensure_chains(gateway)
-        dnat = await self._checked(gateway, list_command(DNAT_CHAIN, iptables=SUDO_IPTABLES))
-        masq = await self._checked(gateway, list_command(SNAT_CHAIN, iptables=SUDO_IPTABLES))
+        dnat = await self._checked(gateway, self.access.list_argv(DNAT_CHAIN))
+        masq = await self._checked(gateway, self.access.list_argv(SNAT_CHAIN))
         masquerade = [ForwardRule(job, 1, ip, port) for job, ip, port in parse_masquerade_rules(masq.stdout)]
         return CurrentRules(parse_forward_rules(dnat.stdout), masquerade)
 
@@ -253,7 +242,7 @@ class GatewayPool:
             return
         self.restore_calls += 1
         text = commands.edit_input(add=add, delete_dnat=delete_dnat, delete_masquerade=delete_masquerade)
-        await self._checked(gateway, restore_command(iptables_restore=SUDO_IPTABLES_RESTORE), text)
+        await self._checked(gateway, self.access.restore_argv(), text)
 
     async def resolve(self, gateway: Gateway, names: Sequence[str]) -> dict[str, str]:
         """Hostnames to IPv4 addresses as the gateway resolves them; unresolvable names are missing.

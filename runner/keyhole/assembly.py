@@ -16,6 +16,7 @@ import aetcd
 from runner.api.server import ApiServer
 from runner.config import ApiSettings, Endpoint, KeyholeSettings, Settings
 from runner.errors import ConfigError
+from runner.gateway.access import gateway_access
 from runner.gateway.pool import Gateway, GatewayPool
 from runner.keyhole.allocation import SlurmQuery
 from runner.keyhole.claims import Claims
@@ -40,7 +41,8 @@ def gateway_pool(settings: Settings, runners: list[CommandRunner] | None = None)
     nodes = settings.gateway_nodes
     made = runners or [SshNode(g.internal_ip, g.port, g.user, settings.ssh) for g in nodes]
     gateways = [Gateway(r, g.internal_ip, g.external_ip) for r, g in zip(made, nodes, strict=True)]
-    return GatewayPool(gateways, down_retry_after=settings.ssh.down_retry_after)
+    access = gateway_access(settings.gateway_helper)
+    return GatewayPool(gateways, down_retry_after=settings.ssh.down_retry_after, access=access)
 
 
 class Keyhole:

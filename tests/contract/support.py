@@ -28,7 +28,7 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], boo
 
 async def submit(backend: Backend, script: str, *extra: str, tag: str = "contract") -> str:
     """``sbatch`` exactly as the runner sends it (script on stdin), plus ``extra`` options; returns the id."""
-    argv = [*slurm.sbatch_argv(backend.user, tag, backend.workdir(backend.user)), *extra]
+    argv = [*slurm.sbatch_argv(backend.user, tag, backend.workdir(backend.user), backend.slurm_helper), *extra]
     out = await backend.command.run(argv, stdin=script)
     assert out.ok, f"sbatch exit {out.exit_status}: {out.stderr}"
     return slurm.parse_sbatch(out.stdout)
@@ -47,7 +47,7 @@ async def sacct(backend: Backend, ids: list[str]) -> dict[str, dict[str, str]]:
 
 
 async def scancel(backend: Backend, job_id: str, user: str | None = None) -> CommandOutput:
-    return await backend.command.run(slurm.scancel_argv(user or backend.user, job_id))
+    return await backend.command.run(slurm.scancel_argv(user or backend.user, job_id, backend.slurm_helper))
 
 
 async def wait_state(backend: Backend, job_id: str, states: set[str], timeout: float = 60) -> dict[str, str]:

@@ -1,9 +1,10 @@
-"""A gateway as the runner uses it (iptables in the nat table, getent, nc, timeout and sh), the same on the
-simulator and for real.
+"""A gateway as the runner uses it (its nat chains, getent, nc, timeout and sh), the same on the simulator and for
+real, in both set-ups: through ``bwvisu-forward`` (a site following ``bwvisu_site``) and with bwVisu's plain
+``sudo iptables``.
 
-Rules are built by :mod:`runner.gateway.iptables` / :mod:`runner.gateway.commands` and read back with their
-parsers. Each test uses its own job id in the rule comments (and its own chain), so a shared gateway's other
-rules are never touched.
+Rules are built by :mod:`runner.gateway.iptables` / :mod:`runner.gateway.commands`, privileged calls by
+:mod:`runner.gateway.access`, and answers read back with their parsers. Each test uses its own job id in the
+rule comments (and its own chain), so a shared gateway's other rules are never touched.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 from runner.gateway import commands
+from runner.gateway.access import gateway_access
 from runner.gateway.iptables import (
     DNAT_CHAIN,
     SNAT_CHAIN,
@@ -23,9 +25,8 @@ from runner.gateway.iptables import (
     list_command,
     parse_forward_rules,
     parse_masquerade_rules,
-    restore_command,
 )
-from runner.gateway.pool import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE, Gateway, GatewayPool, ProbeTimedOut
+from runner.gateway.pool import SUDO_IPTABLES, Gateway, GatewayPool, ProbeTimedOut
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
 from tests.contract.support import eventually, scancel, submit, wait_state
@@ -57,7 +58,8 @@ async def test_getent_ahostsv4_resolves_compute_hosts(backend: Backend) -> None:
     assert (unknown.exit_status, unknown.stdout) == (2, "")
 
 
-async def test_iptables_chain_append_list_delete(backend: Backend) -> None:
+async def test_iptables_chain_append_list_delete_with_bwvisus_rules(compat_backend: Backend) -> None:
+    backend = compat_backend
     chain = f"CT-{uuid.uuid4().hex[:8].upper()}"
     rule = ForwardRule(f"contract-{uuid.uuid4().hex[:8]}", 52001, "10.9.8.7", 5901)
     run = backend.gateway.run
@@ -89,30 +91,33 @@ async def test_iptables_chain_append_list_delete(backend: Backend) -> None:
 
 
 async def ensure_chains(backend: Backend) -> None:
-    """The runner's chain set-up (runner.gateway.pool.GatewayPool.ensure_chains), call for call."""
-    for chain, hook in commands.CHAINS:
-        for check, create in (
-            (commands.chain_check_argv(chain, SUDO_IPTABLES), commands.chain_create_argv(chain, SUDO_IPTABLES)),
-            (
-                commands.jump_check_argv(hook, chain, SUDO_IPTABLES),
-                commands.jump_insert_argv(hook, chain, SUDO_IPTABLES),
-            ),
-        ):
+    """The runner's chain set-up (runner.gateway.pool.GatewayPool.ensure_chains), call for call, twice."""
+    for _ in range(2):  # idempotent
+        for check, create in gateway_access(backend.gateway_helper).setup_steps():
+            if check is None:
+                ok(await backend.gateway.run(create))
+                continue
             if not (await backend.gateway.run(check)).ok:
                 await backend.gateway.run(create)
             ok(await backend.gateway.run(check))
+    tables = (await backend.gateway_tables()).splitlines()
+    for chain, hook in commands.CHAINS:
+        assert tables.count(f"-A {hook} -j {chain}") == 1
+        assert tables.count(f":{chain} -") == 1
 
 
-async def test_iptables_restore_noflush_adds_and_deletes_forwards(backend: Backend) -> None:
+async def check_restore_adds_and_deletes_forwards(backend: Backend) -> None:
     await ensure_chains(backend)
+    access = gateway_access(backend.gateway_helper)
     job = f"contract-{uuid.uuid4().hex[:8]}"
-    rules = [ForwardRule(job, 52011, "10.9.8.7", 5901), ForwardRule(job, 52012, "10.9.8.6", 5902)]
+    first, second = (await resolve(backend, backend.compute_hosts[:2])).values()
+    rules = [ForwardRule(job, 52011, first, 5901), ForwardRule(job, 52012, second, 5902)]
     run = backend.gateway.run
-    restore = restore_command(iptables_restore=SUDO_IPTABLES_RESTORE)
+    restore = access.restore_argv()
 
     async def mine() -> tuple[list[ForwardRule], list[tuple[str, str, int]]]:
-        dnat = ok(await run(list_command(DNAT_CHAIN, iptables=SUDO_IPTABLES)))
-        masq = ok(await run(list_command(SNAT_CHAIN, iptables=SUDO_IPTABLES)))
+        dnat = ok(await run(access.list_argv(DNAT_CHAIN)))
+        masq = ok(await run(access.list_argv(SNAT_CHAIN)))
         return (
             sorted(r for r in parse_forward_rules(dnat) if r.job_id == job),
             sorted(m for m in parse_masquerade_rules(masq) if m[0] == job),
@@ -120,22 +125,29 @@ async def test_iptables_restore_noflush_adds_and_deletes_forwards(backend: Backe
 
     ok(await run(restore, commands.edit_input(add=rules)))
     try:
-        assert await mine() == (rules, [(job, "10.9.8.6", 5902), (job, "10.9.8.7", 5901)])
-        hooks = ok(await run([*SUDO_IPTABLES, "-t", "nat", "-S", "PREROUTING"]))
-        assert f"-A PREROUTING -j {DNAT_CHAIN}" in hooks.splitlines()
-        # All or nothing: deleting one present and one absent rule changes nothing.
-        absent = ForwardRule(job, 52013, "10.9.8.5", 5903)
+        assert await mine() == (sorted(rules), sorted([(job, first, 5901), (job, second, 5902)]))
+        # All or nothing: deleting one present and one absent rule changes nothing; iptables-restore says why.
+        absent = ForwardRule(job, 52013, first, 5903)
         failed = await run(restore, commands.edit_input(delete_dnat=[rules[0], absent]))
-        assert failed.exit_status != 0
-        assert (await mine())[0] == rules
+        assert (failed.exit_status, failed.stdout) == (1, "")
+        assert "line 3 failed" in failed.stderr
+        assert (await mine())[0] == sorted(rules)
         ok(await run(restore, commands.edit_input(delete_dnat=[rules[0]], delete_masquerade=[rules[0]])))
-        assert await mine() == ([rules[1]], [(job, "10.9.8.6", 5902)])
+        assert await mine() == ([rules[1]], [(job, second, 5902)])
     finally:
         current = await mine()
         left = current[0]
         masq_left = [ForwardRule(j, 1, ip, port) for j, ip, port in current[1]]
         ok(await run(restore, commands.edit_input(delete_dnat=left, delete_masquerade=masq_left)))
     assert await mine() == ([], [])
+
+
+async def test_restore_adds_and_deletes_forwards_through_the_helper(backend: Backend) -> None:
+    await check_restore_adds_and_deletes_forwards(backend)
+
+
+async def test_restore_adds_and_deletes_forwards_with_bwvisus_rules(compat_backend: Backend) -> None:
+    await check_restore_adds_and_deletes_forwards(compat_backend)
 
 
 async def test_nc_probe_from_a_gateway_sees_a_jobs_port(backend: Backend) -> None:

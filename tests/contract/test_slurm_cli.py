@@ -82,7 +82,7 @@ async def test_scancel_of_an_unknown_job(backend: Backend) -> None:
         f"scancel: error: Kill job error on job id {UNKNOWN_ID}: Invalid job id specified\n"
     )
     assert slurm.scancel_unknown_job(verbose.stderr)
-    quiet = await backend.command.run(slurm.as_user(backend.user, ["scancel", UNKNOWN_ID]))
+    quiet = await backend.command.run(slurm.as_user(backend.user, ["scancel", UNKNOWN_ID], backend.slurm_helper))
     assert (quiet.exit_status, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
@@ -134,7 +134,7 @@ async def test_sacct_of_an_unknown_id_is_empty(backend: Backend) -> None:
 
 
 async def test_sbatch_errors(backend: Backend) -> None:
-    base = slurm.sbatch_argv(backend.user, "bad", backend.workdir(backend.user))
+    base = slurm.sbatch_argv(backend.user, "bad", backend.workdir(backend.user), backend.slurm_helper)
     partition = await backend.command.run([*base, "--partition=nosuch"], stdin=SLEEP)
     assert (partition.exit_status, partition.stdout) == (1, "")
     assert partition.stderr == (
@@ -151,9 +151,21 @@ async def test_sbatch_errors(backend: Backend) -> None:
     shebang = await backend.command.run(base, stdin="sleep 1\n")
     assert shebang.exit_status == 1
     assert shebang.stderr.startswith("sbatch: error: This does not look like a batch script.")
-    nobody = await backend.command.run(slurm.as_user("nosuchuser", slurm.squeue_argv([UNKNOWN_ID])))
+    nobody = await backend.command.run(
+        slurm.sbatch_argv("nosuchuser", "bad", "/tmp", backend.slurm_helper), stdin=SLEEP
+    )
+    assert (nobody.exit_status, nobody.stdout) == (67, "")
+    assert nobody.stderr == "bwvisu-slurm-as: refused: unknown user nosuchuser\n"
+
+
+async def test_sudo_of_an_unknown_user_with_bwvisus_rules(compat_backend: Backend) -> None:
+    backend = compat_backend
+    nobody = await backend.command.run(slurm.sbatch_argv("nosuchuser", "bad", "/tmp"), stdin=SLEEP)
     assert nobody.exit_status == 1
     assert nobody.stderr.startswith("sudo: unknown user nosuchuser\n")
+    job_id = await submit(backend, SLEEP, "--hold")  # the default path still submits and cancels
+    out = await scancel(backend, job_id)
+    assert (out.exit_status, out.stderr) == (0, f"scancel: Terminating job {job_id}\n")
 
 
 async def test_getent_passwd(backend: Backend) -> None:

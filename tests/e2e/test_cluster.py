@@ -1,7 +1,8 @@
-"""The containerised cluster end to end, driven as the runner will drive it: over SSH, with sudo.
+"""The containerised cluster end to end, driven as the runner will drive it: over SSH, through the site helpers.
 
-A job submitted on stdin runs on a compute node and listens on a port; a DNAT rule on a gateway makes it
-reachable from the client on the public network, which cannot reach the compute node directly.
+A job submitted on stdin (``sudo -n bwvisu-slurm-as alice sbatch``) runs on a compute node and listens on a port;
+a DNAT rule added through ``bwvisu-forward`` on a gateway makes it reachable from the client on the public network,
+which cannot reach the compute node directly.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import shlex
 import pytest
 
 from containers.nodes import ExecResult, wait_until
-from containers.testbed import Testbed
+from containers.testbed import FORWARD, SLURM_AS, Testbed
+from runner.gateway import commands
+from runner.gateway.iptables import ForwardRule
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-SUBMIT = "sudo -n -u alice sbatch --parsable --chdir=/home/alice"
+AS_ALICE = f"sudo -n {SLURM_AS} alice"
+SUBMIT = f"{AS_ALICE} sbatch --parsable --chdir=/home/alice"
 
 
 def listener_script(port: int) -> str:
@@ -53,7 +57,7 @@ def wait_running(testbed: Testbed, job_id: str) -> str:
 
 
 def sacct_state(testbed: Testbed, job_id: str) -> str:
-    return ok(testbed.ssh("command1", f"sudo -n -u alice sacct -P -n -X -o State -j {job_id}")).strip()
+    return ok(testbed.ssh("command1", f"sacct -P -n -X -o State -j {job_id}")).strip()
 
 
 def port_open_from(testbed: Testbed, hostname: str, host: str, port: int) -> bool:
@@ -61,11 +65,15 @@ def port_open_from(testbed: Testbed, hostname: str, host: str, port: int) -> boo
 
 
 def forward(testbed: Testbed, gateway: str, action: str, port: int, target: str) -> ExecResult:
-    """Add (-A) or delete (-D) a DNAT forward gateway-public:port -> target, as the runner's account."""
-    public_ip = next(g.public_ip for g in testbed.endpoints.gateways if g.hostname == gateway)
-    rule = ["-t", "nat", action, "PREROUTING", "-d", f"{public_ip}", "-p", "tcp", "--dport", str(port),
-            "-m", "comment", "--comment", "bwvisu-e2e", "-j", "DNAT", "--to-destination", target]  # fmt: skip
-    return testbed.ssh(gateway, shlex.join(["sudo", "-n", "iptables", *rule]))
+    """Add (-A) or delete (-D) a forward gateway:port -> target as the runner does: through bwvisu-forward."""
+    address, _, internal = target.rpartition(":")
+    rule = ForwardRule("e2e", port, address, int(internal))
+    if action == "-A":
+        text = commands.edit_input(add=[rule])
+    else:
+        text = commands.edit_input(delete_dnat=[rule], delete_masquerade=[rule])
+    chains = testbed.ssh(gateway, shlex.join(["sudo", "-n", FORWARD, "ensure-chains"]))
+    return chains if not chains.ok else testbed.ssh(gateway, shlex.join(["sudo", "-n", FORWARD, "restore"]), text)
 
 
 def test_cluster_is_ready(testbed: Testbed) -> None:
@@ -75,6 +83,8 @@ def test_cluster_is_ready(testbed: Testbed) -> None:
     assert states == ["compute1", "idle", "compute2", "idle"]
     config = testbed.runner_config()
     assert config["command-nodes"] == [{"ip": ep.command[0].cluster_ip, "user": "bwvisu", "port": 22}]
+    assert (config["command-node-helper"], config["gateway-helper"]) == (SLURM_AS, FORWARD)
+    assert config["compute-networks"] == [ep.cluster_subnet]
     assert [g["external-ip"] for g in config["gateway-nodes"]] == [g.public_ip for g in ep.gateways]
     assert all(g["internal-ip"] for g in config["gateway-nodes"])
     assert config["etcd-servers"] == [{"ip": ep.etcd[0].cluster_ip, "port": 2379}]
@@ -83,15 +93,22 @@ def test_cluster_is_ready(testbed: Testbed) -> None:
     assert "is healthy" in health.stdout + health.stderr
 
 
-def test_runner_account_has_only_the_sudo_it_needs(testbed: Testbed) -> None:
+def test_runner_accounts_have_their_sudo_rules(testbed: Testbed) -> None:
+    """The helpers for bwvisu (tests/e2e/test_least_privilege.py attacks them), bwVisu's rules for bwvisu-compat."""
     assert "uid=2001(alice)" in ok(testbed.ssh("command1", "id alice"))
     assert ok(testbed.ssh("command1", "getent passwd bob")).startswith("bob:x:2002:")
-    assert "slurm" in ok(testbed.ssh("command1", "sudo -n -u alice squeue --version"))
-    assert not testbed.ssh("command1", "sudo -n cat /etc/shadow").ok
-    assert not testbed.ssh("command1", "sudo -n iptables -S").ok
-    assert "-P PREROUTING ACCEPT" in ok(testbed.ssh("gateway1", "sudo -n iptables -t nat -S"))
-    assert not testbed.ssh("gateway1", "sudo -n sbatch --version").ok
-    assert not testbed.ssh("gateway1", "sudo -n cat /etc/shadow").ok
+    assert ok(testbed.ssh("command1", "sudo -n -l")).rstrip().endswith(f"(root) NOPASSWD: {SLURM_AS}")
+    assert ok(testbed.ssh("gateway1", "sudo -n -l")).rstrip().endswith(f"(root) NOPASSWD: {FORWARD}")
+    assert "slurm" in ok(testbed.ssh("command1", "sudo -n -u alice squeue --version", user="bwvisu-compat"))
+    nat = ok(testbed.ssh("gateway1", "sudo -n iptables -t nat -S", user="bwvisu-compat"))
+    assert "-P PREROUTING ACCEPT" in nat
+    others = [
+        ("command1", "sudo -n cat /etc/shadow"), ("command1", "sudo -n iptables -S"),
+        ("gateway1", "sudo -n sbatch --version"), ("gateway1", "sudo -n cat /etc/shadow"),
+    ]  # fmt: skip
+    for node, command in others:
+        assert not testbed.ssh(node, command, user="bwvisu-compat").ok
+        assert not testbed.ssh(node, command).ok
 
 
 def test_job_reachable_only_through_a_gateway_forward(testbed: Testbed) -> None:
@@ -116,7 +133,7 @@ def test_job_reachable_only_through_a_gateway_forward(testbed: Testbed) -> None:
 
     ok(forward(testbed, "gateway1", "-A", external, f"{compute_ip}:{port}"))
     try:
-        rules = ok(testbed.ssh("gateway1", "sudo -n iptables -t nat -S PREROUTING"))
+        rules = ok(testbed.ssh("gateway1", f"sudo -n {FORWARD} list BWVISU"))
         assert f"--to-destination {compute_ip}:{port}" in rules
         reply = ok(testbed.node("client").exec(["nc", "-w", "5", gateway_ip, str(external)]))
         assert reply == f"job {job_id} on {node}\n"
@@ -126,7 +143,7 @@ def test_job_reachable_only_through_a_gateway_forward(testbed: Testbed) -> None:
         ok(forward(testbed, "gateway1", "-D", external, f"{compute_ip}:{port}"))
     assert not port_open_from(testbed, "client", gateway_ip, external)
 
-    ok(testbed.ssh("command1", f"sudo -n -u alice scancel {job_id}"))
+    ok(testbed.ssh("command1", f"{AS_ALICE} scancel {job_id}"))
     wait_until(f"job {job_id} CANCELLED", lambda: sacct_state(testbed, job_id).startswith("CANCELLED"), 60)
     assert squeue_row(testbed, job_id) == []
 
@@ -136,7 +153,7 @@ def test_end_states_in_sacct(testbed: Testbed) -> None:
     failed = ok(testbed.ssh("command1", SUBMIT, stdin="#!/bin/bash\nexit 7\n")).strip()
     wait_until(f"job {done} COMPLETED", lambda: sacct_state(testbed, done) == "COMPLETED", 60)
     wait_until(f"job {failed} FAILED", lambda: sacct_state(testbed, failed) == "FAILED", 60)
-    rows = ok(testbed.ssh("command1", f"sudo -n -u alice sacct -P -n -X -o JobID,State,ExitCode -j {done},{failed}"))
+    rows = ok(testbed.ssh("command1", f"sacct -P -n -X -o JobID,State,ExitCode -j {done},{failed}"))
     assert rows.splitlines() == [f"{done}|COMPLETED|0:0", f"{failed}|FAILED|7:0"]
     log = testbed.node("compute1").exec(["cat", f"/home/alice/slurm-{done}.out"])
     log2 = testbed.node("compute2").exec(["cat", f"/home/alice/slurm-{done}.out"])

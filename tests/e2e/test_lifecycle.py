@@ -10,7 +10,7 @@ import pytest
 
 from containers import readiness
 from containers.nodes import LABEL_RUN, WaitTimeout
-from containers.testbed import Testbed, TestbedSpec
+from containers.testbed import FORWARD, Testbed, TestbedSpec
 from tests.e2e.test_etcd_link import TOKEN, round_trip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -62,7 +62,10 @@ def test_restarted_gateway_serves_again_with_the_same_host_key(testbed: Testbed)
     old_key = testbed.node("gateway2").exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout
     testbed.restart("gateway2")
     assert testbed.node("gateway2").exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout == old_key
-    rules = testbed.ssh("gateway2", "sudo -n iptables -t nat -S POSTROUTING")
+    rules = testbed.node("gateway2").exec(["iptables", "-t", "nat", "-S", "POSTROUTING"])
     assert rules.ok, rules.stderr
     assert rules.stdout.count("testbed-masquerade") == 1
+    # the helper's configuration is written again at start: the runner's account can still edit its chains
+    chains = testbed.ssh("gateway2", f"sudo -n {FORWARD} ensure-chains")
+    assert (chains.exit_code, chains.stderr) == (0, "")
     assert [g.hostname for g in testbed.endpoints.gateways] == ["gateway1", "gateway2"]

@@ -169,7 +169,7 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
         assert cancelled.status_code == 200, cancelled.text
 
         async def rule_gone() -> bool:
-            rules = await asyncio.to_thread(testbed.ssh, gateway.hostname, "sudo -n iptables -t nat -S")
+            rules = await asyncio.to_thread(testbed.node(gateway.hostname).exec, ["iptables-save", "-t", "nat"])
             return rules.ok and f"--dport {port}" not in rules.stdout
 
         await wait_for(rule_gone, 60, f"forward :{port} still on {gateway.hostname}")

@@ -12,7 +12,7 @@ import pytest
 
 from containers.nodes import wait_until
 from containers.testbed import Testbed
-from tests.e2e.test_cluster import SUBMIT, forward, ok, port_open_from, sacct_state, wait_running
+from tests.e2e.test_cluster import AS_ALICE, SUBMIT, forward, ok, port_open_from, sacct_state, wait_running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -83,7 +83,7 @@ def test_xpra_session_through_gateway(testbed: Testbed) -> None:
     finally:
         ok(forward(testbed, gateway.hostname, "-D", external, f"{compute_ip}:{port}"))
 
-    ok(testbed.ssh("command1", f"sudo -n -u alice scancel {job_id}"))
+    ok(testbed.ssh("command1", f"{AS_ALICE} scancel {job_id}"))
     wait_until(f"job {job_id} CANCELLED", lambda: sacct_state(testbed, job_id).startswith("CANCELLED"), 60)
     wait_until(
         f"xpra of job {job_id} gone", lambda: not port_open_from(testbed, gateway.hostname, compute_ip, port), 30

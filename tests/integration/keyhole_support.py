@@ -81,15 +81,11 @@ async def watcher_settled(*runners: Runner) -> None:
 
 
 async def gateway_rules(cluster: SimCluster, node: str) -> tuple[list[ForwardRule], list[tuple[str, str, int]]]:
-    """The BWVISU DNAT and BWVISU-POST MASQUERADE rules on a gateway, listed over SSH as an admin would."""
-    conn = await cluster.connect(node)
-    try:
-        dnat = await conn.run("sudo -n iptables -t nat -S BWVISU", check=False)
-        masq = await conn.run("sudo -n iptables -t nat -S BWVISU-POST", check=False)
-    finally:
-        conn.close()
-        await conn.wait_closed()
-    return parse_forward_rules(str(dnat.stdout or "")), parse_masquerade_rules(str(masq.stdout or ""))
+    """The BWVISU DNAT and BWVISU-POST MASQUERADE rules on a gateway, listed as root on it (as an admin would)."""
+    service = cluster.gateway_service(node)
+    dnat = await service.iptables(["-t", "nat", "-S", "BWVISU"])
+    masq = await service.iptables(["-t", "nat", "-S", "BWVISU-POST"])
+    return parse_forward_rules(dnat.stdout), parse_masquerade_rules(masq.stdout)
 
 
 async def all_rules(cluster: SimCluster) -> dict[str, list[ForwardRule]]:

@@ -194,3 +194,28 @@ async def test_user_account_when_getent_fails_otherwise_is_unavailable() -> None
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
     with pytest.raises(ClusterUnavailable):
         await cluster.user_account("alice")
+
+
+async def test_with_a_site_helper_only_sbatch_and_scancel_go_through_it() -> None:
+    helper = "/usr/local/sbin/bwvisu-slurm-as"
+    node = ScriptedNode("a", [out("42\n"), out(), out(), out()])
+    cluster = SlurmCluster(CommandNodes([node], down_retry_after=10), helper)
+    assert await cluster.submit("alice", "job1", "/home/alice", "#!/bin/bash\n") == "42"
+    await cluster.query(["42"])
+    await cluster.accounting(["42"])
+    assert await cluster.cancel("alice", "42")
+    assert [c[:4] for c in node.calls] == [
+        ["sudo", "-n", helper, "alice"],
+        ["squeue", "-h", "-t", "all"],
+        ["sacct", "-n", "-P", "-X"],
+        ["sudo", "-n", helper, "alice"],
+    ]
+    assert [c[4] for c in node.calls if c[0] == "sudo"] == ["sbatch", "scancel"]
+
+
+async def test_a_helper_refusal_is_a_scheduler_error_with_its_reason() -> None:
+    refusal = "bwvisu-slurm-as: refused: root has uid 0, below min-uid 1000: not an ordinary user\n"
+    node = ScriptedNode("a", [out(status=77, stderr=refusal)])
+    cluster = SlurmCluster(CommandNodes([node], down_retry_after=10), "/usr/local/sbin/bwvisu-slurm-as")
+    with pytest.raises(SchedulerError, match="sbatch failed: bwvisu-slurm-as: refused: root has uid 0"):
+        await cluster.submit("root", "job1", "/root", "#!/bin/bash\n")

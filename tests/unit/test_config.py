@@ -254,3 +254,22 @@ def test_an_unreadable_or_non_pem_keyhole_ca_is_a_config_error(tmp_path: Path) -
         )
         with pytest.raises(ConfigError, match=problem):
             Keyhole(settings, None, None, None)  # type: ignore[arg-type]
+
+
+def test_site_helpers_are_off_by_default_and_must_be_absolute_paths() -> None:
+    plain = settings_from_mapping(BWVISU_CONFIG)
+    assert (plain.command_node_helper, plain.gateway_helper) == (None, None)  # bwVisu's sudo -u / sudo iptables
+    settings = settings_from_mapping(
+        {
+            **BWVISU_CONFIG,
+            "command-node-helper": "/usr/local/sbin/bwvisu-slurm-as",
+            "gateway-helper": "/usr/local/sbin/bwvisu-forward",
+        }
+    )
+    assert settings.command_node_helper == "/usr/local/sbin/bwvisu-slurm-as"
+    assert settings.gateway_helper == "/usr/local/sbin/bwvisu-forward"
+    for bad in ("bwvisu-forward", "/usr/local/sbin/bwvisu forward", "/x;rm -rf /", "/x$(id)", ""):
+        with pytest.raises(ConfigError, match="gateway-helper: String should match pattern"):
+            settings_from_mapping({**BWVISU_CONFIG, "gateway-helper": bad})
+        with pytest.raises(ConfigError, match="command-node-helper: String should match pattern"):
+            settings_from_mapping({**BWVISU_CONFIG, "command-node-helper": bad})

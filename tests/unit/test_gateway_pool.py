@@ -10,6 +10,7 @@ import pytest
 
 from runner.errors import ClusterUnavailable
 from runner.gateway import commands
+from runner.gateway.access import ForwardHelper, SudoIptables, gateway_access
 from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import (
     PROBE_SSH_SLACK,
@@ -120,6 +121,58 @@ async def test_concurrent_installs_on_one_gateway_go_out_in_few_restore_calls() 
     restores = [c for c in nodes[0].calls if c[:3] == ["sudo", "-n", "iptables-restore"]]
     assert len(restores) <= 2
     assert p.restore_calls == len(restores)
+
+
+async def test_with_a_site_helper_every_privileged_call_goes_through_it() -> None:
+    helper = "/usr/local/sbin/bwvisu-forward"
+    node = FakeNode("gw")
+    p = GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, access=ForwardHelper(helper))
+    gw = p.gateways[0]
+    rule = ForwardRule("j-1", 50001, "10.1.0.1", 5901)
+    await p.install(gw, [rule])
+    await p.current(gw)
+    await p.edit(gw, delete_dnat=[rule], delete_masquerade=[rule])
+    assert node.calls == [
+        ["sudo", "-n", helper, "ensure-chains"],  # one idempotent call instead of check/create pairs
+        ["sudo", "-n", helper, "restore"],
+        ["sudo", "-n", helper, "list", "BWVISU"],
+        ["sudo", "-n", helper, "list", "BWVISU-POST"],
+        ["sudo", "-n", helper, "restore"],
+    ]
+    assert all(argv[2] == helper for argv in node.calls)
+
+
+async def test_a_refused_helper_call_fails_the_set_up_with_its_reason() -> None:
+    class Refusing(FakeNode):
+        async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
+            self.calls.append(argv)
+            return CommandOutput(self.name, tuple(argv), 78, "", "bwvisu-forward: configuration: cannot read\n")
+
+    node = Refusing("gw")
+    p = GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, access=gateway_access("/x"))
+    with pytest.raises(GatewayCommandFailed) as caught:
+        await p.ensure_chains(p.gateways[0])
+    assert "exit 78: bwvisu-forward: configuration: cannot read" in (caught.value.internal or "")
+    assert not p.gateways[0].chains_ready
+    assert not p.is_down(p.gateways[0])  # the gateway answered
+
+
+def test_without_a_helper_access_is_bwvisus_sudo_iptables() -> None:
+    access = gateway_access(None)
+    assert isinstance(access, SudoIptables)
+    assert access.list_argv("BWVISU") == ["sudo", "-n", "iptables", "-t", "nat", "-S", "BWVISU"]
+    assert access.restore_argv() == ["sudo", "-n", "iptables-restore", "--noflush"]
+    assert access.setup_steps()[:2] == [
+        (
+            ["sudo", "-n", "iptables", "-t", "nat", "-S", "BWVISU"],
+            ["sudo", "-n", "iptables", "-t", "nat", "-N", "BWVISU"],
+        ),
+        (
+            ["sudo", "-n", "iptables", "-t", "nat", "-C", "PREROUTING", "-j", "BWVISU"],
+            ["sudo", "-n", "iptables", "-t", "nat", "-I", "PREROUTING", "1", "-j", "BWVISU"],
+        ),
+    ]
+    assert len(access.setup_steps()) == 4
 
 
 class ResolvingNode(FakeNode):

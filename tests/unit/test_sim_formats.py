@@ -7,7 +7,6 @@ import pytest
 from simulator import hostlist
 from simulator.behaviours import find_behaviour
 from simulator.config import ClusterConfig, NodeConfig, Role, UserConfig, assign_addresses
-from simulator.dispatch import SudoError, unwrap_sudo
 from simulator.faults import FaultKind, Faults
 from simulator.jobs import Job, JobSpec, JobState
 from simulator.sacct import _cell
@@ -16,6 +15,7 @@ from simulator.scheduler import expand_pattern
 from simulator.scontrol import show_job
 from simulator.slurmtime import TimeFormatError, clock_secs, parse_time_limit, squeue_limit, squeue_secs
 from simulator.squeue import DEFAULT_FORMAT, parse_format, parse_format_long, render
+from simulator.sudo import AnyCommand, SudoError, unwrap_sudo
 from simulator.users import UserDB
 
 pytestmark = pytest.mark.unit
@@ -134,14 +134,15 @@ def test_output_patterns() -> None:
 
 def test_sudo_unwrapping() -> None:
     users = UserDB.build([("alice", 1001, 1001)], ("bwvisu", 990), __import__("pathlib").Path("/h"))
-    assert unwrap_sudo(["sudo", "-n", "-u", "alice", "squeue"], "bwvisu", users, True) == (["squeue"], "alice")
-    assert unwrap_sudo(["sudo", "-n", "iptables", "-S"], "bwvisu", users, True) == (["iptables", "-S"], "root")
-    assert unwrap_sudo(["squeue"], "bwvisu", users, True) == (["squeue"], "bwvisu")
+    anything = AnyCommand(frozenset({"bwvisu"}))
+    assert unwrap_sudo(["sudo", "-n", "-u", "alice", "squeue"], "bwvisu", users, anything) == (["squeue"], "alice")
+    assert unwrap_sudo(["sudo", "-n", "iptables", "-S"], "bwvisu", users, anything) == (["iptables", "-S"], "root")
+    assert unwrap_sudo(["squeue"], "bwvisu", users, anything) == (["squeue"], "bwvisu")
     with pytest.raises(SudoError) as unknown:
-        unwrap_sudo(["sudo", "-n", "-u", "mallory", "id"], "bwvisu", users, True)
+        unwrap_sudo(["sudo", "-n", "-u", "mallory", "id"], "bwvisu", users, anything)
     assert unknown.value.result.stderr.startswith("sudo: unknown user mallory\n")
     with pytest.raises(SudoError) as denied:
-        unwrap_sudo(["sudo", "-n", "-u", "alice", "id"], "alice", users, False)
+        unwrap_sudo(["sudo", "-n", "-u", "alice", "id"], "alice", users, anything)
     assert denied.value.result.stderr == "sudo: a password is required\n"
 
 

@@ -20,6 +20,17 @@ def test_sbatch_runs_as_the_user_in_their_directory_with_bwvisu_log_name() -> No
     assert "--output=/home/alice/bwvisu-job-%j.out" in argv
 
 
+def test_with_a_site_helper_the_user_is_its_first_argument_and_nothing_else_changes() -> None:
+    helper = "/usr/local/sbin/bwvisu-slurm-as"
+    plain = slurm.sbatch_argv("alice", "abc123", "/home/alice")
+    assert slurm.sbatch_argv("alice", "abc123", "/home/alice", helper) == ["sudo", "-n", helper, "alice", *plain[4:]]
+    assert slurm.scancel_argv("alice", "42") == ["sudo", "-n", "-u", "alice", "scancel", "--verbose", "42"]
+    assert slurm.scancel_argv("alice", "42", helper) == ["sudo", "-n", helper, "alice", "scancel", "--verbose", "42"]
+    # squeue and sacct run as the runner's own account either way: no sudo
+    assert slurm.squeue_argv(["1"])[0] == "squeue"
+    assert slurm.sacct_argv(["1"])[0] == "sacct"
+
+
 @pytest.mark.parametrize(("out", "job_id"), [("42\n", "42"), ("1234;cluster\n", "1234"), ("\n7\n", "7")])
 def test_parse_sbatch(out: str, job_id: str) -> None:
     assert slurm.parse_sbatch(out) == job_id

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bwvisu_site.gateway import bwvisu_forward
 from containers import images
 from containers.slurmconf import CGROUP_CONF, compute_hostnames, render_files, render_slurm_conf
 from containers.sshkeys import host_pattern, known_hosts_line
-from containers.testbed import TestbedSpec
+from containers.testbed import PORT_MAX, PORT_MIN, TestbedSpec, forward_config
 
 pytestmark = pytest.mark.unit
 
@@ -28,6 +29,17 @@ def test_slurm_conf_lists_every_compute_node_and_the_container_settings() -> Non
         assert setting in conf.splitlines()
     assert "NodeName=compute1 " in render_slurm_conf(1)
     assert compute_hostnames(3) == ["compute1", "compute2", "compute3"]
+
+
+def test_root_may_not_run_jobs() -> None:
+    assert "\nDisableRootJobs=YES\n" in render_slurm_conf(2)
+
+
+def test_the_gateways_forward_config_is_the_runners_port_range_and_the_cluster_network() -> None:
+    limits = bwvisu_forward.parse_config(forward_config("172.30.0.0/16"))
+    assert (limits.port_min, limits.port_max) == (PORT_MIN, PORT_MAX)
+    assert [str(n) for n in limits.networks] == ["172.30.0.0/16"]
+    assert (limits.dnat_chain, limits.snat_chain) == ("BWVISU", "BWVISU-POST")
 
 
 def test_slurm_conf_needs_a_compute_node() -> None:
@@ -51,6 +63,37 @@ def test_folder_hash_changes_with_content_and_parent(tmp_path: Path) -> None:
     assert images.folder_hash(tmp_path, "parent-b") != first
     (tmp_path / "Dockerfile").write_text("FROM y\n")
     assert images.folder_hash(tmp_path, "parent-a") != first
+
+
+def test_the_hash_covers_the_extra_folders_under_their_context_names(tmp_path: Path) -> None:
+    role, site = tmp_path / "role", tmp_path / "site-files"
+    role.mkdir()
+    site.mkdir()
+    (role / "Dockerfile").write_text("FROM x\n")
+    (site / "sudoers").write_text("rule\n")
+    first = images.folder_hash(role, "p", ((site, "site"),))
+    assert first != images.folder_hash(role, "p")
+    assert first != images.folder_hash(role, "p", ((site, "other"),))
+    (site / "sudoers").write_text("another rule\n")
+    assert images.folder_hash(role, "p", ((site, "site"),)) != first
+
+
+def test_the_command_and_gateway_images_take_in_the_shipped_site_files(tmp_path: Path) -> None:
+    hashes = images.input_hashes()
+    assert set(hashes) == {"base", *(spec.role for spec in images.IMAGES)}
+    assert images.tag_for("gateway") == f"bwvisu-testbed/gateway:{hashes['gateway']}"
+    assert images.tag_for("base") == images.BASE_TAG
+    gateway = next(spec for spec in images.IMAGES if spec.role == "gateway")
+    context = images.build_context(gateway, tmp_path / "ctx", "bwvisu-testbed/common:0123abcd")
+    assert (context / "site" / "bwvisu_forward.py").read_bytes() == (
+        images.REPO_ROOT / "bwvisu_site" / "gateway" / "bwvisu_forward.py"
+    ).read_bytes()
+    assert (context / "site" / "sudoers").is_file()
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "FROM bwvisu-testbed/common:0123abcd\n" in dockerfile
+    assert "bwvisu-testbed/common:latest" not in dockerfile
+    command = next(spec for spec in images.IMAGES if spec.role == "command")
+    assert (images.build_context(command, tmp_path / "cmd", "p:1") / "site" / "bwvisu_slurm_as.py").is_file()
 
 
 def test_every_role_folder_has_a_dockerfile_and_parents_come_first() -> None:

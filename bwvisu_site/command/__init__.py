@@ -1,0 +1,1 @@
+"""Command nodes: ``bwvisu_slurm_as`` (installed as ``bwvisu-slurm-as``), its sudoers rule and configuration."""

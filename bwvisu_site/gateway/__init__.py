@@ -1,0 +1,1 @@
+"""Gateway nodes: ``bwvisu_forward`` (installed as ``bwvisu-forward``), its sudoers rule and configuration."""
