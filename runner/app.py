@@ -93,7 +93,12 @@ class Runner:
             self.scheduler,
             self.templates,
             s.bwvisu_home_prefix,
-            users=ClusterUsers(self.scheduler.user_account, min_uid=s.min_uid, runner_accounts=runner_accounts(s)),
+            users=ClusterUsers(
+                self.scheduler.user_account,
+                min_uid=s.min_uid,
+                max_uid=s.max_uid,
+                runner_accounts=runner_accounts(s),
+            ),
             expand_keyhole=self._expand_keyhole,
             on_submitted=self.watch_loop.wake,
         )

@@ -190,6 +190,9 @@ class Settings(BaseSettings):
         description="CIDRs a forward may target; empty = any address Slurm's node names resolve to",
     )
     min_uid: int = Field(default=1000, ge=1, description="users below this uid (system accounts) are refused")
+    max_uid: int = Field(
+        default=59999, ge=1, description="users above this uid (packages' system accounts, e.g. slurm) are refused"
+    )
     command_node_helper: str | None = Field(
         default=None,
         pattern=_HELPER_PATH,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 USER_NAME_RULE = "must be a POSIX user name: [a-z_][a-z0-9_-]{0,31}"
 
+DEFAULT_MAX_UID = 59999  # Debian's last ordinary uid; 60000-64999 are packages' system accounts
 OVERFLOW_UID = 65534  # the kernel's overflowuid: ``nobody``, whom unmapped ids become
 ACCOUNT_TTL = 60.0  # seconds a found account is reused; uids of existing accounts do not change in practice
 _MAX_KEPT = 10_000  # past this many kept accounts, expired ones are dropped
@@ -47,7 +48,7 @@ def check_user_name(name: str, field: str = "uid") -> str:
     return name
 
 
-def account_problem(account: Account, min_uid: int) -> str | None:
+def account_problem(account: Account, min_uid: int, max_uid: int = DEFAULT_MAX_UID) -> str | None:
     """Which rule forbids acting as ``account`` (root, system account, overflow account), or None."""
     if account.uid == 0:
         return f"{account.name!r} is the superuser (uid 0)"
@@ -55,6 +56,9 @@ def account_problem(account: Account, min_uid: int) -> str | None:
         return f"{account.name!r} is the overflow account (uid {OVERFLOW_UID})"
     if account.uid < min_uid:
         return f"{account.name!r} is a system account (uid {account.uid} < min-uid {min_uid})"
+    if account.uid > max_uid:
+        # e.g. Debian's slurm (64030): packages' system accounts live above the ordinary range
+        return f"{account.name!r} is a system account (uid {account.uid} > max-uid {max_uid})"
     return None
 
 
@@ -72,11 +76,13 @@ class ClusterUsers:
         *,
         min_uid: int,
         runner_accounts: Iterable[str],
+        max_uid: int = DEFAULT_MAX_UID,
         ttl: float = ACCOUNT_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup = lookup
         self.min_uid = min_uid
+        self.max_uid = max_uid
         self.runner_accounts = frozenset(runner_accounts)
         self.ttl = ttl
         self._clock = clock
@@ -95,7 +101,7 @@ class ClusterUsers:
         account = await self.account(name)
         if account is None:
             raise UnknownUser(f"{field}: {name!r}: no such user on the cluster")
-        problem = account_problem(account, self.min_uid)
+        problem = account_problem(account, self.min_uid, self.max_uid)
         if problem is not None:
             raise RefusedUser(f"{field}: {problem}; {_ORDINARY_ONLY}")
         return account

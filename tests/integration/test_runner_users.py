@@ -27,6 +27,8 @@ SYSTEM_ACCOUNTS = {
     "root": f"uid: 'root' is the superuser (uid 0); {ORDINARY_ONLY}",
     "daemon": f"uid: 'daemon' is a system account (uid 1 < min-uid 1000); {ORDINARY_ONLY}",
     "nobody": f"uid: 'nobody' is the overflow account (uid 65534); {ORDINARY_ONLY}",
+    # Slurm trusts its own account with every job: acting as it would cancel anyone's
+    "slurm": f"uid: 'slurm' is a system account (uid 64030 > max-uid 59999); {ORDINARY_ONLY}",
 }
 
 
@@ -62,7 +64,7 @@ def expected_refusals(cluster: SimCluster) -> dict[str, str]:
     return {**SYSTEM_ACCOUNTS, own: f"uid: {own!r} is the runner's own account; {ORDINARY_ONLY}"}
 
 
-@pytest.mark.parametrize("who", ["root", "daemon", "nobody", "runner-account"])
+@pytest.mark.parametrize("who", ["root", "daemon", "slurm", "nobody", "runner-account"])
 async def test_submitting_as_an_account_that_is_not_an_ordinary_user_is_refused_and_changes_nothing(
     sim_cluster: SimCluster, runner: Runner, api: httpx.AsyncClient, who: str
 ) -> None:
@@ -79,7 +81,7 @@ async def test_submitting_as_an_account_that_is_not_an_ordinary_user_is_refused_
         assert getent_passwd_calls(sim_cluster) == []  # refused from the configuration alone
 
 
-@pytest.mark.parametrize("who", ["root", "daemon", "nobody", "runner-account", "unknown"])
+@pytest.mark.parametrize("who", ["root", "daemon", "slurm", "nobody", "runner-account", "unknown"])
 async def test_check_user_answers_404_for_accounts_the_runner_will_not_act_for(
     sim_cluster: SimCluster, api: httpx.AsyncClient, who: str
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from runner.config import Settings, settings_from_mapping
 from runner.errors import ClusterUnavailable, InvalidUser, RefusedUser, UnknownUser
 from runner.slurm import Account
-from runner.users import ClusterUsers, runner_accounts
+from runner.users import ClusterUsers, account_problem, runner_accounts
 
 pytestmark = pytest.mark.unit
 
@@ -209,3 +209,10 @@ def test_runner_accounts_are_every_command_and_gateway_ssh_user() -> None:
         }
     )
     assert runner_accounts(settings) == frozenset({"bwvisu", "slurm-runner", "gw-admin"})
+
+
+async def test_packages_system_accounts_above_max_uid_are_refused() -> None:
+    slurm = Account("slurm", 64030, 64030, "/var/lib/slurm", "/bin/false")
+    assert account_problem(slurm, 1000) == "'slurm' is a system account (uid 64030 > max-uid 59999)"
+    assert account_problem(slurm, 1000, max_uid=65000) is None
+    assert account_problem(Account("edge", 59999, 59999, "/home/edge", "/bin/sh"), 1000) is None
