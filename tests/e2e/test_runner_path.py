@@ -146,7 +146,7 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
         assert not guesser.in_session
         assert guesser.disconnect_reason == "authentication failed", guesser
         # ... and the API's url lands in it: the xterm window is drawn
-        user = await open_xpra(service["url"], tmp_path / "with-url.png")
+        user = await visit(service["url"], tmp_path / "with-url.png")
         assert user.in_session, user
         assert SENT_BACK not in user.final_url
         assert user.window_title is not None
