@@ -99,10 +99,3 @@ class RefusalBackoff:
         except _ETCD_ERRORS as exc:
             raise StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}") from exc
         raise StateUnavailable(internal=f"job {job_id}: refusal count changed too often")
-
-    async def forget(self, job_id: str) -> None:
-        """Drop ``job_id``'s count (its request succeeded or it ended)."""
-        try:
-            await self._client.delete(self._key(job_id))
-        except _ETCD_ERRORS as exc:
-            raise StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}") from exc
