@@ -56,7 +56,7 @@ class Allocation:
     asked_slurm: bool  # False when the watcher's row was enough
 
 
-def _from_row(job: JobRecord, row: Mapping[str, str]) -> Allocation | None:
+def _from_row(job: JobRecord, row: Mapping[str, str], *, asked_slurm: bool) -> Allocation | None:
     """The allocation a squeue row shows for ``job``, or None when the row is not that job RUNNING."""
     if row.get("slurm-state") != SLURM_RUNNING or job.slurm_id is None:
         return None
@@ -76,7 +76,7 @@ def _from_row(job: JobRecord, row: Mapping[str, str]) -> Allocation | None:
     except RunnerError:
         log.warning("keyhole: job %s: unreadable node list %r from Slurm", job.job_id, row.get("node-list"))
         return None
-    return Allocation(job.slurm_id, nodes, asked_slurm=False) if nodes else None
+    return Allocation(job.slurm_id, nodes, asked_slurm) if nodes else None
 
 
 async def confirmed_allocation(job: JobRecord, scheduler: SlurmQuery) -> Allocation:
@@ -85,20 +85,20 @@ async def confirmed_allocation(job: JobRecord, scheduler: SlurmQuery) -> Allocat
     The watcher's row is used when it already shows the job RUNNING with its nodes; otherwise Slurm is asked
     about this one job (a job's client usually calls before the watcher's next tick has seen it start).
     """
-    seen = _from_row(job, job.details) if job.slurm_state == SLURM_RUNNING else None
+    seen = _from_row(job, job.details, asked_slurm=False) if job.slurm_state == SLURM_RUNNING else None
     if seen is not None:
         return seen
     if job.slurm_id is None:
         raise JobNotRunning("the job is not running yet", internal=f"job {job.job_id}: no Slurm id yet")
     rows = await scheduler.query([job.slurm_id])
     row = rows.get(job.slurm_id)
-    asked = _from_row(job, row) if row is not None else None
+    asked = _from_row(job, row, asked_slurm=True) if row is not None else None
     if asked is None:
         state = row.get("slurm-state", "?") if row is not None else "gone"
         raise JobNotRunning(
             f"Slurm does not report the job as RUNNING ({state})", internal=f"job {job.job_id}: squeue row {row}"
         )
-    return Allocation(asked.slurm_id, asked.nodes, asked_slurm=True)
+    return asked
 
 
 def check_requested_hosts(requested: Sequence[str], allocation: Allocation) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -78,6 +79,19 @@ async def watcher_settled(*runners: Runner) -> None:
         return any(r.watch_loop.iterations >= 1 for r in runners)
 
     await wait_until(ticked, 20, "the job watcher never ticked")
+
+
+async def wait_available(api: httpx.AsyncClient, job_id: str, timeout: float) -> dict[str, Any]:
+    """Poll ``GET /jobs/<id>`` until the job is available; its last body."""
+    body: dict[str, Any] = {}
+
+    async def available() -> bool:
+        nonlocal body
+        body = (await api.get(f"/jobs/{job_id}")).json()
+        return bool(body["state"] == "available")
+
+    await wait_until(available, timeout, f"job {job_id} never became available: {body}")
+    return body
 
 
 async def gateway_rules(cluster: SimCluster, node: str) -> tuple[list[ForwardRule], list[tuple[str, str, int]]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from runner.app import Runner
 from runner.config import Settings
 from simulator import SimCluster
 from tests.integration.conftest import api_client
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -24,14 +23,7 @@ async def test_webapp_becomes_available_and_admits_only_its_session_secret_until
     caplog.set_level(logging.DEBUG)
     async with Runner(make_settings(templates_dir=str(EXAMPLES))) as started, api_client(started) as api:
         job_id = await submit(api, "template_webapp.txt", WEBAPP_VARIABLES)
-        body: dict[str, Any] = {}
-
-        async def available() -> bool:
-            nonlocal body
-            body = (await api.get(f"/jobs/{job_id}")).json()
-            return bool(body["state"] == "available")
-
-        await wait_until(available, 40, f"job never became available: {body}")
+        body = await wait_available(api, job_id, 40)
         [service] = body["services"]
         gateways = {g.external_ip: g for g in sim_cluster.gateway_nodes}
         assert service["external-ip"] in gateways

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from runner.app import Runner
@@ -21,21 +20,9 @@ from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
 from runner.ssh import CommandOutput, CommandRunner, SshNode
 from simulator import SimCluster
 from tests.integration.conftest import api_client
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-async def wait_available(api: httpx.AsyncClient, job_id: str, timeout: float) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-
-    async def available() -> bool:
-        nonlocal body
-        body = (await api.get(f"/jobs/{job_id}")).json()
-        return bool(body["state"] == "available")
-
-    await wait_until(available, timeout, f"job {job_id} never became available: {body}")
-    return body
 
 
 def job_logs(cluster: SimCluster) -> str:

@@ -24,7 +24,7 @@ from runner.keyhole import protocol
 from runner.keyhole.script import expand_keyhole_request
 from simulator import SimCluster
 from tests.integration.conftest import api_client
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_available
 from tests.integration.test_api_server import self_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -51,10 +51,7 @@ async def test_a_job_gets_its_forward_over_verified_https(
                 await client.post(plain, content=b"{}")  # a TLS listener: plain HTTP gets nowhere
         job_id = await submit(api, "template_webapp.txt", WEBAPP_VARIABLES)
 
-        async def available() -> bool:
-            return bool((await api.get(f"/jobs/{job_id}")).json()["state"] == "available")
-
-        await wait_until(available, 40, "the job never got its forward over HTTPS")
+        await wait_available(api, job_id, 40)  # its client got the forward over verified HTTPS
         job = await started.store.get_job(job_id)
         assert job is not None
         log = sim_cluster.home_prefix / "alice" / f"bwvisu-job-{job.slurm_id}.out"

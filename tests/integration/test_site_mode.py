@@ -8,7 +8,6 @@ helper; without the settings (bwVisu's plain sudo) the same cluster refuses it, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ from simulator import SimCluster
 from simulator.config import ClusterConfig, SiteConfig
 from simulator.testing import FAST_TIMING
 from tests.integration.conftest import api_client
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -38,14 +37,7 @@ async def test_the_whole_path_goes_through_the_helpers(
     assert (settings.command_node_helper, settings.gateway_helper) == (SITE.slurm_as_path, SITE.forward_path)
     async with Runner(settings) as started, api_client(started) as api:
         job_id = await submit(api, "template_webapp.txt", WEBAPP_VARIABLES)
-        body: dict[str, Any] = {}
-
-        async def available() -> bool:
-            nonlocal body
-            body = (await api.get(f"/jobs/{job_id}")).json()
-            return bool(body["state"] == "available")
-
-        await wait_until(available, 40, f"job never became available: {body}")
+        body = await wait_available(api, job_id, 40)
         [service] = body["services"]
         async with httpx.AsyncClient(timeout=5, trust_env=False, follow_redirects=True) as user:
             answer = await user.get(service["url"])

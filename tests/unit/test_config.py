@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from runner.config import (
     settings_from_mapping,
 )
 from runner.errors import ConfigError
+from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.unit
 
@@ -38,15 +38,6 @@ BWVISU_CONFIG: dict[str, Any] = {
     "debug": {"keyholed-static-forwarding": 55555},
     "forwarding-hostname-suffix": "-ib0",
 }
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No RUNNER_* variable from outside leaks in; the install dir is an empty temporary one."""
-    for name in list(os.environ):
-        if name.upper().startswith("RUNNER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RUNNER_INSTALL_DIR", str(tmp_path / "install" / "bin"))
 
 
 def test_bwvisu_json_accepted_as_is() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,11 @@ import pytest
 
 from runner.config import EtcdSettings, load_settings, settings_from_mapping
 from runner.errors import ConfigError
+from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.unit
 
 SECRET = "s3cr3t-etcd-pw"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("RUNNER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RUNNER_INSTALL_DIR", str(tmp_path / "install" / "bin"))
 
 
 @pytest.fixture
