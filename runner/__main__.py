@@ -13,7 +13,9 @@ from pathlib import Path
 from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import Settings, load_settings
+from runner.configcli import add_config_commands, error_lines, run_config_command
 from runner.errors import ConfigError
+from runner.preflight import require_preflight
 
 log = logging.getLogger("runner")
 
@@ -26,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=4242, help="API port (default 4242; 0 picks a free one)")
     serve = sub.add_parser("serve", help="run against the cluster in the configuration file")
     serve.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
+    add_config_commands(sub)
     return parser
 
 
@@ -59,18 +62,6 @@ async def _serve(settings: Settings, extra: list[str], *, show_password: bool = 
         await server.wait()
 
 
-def require_known_hosts(settings: Settings) -> None:
-    """``serve`` talks to a real cluster: its host keys must come from a file the admin chose."""
-    known_hosts = settings.ssh.known_hosts
-    if known_hosts is None:
-        raise ConfigError(
-            "ssh.known_hosts: serve needs a known_hosts file holding the cluster nodes' host keys "
-            "(they are always checked)"
-        )
-    if not known_hosts.is_file():
-        raise ConfigError(f"ssh.known_hosts: {known_hosts} is not a readable file")
-
-
 async def _dev(port: int) -> None:
     from runner.devcluster import dev_environment  # noqa: PLC0415 - the simulator is only needed here
 
@@ -87,16 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "config":
+            return run_config_command(args)
         if args.command == "dev":
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_dev(args.port))
         else:
             settings = load_settings(args.config)
-            require_known_hosts(settings)
+            require_preflight(settings)
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_serve(settings, []))
     except ConfigError as exc:
-        print(f"error: {exc.public}", file=sys.stderr)
+        for line in error_lines(exc):
+            print(f"error: {line}", file=sys.stderr)
         return 2
     return 0
 

@@ -4,62 +4,88 @@ bwVisu spells its keys with hyphens (``bwvisu-home-prefix``); the models here us
 underscores and accept both. The file is searched in bwVisu's order (:func:`config_search_paths`);
 environment variables ``RUNNER_<FIELD>`` (nested with ``__``, e.g. ``RUNNER_API__PASSWORD``) override it.
 Nothing is read at import time: :func:`load_settings` builds a :class:`Settings` and callers pass it on.
+
+Strictness: an unknown key is refused at every level, with the closest known key suggested; numbers and
+booleans in the file must be JSON numbers and booleans (``"port": "4242"`` is refused), while environment
+values, which are text by nature, are converted. The environment rules are in :mod:`runner.configenv`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Strict, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
+from runner.configenv import ENV_PREFIX, environment_report, section_value_ignored
+from runner.configkeys import InvalidSettings, describe_errors, hyphenated, underscore_keys
 from runner.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _HELPER_PATH = r"^/[A-Za-z0-9._+/-]+$"  # an absolute path, safe as one word of a remote command line
 
-
-def _hyphenated(field: str) -> str:
-    return field.replace("_", "-")
+# Strict models refuse "4242" for a number; a path or a network is written as a string, so those stay lax.
+FilePath = Annotated[Path, Strict(False)]
+Network = Annotated[ipaddress.IPv4Network, Strict(False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class _Section(BaseModel):
     # bwVisu's spelling (``internal-ip``) and ours (``internal_ip``) are both accepted, also inside JSON given
     # through an environment variable (e.g. RUNNER_GATEWAY_NODES), which the file's key rewriting never sees.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=_hyphenated, validate_by_name=True, validate_by_alias=True
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        alias_generator=hyphenated,
+        validate_by_name=True,
+        validate_by_alias=True,
     )
 
 
 class CommandNode(_Section):
     """A node the runner reaches over SSH to run ``sbatch``/``squeue``/``scancel``/``sacct``."""
 
-    ip: str
-    user: str
-    port: int = Field(default=22, ge=1, le=65535)
+    ip: str = Field(description="address (or host name) the runner reaches the node's sshd at")
+    user: str = Field(description="the runner's SSH account on the node")
+    port: Port = Field(default=22, description="the node's SSH port")
 
 
 class GatewayNode(_Section):
     """A node that forwards ``external-ip:port`` to compute nodes with iptables; reached over SSH at ``internal-ip``."""
 
-    internal_ip: str
-    external_ip: str
-    user: str
-    port: int = Field(default=22, ge=1, le=65535)
+    internal_ip: str = Field(description="address the runner reaches the gateway's sshd at (and compute nodes see)")
+    external_ip: str = Field(description="public address users connect to; reported as a service's external-ip")
+    user: str = Field(description="the runner's SSH account on the gateway")
+    port: Port = Field(default=22, description="the gateway's SSH port")
 
 
 class Endpoint(_Section):
-    ip: str
-    port: int = Field(ge=1, le=65535)
+    """An address and a port."""
+
+    ip: str = Field(description="address or host name")
+    port: Port = Field(description="TCP port")
 
 
 class PortRange(_Section):
-    min: int = Field(default=50000, ge=1, le=65535)
-    max: int = Field(default=60000, ge=1, le=65535)
+    """The block of gateway ports forwards are taken from (free on every gateway)."""
+
+    min: Port = Field(default=50000, description="lowest external port a forward may use")
+    max: Port = Field(default=60000, description="highest external port a forward may use")
 
     @model_validator(mode="after")
     def _ordered(self) -> PortRange:
@@ -74,7 +100,7 @@ def _readable_file(path: Path) -> Path:
     return path
 
 
-ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
+ReadableFile = Annotated[Path, Strict(False), AfterValidator(_readable_file)]
 
 
 class EtcdSettings(_Section):
@@ -87,13 +113,17 @@ class EtcdSettings(_Section):
     etcd's ``--client-cert-auth``, etcd takes the certificate's common name as the user instead.
     """
 
-    tls: bool = False
-    ca_file: ReadableFile | None = None
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
-    server_name: str | None = None
-    user: str | None = None
-    password: SecretStr | None = None
+    tls: bool = Field(default=False, description="talk TLS to etcd (implied by any of the files below)")
+    ca_file: ReadableFile | None = Field(
+        default=None, description="CA certificate(s) the etcd members' certificates are checked against"
+    )
+    cert_file: ReadableFile | None = Field(default=None, description="client certificate (with key-file)")
+    key_file: ReadableFile | None = Field(default=None, description="client certificate's private key")
+    server_name: str | None = Field(
+        default=None, description="name every member's certificate must hold; default: the first etcd-servers ip"
+    )
+    user: str | None = Field(default=None, description="etcd user to log in as (with password)")
+    password: SecretStr | None = Field(default=None, description="etcd user's password; never logged")
 
     @model_validator(mode="after")
     def _pairs(self) -> EtcdSettings:
@@ -109,18 +139,27 @@ class EtcdSettings(_Section):
 
 
 class DebugSettings(_Section):
-    keyholed_static_forwarding: int | None = Field(
-        default=None, ge=1, le=65535, description="always forward this one port; never in production"
+    """bwVisu's debugging switches; never in production."""
+
+    keyholed_static_forwarding: Port | None = Field(
+        default=None, description="always forward this one port; never in production"
     )
 
 
 class ApiSettings(_Section):
-    host: str = "0.0.0.0"  # noqa: S104 - the frontend reaches the runner over the network
-    port: int = Field(default=4242, ge=0, le=65535)
-    user: str = "bwvisu-web"
-    password: SecretStr = SecretStr("")
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    """The REST API the web frontend calls."""
+
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the frontend reaches the runner over the network
+        description="address to listen on",
+    )
+    port: int = Field(default=4242, ge=0, le=65535, description="port to listen on (0: any free port)")
+    user: str = Field(default="bwvisu-web", description="HTTP basic auth user of the web frontend")
+    password: SecretStr = Field(
+        default=SecretStr(""), description="HTTP basic auth password; required by serve, never logged"
+    )
+    tls_cert: FilePath | None = Field(default=None, description="certificate (chain) to serve HTTPS with")
+    tls_key: FilePath | None = Field(default=None, description="private key of tls-cert")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiSettings:
@@ -132,9 +171,9 @@ class ApiSettings(_Section):
 class KeyholeSettings(_Section):
     """TLS for the keyhole service: with a certificate, it serves HTTPS and the jobs' client accepts nothing else."""
 
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = Field(
+    tls_cert: FilePath | None = Field(default=None, description="certificate the keyhole service serves HTTPS with")
+    tls_key: FilePath | None = Field(default=None, description="private key of tls-cert")
+    tls_ca: FilePath | None = Field(
         default=None,
         description="CA certificate embedded in every job's script, against which the client verifies the "
         "service; default: tls_cert itself (a self-signed certificate)",
@@ -154,38 +193,69 @@ class KeyholeSettings(_Section):
 
 
 class SshSettings(_Section):
-    client_keys: list[Path] = Field(default_factory=list, description="private keys; empty = the user's defaults")
-    known_hosts: Path | None = Field(default=None, description="known_hosts file; host keys are always checked")
-    connect_timeout: float = Field(default=10.0, gt=0)
-    command_timeout: float = Field(default=30.0, gt=0)
+    """How the runner logs in to command and gateway nodes (its ``~/.ssh/config`` is never read)."""
+
+    client_keys: list[FilePath] = Field(default_factory=list, description="private keys; empty = the user's defaults")
+    known_hosts: FilePath | None = Field(
+        default=None, description="known_hosts file; host keys are always checked (serve requires it)"
+    )
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds to wait for an SSH connection")
+    command_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for one remote command")
     max_sessions: int = Field(default=8, ge=1, le=64, description="concurrent channels per connection")
     down_retry_after: float = Field(default=15.0, gt=0, description="seconds before a down node is tried again")
 
 
 class WatcherSettings(_Section):
+    """The job watcher: one ``squeue`` for all jobs per tick, run by the elected leader."""
+
     interval: float = Field(default=2.0, gt=0, description="seconds between squeue ticks")
     leader_ttl: int = Field(default=10, ge=2, description="leader lease TTL in seconds")
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """The process environment, minus values that cannot be meant for the runner (see :mod:`runner.configenv`)."""
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        if section_value_ignored(field, value):
+            value = None  # e.g. a CI's RUNNER_DEBUG=1; the section's RUNNER_DEBUG__* variables still apply
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
 
 
 class Settings(BaseSettings):
     """Everything the runner needs; built by :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RUNNER_", env_nested_delimiter="__", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        populate_by_name=True,
     )
 
-    bwvisu_home_prefix: str = "/home"
-    gateway_nodes: list[GatewayNode] = Field(default_factory=list)
-    command_nodes: list[CommandNode] = Field(default_factory=list)
-    keyholed_servers: list[Endpoint] = Field(default_factory=list)
-    keyholed_port_range: PortRange = PortRange()
-    keyholed_max_forwarders_per_job: int = Field(default=4, ge=1, le=64)
-    etcd_servers: list[Endpoint] = Field(default_factory=lambda: [Endpoint(ip="127.0.0.1", port=2379)])
-    debug: DebugSettings = DebugSettings()
-    forwarding_hostname_suffix: str = ""
+    bwvisu_home_prefix: str = Field(
+        default="/home", description="absolute path under which each user's directory ($PREFIX/$USER) lies"
+    )
+    gateway_nodes: list[GatewayNode] = Field(default_factory=list, description="gateways forwards are set up on")
+    command_nodes: list[CommandNode] = Field(
+        default_factory=list, description="nodes Slurm commands run on; the next is tried when one is down"
+    )
+    keyholed_servers: list[Endpoint] = Field(
+        default_factory=list,
+        description="where jobs reach the keyhole service; the first is also where it listens",
+    )
+    keyholed_port_range: PortRange = Field(default=PortRange(), description="gateway ports forwards are taken from")
+    keyholed_max_forwarders_per_job: int = Field(default=4, ge=1, le=64, description="most ports one job may ask for")
+    etcd_servers: list[Endpoint] = Field(
+        default_factory=lambda: [Endpoint(ip="127.0.0.1", port=2379)], description="etcd cluster members"
+    )
+    debug: DebugSettings = Field(default=DebugSettings(), description="debugging switches; never in production")
+    forwarding_hostname_suffix: str = Field(
+        default="", description="appended to a compute node's name to pick the network forwards target, e.g. -ib0"
+    )
 
     # Beyond bwVisu's file: the runner's own settings and sections.
-    compute_networks: list[ipaddress.IPv4Network] = Field(
+    compute_networks: list[Network] = Field(
         default_factory=list,
         description="CIDRs a forward may target; empty = any address Slurm's node names resolve to",
     )
@@ -203,13 +273,15 @@ class Settings(BaseSettings):
         pattern=_HELPER_PATH,
         description="a site's bwvisu-forward: sudo -n HELPER list|restore|ensure-chains instead of sudo iptables",
     )
-    api: ApiSettings = ApiSettings()
-    keyhole: KeyholeSettings = KeyholeSettings()
-    ssh: SshSettings = SshSettings()
-    watcher: WatcherSettings = WatcherSettings()
-    templates_dir: Path = _PACKAGE_DIR / "templates"
-    etcd_prefix: str = "/bwvisu"
-    etcd: EtcdSettings = EtcdSettings()
+    api: ApiSettings = Field(default=ApiSettings(), description="the REST API for the web frontend")
+    keyhole: KeyholeSettings = Field(default=KeyholeSettings(), description="the keyhole service's TLS")
+    ssh: SshSettings = Field(default=SshSettings(), description="SSH to command and gateway nodes")
+    watcher: WatcherSettings = Field(default=WatcherSettings(), description="the job watcher")
+    templates_dir: FilePath = Field(
+        default=_PACKAGE_DIR / "templates", description="folder of job templates; default: the shipped ones"
+    )
+    etcd_prefix: str = Field(default="/bwvisu", description="key prefix of all the runner's records in etcd")
+    etcd: EtcdSettings = Field(default=EtcdSettings(), description="authentication and TLS towards etcd")
 
     @model_validator(mode="after")
     def _home_prefix_absolute(self) -> Settings:
@@ -227,7 +299,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file (passed as init values).
-        return (env_settings, init_settings)
+        return (_EnvironmentSource(settings_cls), init_settings)
 
 
 def config_search_paths(install_dir: Path | None = None) -> list[Path]:
@@ -251,40 +323,44 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
     return next((p for p in config_search_paths() if p.is_file()), None)
 
 
-def _underscore_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k).replace("-", "_"): _underscore_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_underscore_keys(v) for v in value]
-    return value
-
-
 def settings_from_mapping(data: dict[str, Any]) -> Settings:
-    """Validate a bwVisu-style mapping (hyphenated keys welcome); errors name the field and the reason."""
+    """Validate a bwVisu-style mapping (hyphenated keys welcome), with the environment on top.
+
+    Raises :class:`InvalidSettings`, whose problems each name a field (or an environment variable) and the
+    reason, in bwVisu's spelling, never a value.
+    """
+    underscored, problems = underscore_keys(data)
+    problems += environment_report(Settings).errors
+    if problems:
+        raise InvalidSettings(problems)
     try:
-        return Settings(**_underscore_keys(data))
+        return Settings(**underscored)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p).replace('_', '-') for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise InvalidSettings(describe_errors(exc, Settings)) from None
     except SettingsError as exc:
         # e.g. an environment variable holding malformed JSON; the message names the field, never the value.
-        raise ConfigError(f"invalid configuration: {exc}") from None
+        raise InvalidSettings([str(exc)]) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``."""
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return loaded
 
 
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Load the config file (search order, or ``path``), apply ``overrides``, then the environment."""
+    """Load the config file (``path``, ``$RUNNER_CONFIG`` or the search order), apply ``overrides``, then the
+    environment. Without any file, a :class:`ConfigError` lists the places searched."""
     found = find_config_file(path)
-    data: dict[str, Any] = {}
-    if found is not None:
-        try:
-            loaded = json.loads(found.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {found}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {found} must hold a JSON object")
-        data.update(loaded)
-    data.update(overrides or {})
+    if found is None:
+        searched = ", ".join(str(p) for p in config_search_paths())
+        raise ConfigError(f"no config file found; searched: {searched} (or give --config PATH or RUNNER_CONFIG)")
+    data = {**read_config_file(found), **(overrides or {})}
+    for warning in environment_report(Settings).warnings:
+        log.warning("%s", warning)
     return settings_from_mapping(data)

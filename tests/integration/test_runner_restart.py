@@ -154,5 +154,5 @@ def test_serve_refuses_to_start_without_a_known_hosts_file(
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.startswith("error: ssh.known_hosts: ")
-    assert ("needs a known_hosts file" if known_hosts is None else "is not a readable file") in done.stderr
+    assert done.stderr.startswith("error: ssh.known-hosts: ")
+    assert ("needs a known_hosts file" if known_hosts is None else "cannot read file") in done.stderr

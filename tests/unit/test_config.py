@@ -155,7 +155,7 @@ def test_malformed_environment_json_is_a_config_error(monkeypatch: pytest.Monkey
         ({"keyholed-port-range": {"min": 0, "max": 5}}, "keyholed-port-range.min: Input should be greater than"),
         ({"gateway-nodes": [{"internal-ip": "a", "user": "u"}]}, "gateway-nodes.0.external-ip: Field required"),
         ({"command-nodes": [{"ip": "a", "user": "u", "port": 70000}]}, "command-nodes.0.port: Input should be less"),
-        ({"command-nodes": [{"ip": "a", "user": "u", "colour": "red"}]}, "command-nodes.0.colour: Extra inputs"),
+        ({"command-nodes": [{"ip": "a", "user": "u", "colour": "red"}]}, "command-nodes.0.colour: unknown key"),
         ({"etcd-servers": [{"ip": "a", "port": "many"}]}, "etcd-servers.0.port: Input should be a valid integer"),
         ({"keyholed-max-forwarders-per-job": 0}, "keyholed-max-forwarders-per-job: Input should be greater"),
         ({"api": {"tls-cert": "/c.pem"}}, "tls_cert and tls_key must be given together"),

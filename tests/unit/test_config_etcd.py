@@ -113,10 +113,11 @@ def test_password_not_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert SECRET not in repr(settings.etcd)
 
 
-def test_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RUNNER_ETCD__USER", "runner")
     monkeypatch.setenv("RUNNER_ETCD__PASSWORD", SECRET)
-    settings = load_settings()
+    (config := tmp_path / "config.json").write_text("{}")
+    settings = load_settings(config)
     assert settings.etcd.user == "runner"
     assert settings.etcd.password is not None
     assert settings.etcd.password.get_secret_value() == SECRET
