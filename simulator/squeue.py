@@ -21,7 +21,6 @@ from simulator.slurmtime import squeue_limit, squeue_secs, timestamp
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
-_STATE_ORDER = {s: i for i, s in enumerate(JobState)}
 
 Getter = Callable[[Job, float], str]
 
@@ -128,16 +127,21 @@ def parse_format(fmt: str) -> list[Column]:
 
 
 def parse_format_long(spec: str) -> list[Column]:
-    """``-O`` format: comma-separated ``name[:[.]width]``, 20 columns by default."""
+    """``-O`` format: comma-separated ``name[:[.][width][suffix]]``: 20 columns without ``:``, the whole value
+    with a ``:`` but no width; the suffix is printed after the field."""
     columns: list[Column] = []
     for item in spec.split(","):
-        name, _, size = item.partition(":")
+        name, colon, size = item.partition(":")
         field = _BY_NAME.get(name.strip().lower())
         if field is None:
             raise FormatError(name)
-        right = size.startswith(".")
-        width = int(size.lstrip(".") or 20)
-        columns.append(Column(field[0], field[1], width, right))
+        match = re.fullmatch(r"(\.?)(\d*)(.*)", size, re.DOTALL)
+        assert match is not None  # every string matches
+        right, digits, suffix = match.groups()
+        width = int(digits) if digits else (0 if colon else 20)
+        columns.append(Column(field[0], field[1], width, bool(right)))
+        if suffix:
+            columns.append(Column("", None, 0, False, suffix))
     return columns
 
 
@@ -231,5 +235,6 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
         and (not nodes or nodes.intersection(j.nodes))
         and (j.active if states == set() else states is None or j.display_state in states)
     ]
-    selected.sort(key=lambda j: (j.partition, _STATE_ORDER[j.state], -j.priority, j.job_id))
+    # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c)
+    selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, j.job_id))
     return CommandResult(0, render(selected, columns, not opts.noheader, time.time()))

@@ -1,0 +1,268 @@
+"""Differential harness: the same Slurm command lines on the real cluster and on the simulator, compared.
+
+Both clusters get the same jobs from the same scripts, submitted in the same order (:func:`produce_jobs`), then
+every command line of :func:`vocabulary` runs over SSH exactly as the runner runs it (``sudo -n -u USER`` where
+the runner uses it). Outputs are compared line by line after :func:`normalise` masks what legitimately differs:
+job ids (mapped by the role of the job), times and dates, durations, process ids. Run for people with
+``python -m tests.contract.differential`` (starts a testbed and a simulated cluster, prints each difference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from runner.ssh import SshNode
+
+SQUEUE_LETTERS = "iAjuUgGTtMlLDCcRrNBkPSVeZaqQoE"
+SQUEUE_NAMES = [
+    "JobID", "Name", "UserName", "UserID", "State", "StateCompact", "TimeLimit", "NumNodes", "NumCPUs",
+    "ReasonList", "Reason", "NodeList", "BatchHost", "Comment", "Partition", "WorkDir", "Account", "QOS",
+    "NumTasks", "STDOUT", "STDERR",
+]  # fmt: skip
+SACCT_NAMES = [
+    "JobID", "JobIDRaw", "JobName", "Partition", "Account", "AllocCPUS", "NCPUS", "NNodes", "State", "ExitCode",
+    "Start", "End", "Submit", "Elapsed", "Timelimit", "NodeList", "User", "UID", "Group", "WorkDir",
+]  # fmt: skip
+STATE_NAMES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PD", "R", "CD", "CA", "all"]
+ROLES = ["completed", "failed", "running", "multinode", "held", "cancelled_running", "cancelled_pending"]
+SLEEP = "#!/bin/bash\nsleep 300\n"
+SCRIPTS: dict[str, tuple[str, str]] = {
+    "completed": ("#!/bin/bash\necho hello\n", ""),
+    "failed": ("#!/bin/bash\nexit 3\n", ""),
+    "running": (SLEEP, ""),
+    "multinode": (SLEEP, "--nodes=2"),
+    "held": (SLEEP, "--hold"),
+    "cancelled_running": (SLEEP, ""),
+    "cancelled_pending": (SLEEP, "--hold"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One command line, with ``{role}`` placeholders for the job ids of :data:`ROLES`."""
+
+    command: str
+    stdin: str | None = None
+
+
+@dataclass
+class Outcome:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Side:
+    """One cluster as the harness drives it: the runner's account on a command node, and the jobs it made."""
+
+    name: str
+    node: SshNode
+    home: str = "/home"
+    """Where users' homes are (the simulator's are in a temporary directory)."""
+    jobs: dict[str, str] = field(default_factory=dict)
+
+    async def run(self, command: str, stdin: str | None = None) -> Outcome:
+        out = await self.node.run(shlex.split(command), stdin=stdin, timeout=30)
+        return Outcome(out.exit_status, out.stdout, out.stderr)
+
+
+def sbatch_line(side: Side, user: str, options: str = "") -> str:
+    return f"sudo -n -u {user} sbatch --parsable --chdir={side.home}/{user} --job-name=diff {options}".strip()
+
+
+async def _state(side: Side, job: str) -> str:
+    out = await side.run(f"sudo -n -u alice sacct -P -n -X -o State -j {job}")
+    return out.stdout.strip()
+
+
+async def wait_for(probe: Callable[[], Awaitable[bool]], what: str, timeout: float = 90) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await probe():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.5)
+
+
+async def produce_jobs(side: Side) -> None:
+    """Jobs of each end state, from the same scripts on either cluster, in the same order."""
+    for role in ROLES:
+        script, options = SCRIPTS[role]
+        out = await side.run(sbatch_line(side, "alice", options), stdin=script)
+        assert out.exit_status == 0, f"{side.name}: sbatch {role}: {out.stderr}"
+        side.jobs[role] = out.stdout.strip().split(";")[0]
+    j = side.jobs
+    for role, prefix in (("running", "RUNNING"), ("multinode", "RUNNING"), ("cancelled_running", "RUNNING")):
+        await wait_for(lambda r=role, p=prefix: _has(side, j[r], p), f"{side.name} {role}")  # type: ignore[misc]
+    for role in ("cancelled_running", "cancelled_pending"):
+        await side.run(f"sudo -n -u alice scancel {j[role]}")
+    for role, prefix in (("completed", "COMPLETED"), ("failed", "FAILED"), ("cancelled_running", "CANCELLED")):
+        await wait_for(lambda r=role, p=prefix: _has(side, j[r], p), f"{side.name} {role}")  # type: ignore[misc]
+
+
+async def _has(side: Side, job: str, prefix: str) -> bool:
+    return (await _state(side, job)).startswith(prefix)
+
+
+def vocabulary() -> list[Case]:
+    """Every command line compared; generated from the field and state tables where possible."""
+    cases: list[Case] = []
+    own = "-j {completed},{failed},{running},{multinode},{held},{cancelled_running},{cancelled_pending}"
+    for letter in SQUEUE_LETTERS:
+        cases.append(Case(f"squeue -t all {own} -o %{letter}"))
+        if letter != "Z":  # the simulator's homes are elsewhere: cut differently
+            cases.append(Case(f"squeue -h -t all {own} -o %.12{letter}"))
+    for name in SQUEUE_NAMES:
+        cases.append(Case(f"squeue -t all {own} -O {name}"))
+        if name not in ("WorkDir", "STDOUT", "STDERR"):  # the simulator's homes are elsewhere: cut differently
+            cases.append(Case(f"squeue -h -t all {own} -O {name}:.9"))
+    for state in STATE_NAMES:
+        cases.append(Case(f"squeue -h {own} -t {state} -o %i|%T|%r"))
+    cases.append(Case(f"squeue -h {own} -t bogus"))
+    for role in ROLES:
+        cases.append(Case(f"squeue -h -t all -j {{{role}}} -o %i|%T|%N|%u|%j|%l|%D|%r"))
+        cases.append(Case(f"scontrol show job {{{role}}}"))
+        cases.append(Case(f"scontrol show job -o {{{role}}}"))
+        cases.append(Case(f"sudo -n -u alice sacct -P -n -X -o JobID,JobName,State,ExitCode,NodeList -j {{{role}}}"))
+        cases.append(Case(f"sudo -n -u alice sacct -P -n -o JobID,State,ExitCode -j {{{role}}}"))
+    for name in SACCT_NAMES:
+        cases.append(Case(f"sudo -n -u alice sacct -X -o {name} -j {{completed}},{{failed}},{{held}}"))
+        cases.append(Case(f"sudo -n -u alice sacct -n -P -o {name} -j {{completed}},{{failed}},{{held}}"))
+        cases.append(Case(f"sudo -n -u alice sacct -n -X -o {name}%5 -j {{completed}},{{failed}}"))
+    cases += [
+        Case(f"squeue {own}"),
+        Case(f"squeue -l {own}"),
+        Case(f"squeue -h -t all {own}"),
+        Case("squeue -h -j 999999"),
+        Case("squeue -h -o %i|%T -j 999999,{running}"),
+        Case("squeue -h -t all -o %i|%T -j {completed},{held}"),
+        Case("squeue -h -u nosuchuser"),
+        Case("squeue -h -O JobID:|,State:|,NodeList:|,Reason:" + f" -t all {own}"),
+        Case("squeue -O NoSuchField"),
+        Case("squeue --bogus-option"),
+        Case("squeue -j"),
+        Case("scontrol show job 999999"),
+        Case("scontrol show job abc"),
+        Case("scontrol show bogus"),
+        Case("scontrol show"),
+        Case("sudo -n -u alice sacct -P -n -X -o JobID,State -j 999999"),
+        Case("sudo -n -u alice sacct -o NoSuchField -j {completed}"),
+        Case("sudo -n -u alice sacct -j {completed},{failed}"),
+        Case("sudo -n -u alice sacct -b -j {completed},{failed}"),
+        Case("sudo -n -u alice sacct -p -n -X -o JobID,State -j {completed}"),
+        Case("sudo -n -u alice scancel 999999"),
+        Case("sudo -n -u alice scancel -v 999999"),
+        Case("sudo -n -u alice scancel {completed}"),
+        Case("sudo -n -u alice scancel -v {completed}"),
+        Case("sudo -n -u bob scancel {running}"),
+        Case("sudo -n -u bob scancel -v {running}"),
+        Case("sudo -n -u alice scancel"),
+        Case("sudo -n -u alice scancel abc"),
+        Case("sudo -n -u alice scancel --bogus"),
+        Case("sudo -n -u alice sbatch --parsable -p nosuch", SLEEP),
+        Case("sudo -n -u alice sbatch --parsable --time=bogus", SLEEP),
+        Case("sudo -n -u alice sbatch --parsable --nodes=0", SLEEP),
+        Case("sudo -n -u alice sbatch --parsable --bogus", SLEEP),
+        Case("sudo -n -u alice sbatch --parsable", "sleep 1\n"),
+        Case("sudo -n -u alice sbatch --parsable", ""),
+        Case("sudo -n -u nosuchuser sbatch --parsable", SLEEP),
+        Case("sudo -n -u root sbatch --parsable", SLEEP),
+        Case("id alice"),
+        Case("id bob"),
+        Case("id nosuchuser"),
+        Case("id root"),
+        Case("id slurm"),
+        Case("getent passwd alice"),
+        Case("getent passwd nosuchuser"),
+        Case("getent passwd root"),
+    ]
+    return cases
+
+
+_MASKS = [
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"), "YYYY-MM-DDThh:mm:ss"),
+    (re.compile(r"\b(\d+-)?(\d+:)?\d+:\d\d\b"), "<dur>"),
+    (re.compile(r"AllocNode:Sid=(\S+):\d+"), r"AllocNode:Sid=\1:<sid>"),
+    (re.compile(r"Priority=\d+"), "Priority=<p>"),
+    (re.compile(r"\b42949\d{5}\b"), "<priority>"),
+]
+
+
+def normalise(text: str, side: Side) -> list[str]:
+    """``text``'s lines with job ids replaced by their role, times masked, whitespace runs collapsed."""
+    by_id = {job_id: role for role, job_id in side.jobs.items()}
+    text = text.replace(side.home + "/", "/home/")
+
+    def job(match: re.Match[str]) -> str:
+        return f"<{by_id[match.group(0)]}>" if match.group(0) in by_id else match.group(0)
+
+    lines = []
+    for raw in text.splitlines():
+        masked = raw
+        for pattern, repl in _MASKS:
+            masked = pattern.sub(repl, masked)
+        masked = re.sub(r"(?<![\d.])\d+(?![\d.])", job, masked)
+        lines.append(" ".join(masked.split()) if masked.strip() else masked)
+    return lines
+
+
+@dataclass
+class Difference:
+    command: str
+    what: str
+    real: object
+    sim: object
+
+    def __str__(self) -> str:
+        return f"{self.command}\n  {self.what}:\n    real: {self.real!r}\n    sim:  {self.sim!r}"
+
+
+def compare(command: str, real: Outcome, real_side: Side, sim: Outcome, sim_side: Side) -> list[Difference]:
+    diffs: list[Difference] = []
+    if real.exit_status != sim.exit_status:
+        diffs.append(Difference(command, "exit status", real.exit_status, sim.exit_status))
+    for stream in ("stdout", "stderr"):
+        a = normalise(getattr(real, stream), real_side)
+        b = normalise(getattr(sim, stream), sim_side)
+        if a != b:
+            first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            diffs.append(Difference(command, f"{stream} line {first + 1}", a[first : first + 2], b[first : first + 2]))
+    return diffs
+
+
+async def run_all(real: Side, sim: Side, cases: list[Case]) -> list[Difference]:
+    """Every case on both sides, read-only queries concurrently over each side's one connection."""
+
+    async def one(case: Case) -> list[Difference]:
+        a, b = await asyncio.gather(
+            real.run(case.command.format(home=real.home, **real.jobs), case.stdin),
+            sim.run(case.command.format(home=sim.home, **sim.jobs), case.stdin),
+        )
+        return compare(case.command, a, real, b, sim)
+
+    results = await asyncio.gather(*(one(c) for c in cases))
+    return [d for r in results for d in r]
+
+
+def main() -> int:
+    from tests.contract.differential_clusters import both_sides  # noqa: PLC0415 - starts Docker: only here
+
+    async def go() -> int:
+        async with both_sides() as (real, sim):
+            diffs = await run_all(real, sim, vocabulary())
+        for d in diffs:
+            print(d)
+        print(f"{len(vocabulary())} command lines, {len(diffs)} differences")
+        return 1 if diffs else 0
+
+    return asyncio.run(go())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
