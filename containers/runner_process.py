@@ -45,6 +45,8 @@ MOUNT_DIR = "runner"
 """The folder of the state folder mounted at :data:`CONFIG_DIR`."""
 CONFIG_FILE = f"{MOUNT_DIR}/config.json"
 STOP_TIMEOUT_S = 10
+INIT = ["/usr/bin/tini", "--"]
+"""The image's PID 1, which hands signals on to the runner (a ``command`` given to :func:`start` runs under it)."""
 
 
 def runner_config(base: dict[str, Any], *, password: str, prefix: str) -> dict[str, Any]:
@@ -126,11 +128,20 @@ def prepare_mount(mount: Path, config: dict[str, Any], files: dict[str, Path], o
 
 
 def start(
-    testbed: Testbed, state: Path, *, prefix: str, api_port: int = 0, progress: Progress | None = None
+    testbed: Testbed,
+    state: Path,
+    *,
+    prefix: str,
+    api_port: int = 0,
+    progress: Progress | None = None,
+    command: list[str] | None = None,
+    user: str | None = None,
 ) -> RunnerInfo:
     """Start the testbed's runner container (the image is built first unless cached); returns once it is
     created, before its API answers (:func:`wait_ready`). Its API is published on 127.0.0.1 at ``api_port``
-    (0: a free one)."""
+    (0: a free one). ``command`` replaces the image's command line below its init (e.g. with a service unit's
+    ``ExecStart``), ``user`` its user (when this process runs as root: otherwise the container runs as this
+    process's user, who owns the mounted files)."""
     build_all(progress, {"runner"})
     tag = tag_for("runner")
     password = new_password()
@@ -162,7 +173,7 @@ def start(
             tmpfs={"/tmp": "size=16m,mode=1777"},  # noqa: S108 - the container's own, empty
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            **({} if as_root else {"user": f"{os.getuid()}:{os.getgid()}"}),
+            **_overrides(command, user if as_root else f"{os.getuid()}:{os.getgid()}"),
         )
         container.reload()
         host_port = int(container.attrs["NetworkSettings"]["Ports"][f"{API_PORT}/tcp"][0]["HostPort"])
@@ -172,6 +183,15 @@ def start(
     (state / INFO_FILE).write_text(json.dumps(asdict(info)) + "\n")
     (state / INFO_FILE).chmod(0o600)  # holds the API password
     return info
+
+
+def _overrides(command: list[str] | None, user: str | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if command is not None:
+        overrides |= {"entrypoint": [*INIT, command[0]], "command": command[1:]}
+    if user is not None:
+        overrides["user"] = user
+    return overrides
 
 
 def info(state: Path) -> RunnerInfo | None:
