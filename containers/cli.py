@@ -1,11 +1,11 @@
 """``bwvisu-testbed``: bring a local containerised cluster up, show it, bring it down.
 
 ``up`` builds images (cached) and starts a cluster, printing progress, then starts a runner attached to it
-(a child process on the host, see :mod:`containers.runner_process`) and prints the runner's URL, credentials
-and a first curl; the state folder holds the runner's config.json (with etcd's password), its log and PID,
-the SSH key and known_hosts, and etcd's CA and the runner's client certificate. The containers and the
-runner keep running after the command exits; ``down`` stops the runner and removes the containers by label.
-``status`` lists running testbeds and their runners.
+(in its own container on the cluster network, its API published on the host's loopback, see
+:mod:`containers.runner_process`) and prints the runner's URL, credentials and a first curl; the state folder
+holds the SSH key and known_hosts, etcd's CA and the runner's client certificate, and the runner's mounted copies
+of them with its config.json (with etcd's password). The containers keep running after the command exits;
+``down`` stops the runner and removes the containers by label. ``status`` lists running testbeds and their runners.
 """
 
 from __future__ import annotations
@@ -44,24 +44,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     staging.mkdir(parents=True, exist_ok=True)
     testbed = Testbed(spec, progress=_progress, workdir=staging)
     try:
+        build_all(_progress, {"runner"})  # before the cluster starts: a cold build takes a minute
         testbed.start()
         state = STATE_ROOT / testbed.run_id
         testbed.move_workdir(state)
         key = testbed.ssh_key.private_path
         known_hosts = testbed.known_hosts_path
-        host_ip = testbed.endpoints.cluster_host_ip
-        config = runner_process.runner_config(
-            testbed.runner_config(keyhole_ip=host_ip),
-            key_path=key,
-            known_hosts=known_hosts,
-            keyhole_port=args.keyhole_port or runner_process.free_port(host_ip),
-            api_port=args.api_port or runner_process.free_port("127.0.0.1"),
-            password=runner_process.new_password(),
-            prefix=f"{ETCD_PREFIX}/testbed-{testbed.run_id}",
-        )
         _progress("starting the runner")
-        runner = runner_process.start(state, config)
-        runner_process.wait_ready(runner, args.runner_timeout, state / runner_process.LOG_FILE)
+        prefix = f"{ETCD_PREFIX}/testbed-{testbed.run_id}"
+        runner = runner_process.start(testbed, state, prefix=prefix, api_port=args.api_port, progress=_progress)
+        runner_process.wait_ready(runner, args.runner_timeout)
     except BaseException:
         _progress("start failed; removing what was started")
         if (STATE_ROOT / testbed.run_id).is_dir():
@@ -71,7 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     ep = testbed.endpoints
     print(f"\ntestbed {testbed.run_id} is up (images {testbed.timings['images']:.1f} s, "
           f"ready {testbed.timings['ready']:.1f} s); state in {state}")  # fmt: skip
-    print(f"runner:       {runner.url}   (pid {runner.pid}, log {state / runner_process.LOG_FILE})")
+    print(f"runner:       {runner.url}   (container {runner.container}, log: docker logs {runner.container})")
     print(f"credentials:  {runner.user} / {runner.password}")
     print(f"runner configuration: {state / runner_process.CONFIG_FILE}")
     print("first curl:")
@@ -97,9 +89,9 @@ def cmd_status(_: argparse.Namespace) -> int:
         print(f"testbed {run}" + (f" (state {state})" if state.exists() else ""))
         runner = runner_process.info(state)
         if runner is not None:
-            up = runner_process.alive(runner.pid)
-            answering = "answering" if up and runner_process.answers(runner) else "not answering"
-            print(f"  runner pid {runner.pid} {'running' if up else 'exited'}, {runner.url} {answering}")
+            container = runner_process.status(runner) or "gone"
+            answering = "answering" if container == "running" and runner_process.answers(runner) else "not answering"
+            print(f"  runner {runner.container} {container}, {runner.url} {answering}")
         for line in sorted(containers):
             print(f"  {line}")
     return 0
@@ -116,9 +108,9 @@ def cmd_down(args: argparse.Namespace) -> int:
         run = runs[0]
     states = [STATE_ROOT / run] if run else list(STATE_ROOT.glob("*"))
     for state in states:
-        pid = runner_process.stop(state)
-        if pid is not None:
-            print(f"stopped runner pid {pid}")
+        stopped = runner_process.stop(state)
+        if stopped is not None:
+            print(f"stopped runner {stopped}")
     containers, networks = remove_by_label(run)
     for state in states:
         shutil.rmtree(state, ignore_errors=True)
@@ -129,14 +121,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bwvisu-testbed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build (or find cached) all images").set_defaults(func=cmd_build)
+    sub.add_parser("build", help="build (or find cached) all images, the runner's too").set_defaults(func=cmd_build)
     up = sub.add_parser("up", help="start a cluster and leave it running")
     up.add_argument("--compute", type=int, default=2)
     up.add_argument("--gateways", type=int, default=2)
     up.add_argument("--command", type=int, default=1)
     up.add_argument("--etcd", type=int, default=1, choices=(1, 3))
     up.add_argument("--api-port", type=int, default=0, help="runner API port on 127.0.0.1 (default: a free one)")
-    up.add_argument("--keyhole-port", type=int, default=0, help="keyhole port (default: a free one)")
     up.add_argument("--runner-timeout", type=float, default=60.0, help="seconds to wait for the runner's API")
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="list running testbeds").set_defaults(func=cmd_status)

@@ -11,6 +11,10 @@ context), and its parent's hash. Each role image is tagged with that hash (``bwv
 ``FROM`` its parent's hash tag) and labelled with it, so a build is skipped when the image exists, images rebuild
 only when their inputs change, and checkouts at different revisions sharing one Docker engine never replace each
 other's images.
+
+The runner's image (``runner/``) installs wheels instead of Debian packages for the project: its build context
+also gets ``wheels/``, made on the host (:mod:`containers.wheelhouse`), and its input hash also covers what those
+wheels are made from (:func:`containers.wheelhouse.fingerprint`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from containers import wheelhouse
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ class ImageSpec:
     role: str
     parent: str | None
     extra: tuple[tuple[str, str], ...] = ()
+    wheels: bool = False
+    """The context gets ``wheels/`` (:func:`containers.wheelhouse.fill`)."""
 
 
 BASE_TAG = f"{REPO}/base:{SUITE}"
@@ -63,6 +71,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("command", "common", (("bwvisu_site/command", "site"),)),
     ImageSpec("gateway", "common", (("bwvisu_site/gateway", "site"),)),
     ImageSpec("etcd", "base"),
+    ImageSpec("runner", "base", wheels=True),
 )
 
 
@@ -82,10 +91,10 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def folder_hash(folder: Path, parent_hash: str, extra: tuple[tuple[Path, str], ...] = ()) -> str:
+def folder_hash(folder: Path, parent_hash: str, extra: tuple[tuple[Path, str], ...] = (), more: str = "") -> str:
     """A stable hash over every file (path and content) below ``folder``, the ``extra`` folders (each under its
-    name in the build context) and the parent image's hash."""
-    digest = hashlib.sha256(parent_hash.encode())
+    name in the build context), the parent image's hash and ``more`` (a hash of further inputs)."""
+    digest = hashlib.sha256(parent_hash.encode() + (f"\0{more}".encode() if more else b""))
     sources = [(folder, ""), *((source, f"{name}/") for source, name in extra)]
     for source, prefix in sources:
         for path in _files(source):
@@ -98,13 +107,25 @@ def _extra(spec: ImageSpec) -> tuple[tuple[Path, str], ...]:
     return tuple((REPO_ROOT / source, name) for source, name in spec.extra)
 
 
+def spec_hash(spec: ImageSpec, parent_hash: str) -> str:
+    """One role image's input hash."""
+    more = wheelhouse.fingerprint() if spec.wheels else ""
+    return folder_hash(HERE / spec.role, parent_hash, _extra(spec), more)
+
+
+def input_hash(role: str) -> str:
+    """One image's input hash (cheap: file contents only, no Docker)."""
+    if role == "base":
+        return base_hash()
+    spec = next((spec for spec in IMAGES if spec.role == role), None)
+    if spec is None or spec.parent is None:
+        raise ImageBuildError(f"no image role {role!r}")
+    return spec_hash(spec, input_hash(spec.parent))
+
+
 def input_hashes() -> dict[str, str]:
-    """Every image's input hash (cheap: file contents only, no Docker)."""
-    hashes = {"base": base_hash()}
-    for spec in IMAGES:
-        assert spec.parent is not None
-        hashes[spec.role] = folder_hash(HERE / spec.role, hashes[spec.parent], _extra(spec))
-    return hashes
+    """Every image's input hash."""
+    return {"base": base_hash(), **{spec.role: input_hash(spec.role) for spec in IMAGES}}
 
 
 def build_context(spec: ImageSpec, dest: Path, parent_tag: str) -> Path:
@@ -112,9 +133,15 @@ def build_context(spec: ImageSpec, dest: Path, parent_tag: str) -> Path:
     shutil.copytree(HERE / spec.role, dest, ignore=shutil.ignore_patterns("__pycache__"))
     for source, name in _extra(spec):
         shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    if spec.wheels:
+        try:
+            wheelhouse.fill(dest / "wheels")
+        except wheelhouse.WheelhouseError as exc:
+            raise ImageBuildError(f"{spec.role}: {exc}") from None
     dockerfile = dest / "Dockerfile"
-    pattern = rf"^FROM {re.escape(REPO)}/\S+$"
-    text, count = re.subn(pattern, f"FROM {parent_tag}", dockerfile.read_text(), count=1, flags=re.MULTILINE)
+    # the first FROM names the parent (a multi-stage file may name that stage: FROM ... AS NAME)
+    pattern = rf"^FROM {re.escape(REPO)}/\S+(?P<stage>\s+AS\s+\S+)?$"
+    text, count = re.subn(pattern, rf"FROM {parent_tag}\g<stage>", dockerfile.read_text(), count=1, flags=re.MULTILINE)
     if count != 1:
         raise ImageBuildError(f"{spec.role}: the Dockerfile has no FROM {REPO}/... line")
     dockerfile.write_text(text)
@@ -210,7 +237,7 @@ def _prepare_rootfs(rootfs: Path) -> None:
 def build_image(spec: ImageSpec, parent_hash: str, progress: Progress) -> str:
     """Build one role's image unless cached; returns its input hash."""
     assert spec.parent is not None
-    wanted = folder_hash(HERE / spec.role, parent_hash, _extra(spec))
+    wanted = spec_hash(spec, parent_hash)
     tag = _tag(spec.role, wanted)
     if image_hash(tag) == wanted:
         progress(f"{spec.role}: cached ({tag})")
@@ -262,4 +289,4 @@ def _is_parent_of_any(role: str, roles: set[str]) -> bool:
 
 def tag_for(role: str) -> str:
     """The local tag of a role's image as this checkout's files make it (``bwvisu-testbed/ROLE:HASH``)."""
-    return BASE_TAG if role == "base" else _tag(role, input_hashes()[role])
+    return BASE_TAG if role == "base" else _tag(role, input_hash(role))

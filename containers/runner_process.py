@@ -1,9 +1,13 @@
-"""A runner attached to a testbed: its configuration, and the child process ``bwvisu-testbed up`` leaves running.
+"""A runner attached to a testbed, in its own container (the runner image, ``containers/runner``).
 
-The runner runs on the host (``python -m runner serve --config <state>/config.json``): its API on loopback,
-its keyhole service on the host's address on the cluster network (where jobs reach it), SSH to the nodes
-with the testbed's key and known_hosts. Its PID is kept in the testbed's state folder so ``status`` can show
-it and ``down`` can stop it.
+The container runs ``python -m runner serve --config /etc/runner/config.json`` as the image's unprivileged user,
+on the testbed's cluster network under the name :data:`HOSTNAME` (where jobs on compute nodes reach its keyhole
+service, as they would a site's runner host), its API published on the host's loopback only. Its configuration,
+SSH key, known_hosts and etcd's CA, client certificate and key are copies in the testbed's state folder
+(``runner/``), readable by the container's user alone and mounted read-only at :data:`CONFIG_DIR`; its root file
+system is read-only too, with no capabilities and no privilege gain. ``runner.json`` in the state folder says which
+container it is and how to reach it, so ``status`` can show it and ``down`` can stop it (SIGTERM, as Docker and
+systemd stop a service); the container carries the testbed's labels, so removing the testbed removes it as well.
 """
 
 from __future__ import annotations
@@ -11,56 +15,61 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
+import shutil
 import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import runner
+import docker
+from docker.errors import APIError, NotFound
+
+from containers.images import Progress, build_all, tag_for
+from containers.nodes import labels_for
+
+if TYPE_CHECKING:
+    from containers.testbed import Testbed
 
 API_USER = "bwvisu-web"
-TEMPLATES = Path(runner.__file__).parent / "templates"
-PID_FILE = "runner.pid"
-LOG_FILE = "runner.log"
-CONFIG_FILE = "config.json"
+HOSTNAME = "runner"
+CONFIG_DIR = "/etc/runner"
+"""Where the container finds its configuration and keys (mounted read-only)."""
+API_PORT = 8080
+KEYHOLE_PORT = 4243
+INFO_FILE = "runner.json"
+MOUNT_DIR = "runner"
+"""The folder of the state folder mounted at :data:`CONFIG_DIR`."""
+CONFIG_FILE = f"{MOUNT_DIR}/config.json"
+STOP_TIMEOUT_S = 10
+INIT = ["/usr/bin/tini", "--"]
+"""The image's PID 1, which hands signals on to the runner (a ``command`` given to :func:`start` runs under it)."""
 
 
-def free_port(ip: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def runner_config(
-    base: dict[str, Any],
-    *,
-    key_path: Path,
-    known_hosts: Path,
-    keyhole_port: int,
-    api_port: int,
-    password: str,
-    prefix: str,
-) -> dict[str, Any]:
-    """The runner's config.json: the testbed's cluster configuration (``Testbed.runner_config``) plus where
-    the runner listens, its API credentials, its SSH key and known_hosts, and the shipped templates."""
-    keyhole = dict(base["keyholed-servers"][0])
-    keyhole["port"] = keyhole_port
+def runner_config(base: dict[str, Any], *, password: str, prefix: str) -> dict[str, Any]:
+    """The container's config.json: the testbed's cluster configuration (``Testbed.runner_config``) with the
+    keyhole service at :data:`HOSTNAME`, the API on every address of the container (published on the host's
+    loopback only), its credentials, and the key files at their places under :data:`CONFIG_DIR`."""
+    etcd = {
+        **base["etcd"],
+        "ca-file": f"{CONFIG_DIR}/etcd/ca.pem",
+        "cert-file": f"{CONFIG_DIR}/etcd/client.pem",
+        "key-file": f"{CONFIG_DIR}/etcd/client-key.pem",
+    }
     return {
         **base,
-        "keyholed-servers": [keyhole],
+        "keyholed-servers": [{"ip": HOSTNAME, "port": KEYHOLE_PORT}],
+        "etcd": etcd,
         "etcd_prefix": prefix,
-        "templates_dir": str(TEMPLATES),
-        "api": {"host": "127.0.0.1", "port": api_port, "user": API_USER, "password": password},
-        "ssh": {"client_keys": [str(key_path)], "known_hosts": str(known_hosts), "command_timeout": 20},
+        "api": {"host": "0.0.0.0", "port": API_PORT, "user": API_USER, "password": password},  # noqa: S104
+        "ssh": {
+            "client_keys": [f"{CONFIG_DIR}/ssh/id_ed25519"],
+            "known_hosts": f"{CONFIG_DIR}/ssh/known_hosts",
+            "command_timeout": 20,
+        },
         "watcher": {"interval": 1.0},
     }
 
@@ -73,7 +82,7 @@ def new_password() -> str:
 class RunnerInfo:
     """What a user needs to talk to an attached runner."""
 
-    pid: int
+    container: str
     url: str
     user: str
     password: str
@@ -90,52 +99,130 @@ class RunnerInfo:
         ]
 
 
-def start(state: Path, config: dict[str, Any]) -> RunnerInfo:
-    """Write ``config.json`` into ``state`` and start the runner as a detached child process; returns at once."""
-    config_path = state / CONFIG_FILE
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
-    config_path.chmod(0o600)  # holds the API password
-    with (state / LOG_FILE).open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "serve", "--config", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives the CLI; stopped by `down`
+def _image_user(tag: str) -> tuple[int, int]:
+    client = docker.from_env()
+    try:
+        user = str(client.images.get(tag).attrs["Config"]["User"])
+    finally:
+        client.close()
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or not gid.isdigit():
+        raise RuntimeError(f"{tag}: its USER must be numeric uid:gid, not {user!r}")
+    return int(uid), int(gid)
+
+
+def prepare_mount(mount: Path, config: dict[str, Any], files: dict[str, Path], owner: tuple[int, int] | None) -> None:
+    """Fill ``mount`` with ``config.json`` and copies of ``files`` (path under the mount -> source), each 0600 and
+    its folders 0700, owned by ``owner`` (uid, gid) when given (this process runs as root)."""
+    mount.mkdir(mode=0o700)
+    contents = {"config.json": (json.dumps(config, indent=2) + "\n").encode()}
+    contents |= {name: source.read_bytes() for name, source in files.items()}
+    for name, data in contents.items():
+        path = mount / name
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_bytes(data)
+    if owner is not None:
+        for path in [mount, *mount.rglob("*")]:
+            os.chown(path, *owner)
+
+
+def start(
+    testbed: Testbed,
+    state: Path,
+    *,
+    prefix: str,
+    api_port: int = 0,
+    progress: Progress | None = None,
+    command: list[str] | None = None,
+    user: str | None = None,
+) -> RunnerInfo:
+    """Start the testbed's runner container (the image is built first unless cached); returns once it is
+    created, before its API answers (:func:`wait_ready`). Its API is published on 127.0.0.1 at ``api_port``
+    (0: a free one). ``command`` replaces the image's command line below its init (e.g. with a service unit's
+    ``ExecStart``), ``user`` its user (when this process runs as root: otherwise the container runs as this
+    process's user, who owns the mounted files)."""
+    build_all(progress, {"runner"})
+    tag = tag_for("runner")
+    password = new_password()
+    config = runner_config(testbed.runner_config(), password=password, prefix=prefix)
+    etcd_files = testbed.etcd_security.runner_files
+    files = {
+        "ssh/id_ed25519": testbed.ssh_key.private_path,
+        "ssh/known_hosts": testbed.known_hosts_path,
+        "etcd/ca.pem": etcd_files.ca,
+        "etcd/client.pem": etcd_files.cert,
+        "etcd/client-key.pem": etcd_files.key,
+    }
+    as_root = os.getuid() == 0
+    # As root, the files go to the image's user; otherwise the container runs as this user (never as root).
+    prepare_mount(state / MOUNT_DIR, config, files, _image_user(tag) if as_root else None)
+    name = f"bwvisu-{testbed.run_id}-{HOSTNAME}"
+    client = docker.from_env()
+    try:
+        container = client.containers.run(
+            tag,
+            detach=True,
+            name=name,
+            hostname=HOSTNAME,
+            network=testbed.network("cluster").name,
+            labels=labels_for(testbed.run_id, HOSTNAME),
+            ports={f"{API_PORT}/tcp": ("127.0.0.1", api_port) if api_port else ("127.0.0.1",)},
+            volumes={str(state / MOUNT_DIR): {"bind": CONFIG_DIR, "mode": "ro"}},
+            read_only=True,
+            tmpfs={"/tmp": "size=16m,mode=1777"},  # noqa: S108 - the container's own, empty
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            **_overrides(command, user if as_root else f"{os.getuid()}:{os.getgid()}"),
         )
-    (state / PID_FILE).write_text(f"{proc.pid}\n")
-    api = config["api"]
-    return RunnerInfo(proc.pid, f"http://{api['host']}:{api['port']}", api["user"], api["password"])
+        container.reload()
+        host_port = int(container.attrs["NetworkSettings"]["Ports"][f"{API_PORT}/tcp"][0]["HostPort"])
+    finally:
+        client.close()
+    info = RunnerInfo(name, f"http://127.0.0.1:{host_port}", API_USER, password)
+    (state / INFO_FILE).write_text(json.dumps(asdict(info)) + "\n")
+    (state / INFO_FILE).chmod(0o600)  # holds the API password
+    return info
+
+
+def _overrides(command: list[str] | None, user: str | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if command is not None:
+        overrides |= {"entrypoint": [*INIT, command[0]], "command": command[1:]}
+    if user is not None:
+        overrides["user"] = user
+    return overrides
 
 
 def info(state: Path) -> RunnerInfo | None:
     """The runner recorded in ``state``, or None."""
     try:
-        pid = int((state / PID_FILE).read_text().strip())
-        api = json.loads((state / CONFIG_FILE).read_text())["api"]
-    except (OSError, ValueError, KeyError):
+        return RunnerInfo(**json.loads((state / INFO_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
         return None
-    return RunnerInfo(pid, f"http://{api['host']}:{api['port']}", api["user"], api["password"])
 
 
-def alive(pid: int) -> bool:
+def status(target: RunnerInfo) -> str | None:
+    """The container's state (``running``, ``exited``, ...), or None when it is gone."""
+    client = docker.from_env()
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a child of this process that exited is a zombie until reaped: not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        done = 0
-    if done != 0:
-        return False
-    try:  # an orphan that exited stays a zombie until init reaps it
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+        return str(client.containers.get(target.container).status)
+    except NotFound:
+        return None
+    finally:
+        client.close()
+
+
+def logs(target: RunnerInfo, tail: int = 60) -> str:
+    """The runner's last log lines (its container's output)."""
+    client = docker.from_env()
+    try:
+        data: bytes = client.containers.get(target.container).logs(tail=tail)
+        return data.decode(errors="replace")
+    except (NotFound, APIError) as exc:
+        return f"<no logs: {exc}>"
+    finally:
+        client.close()
 
 
 def answers(target: RunnerInfo, timeout: float = 2.0) -> bool:
@@ -149,29 +236,34 @@ def answers(target: RunnerInfo, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_ready(target: RunnerInfo, timeout: float, log_path: Path, clock: Callable[[], float] = time.monotonic) -> None:
-    """Wait until the API answers; raise with the runner's log tail if it exits or does not answer in time."""
+def wait_ready(target: RunnerInfo, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """Wait until the API answers; raise with the runner's log tail if its container stops or it does not answer."""
     deadline = clock() + timeout
     while clock() < deadline:
         if answers(target):
             return
-        if not alive(target.pid):
+        if status(target) != "running":
             break
         time.sleep(0.2)
-    tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-    raise RuntimeError(f"the runner (pid {target.pid}) did not answer at {target.url}:\n{tail}")
+    raise RuntimeError(f"the runner ({target.container}) did not answer at {target.url}:\n{logs(target)}")
 
 
-def stop(state: Path, timeout: float = 10.0) -> int | None:
-    """Stop the runner recorded in ``state`` (SIGTERM, then SIGKILL); returns its PID if one was running."""
+def stop(state: Path) -> str | None:
+    """Stop the runner recorded in ``state`` (SIGTERM, SIGKILL after a grace period) and remove its container
+    and mounted files; returns the container's name if it was running."""
     recorded = info(state)
-    if recorded is None or not alive(recorded.pid):
+    if recorded is None:
         return None
-    os.kill(recorded.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive(recorded.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive(recorded.pid):
-        os.kill(recorded.pid, signal.SIGKILL)
-    (state / PID_FILE).unlink(missing_ok=True)
-    return recorded.pid
+    client = docker.from_env()
+    try:
+        container = client.containers.get(recorded.container)
+        was_running = container.status == "running"
+        container.stop(timeout=STOP_TIMEOUT_S)
+        container.remove(v=True)
+    except NotFound:
+        was_running = False
+    finally:
+        client.close()
+    (state / INFO_FILE).unlink(missing_ok=True)
+    shutil.rmtree(state / MOUNT_DIR, ignore_errors=True)
+    return recorded.container if was_running else None
