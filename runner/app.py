@@ -14,6 +14,7 @@ from types import TracebackType
 import aetcd
 from fastapi import FastAPI
 
+from runner import __version__
 from runner.api import create_app
 from runner.cluster import CommandNodes, SlurmCluster
 from runner.config import Endpoint, Settings
@@ -122,7 +123,14 @@ class Runner:
         ]
         stack.push_async_callback(self._stop_tasks)
         etcd = ", ".join(f"{e.ip}:{e.port}" for e in s.etcd_servers)
-        log.info("runner ready: %d command nodes, etcd %s (%s)", len(s.command_nodes), etcd, describe_link(s.etcd))
+        log.info(
+            "runner ready (version %s): %d command nodes, %d gateways, etcd %s (%s)",
+            __version__,
+            len(s.command_nodes),
+            len(s.gateway_nodes),
+            etcd,
+            describe_link(s.etcd),
+        )
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:

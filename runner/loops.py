@@ -47,7 +47,7 @@ class Loop:
             raise asyncio.CancelledError
 
     async def run(self) -> None:
-        log.info("loop %s: started (every %.2fs)", self.name, self._interval)
+        log.debug("loop %s: started (every %.2fs)", self.name, self._interval)
         while True:
             if self._gate is not None:
                 await self._gate()

@@ -23,7 +23,7 @@ import aetcd.exceptions
 import grpc
 
 from runner.errors import Conflict, StateUnavailable
-from runner.records import Change, JobRecord
+from runner.records import Change, JobRecord, JobState
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,21 @@ def _unavailable(exc: Exception) -> StateUnavailable:
 
 
 _ETCD_ERRORS = (aetcd.exceptions.ClientError, grpc.RpcError, OSError, TimeoutError)
+
+
+def describe(record: JobRecord) -> str:
+    """A job as a state-change log line names it: runner id, user, Slurm id and nodes once known, and why it
+    ended."""
+    parts = [f"user {record.uid}"]
+    if record.slurm_id:
+        parts.append(f"Slurm job {record.slurm_id}")
+    nodes = record.details.get("node-list", "")
+    if nodes and nodes not in ("(null)", "None assigned"):
+        parts.append(f"node {nodes}")
+    for key in ("end-reason", "exit-code", "submission-error"):
+        if record.state is JobState.FINISHED and record.details.get(key):
+            parts.append(f"{key} {record.details[key]}")
+    return f"job {record.job_id} ({', '.join(parts)})"
 
 
 class StateStore:
@@ -146,7 +161,7 @@ class StateStore:
         if ok:
             for current, _, new in writes:
                 if new.state != current.state:
-                    log.info("job %s: %s -> %s", new.job_id, current.state.value, new.state.value)
+                    log.info("%s: %s -> %s", describe(new), current.state.value, new.state.value)
         return bool(ok)
 
     async def update_job(

@@ -151,7 +151,8 @@ class EtcdServer:
         if self._auth_token_ttl is not None:
             args += ["--auth-token-ttl", str(self._auth_token_ttl)]
         with self._log_path.open("wb") as out:
-            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            # a session of its own: a terminal's Ctrl-C reaches only its parent, which stops it in order
+            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_healthy(timeout)
         if self.auth is not None:
             try:

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import Depends, FastAPI
 
+from runner import __version__
 from runner.api import cluster, jobs
 from runner.api import templates as templates_routes
 from runner.api.auth import require_frontend
@@ -28,7 +29,7 @@ def create_app(
     app = FastAPI(
         title="bwVisu runner",
         summary="Job-launching middleware for remote visualisation on Slurm clusters (bwVisu REST API v1)",
-        version="1",
+        version=__version__,
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,

@@ -2,7 +2,7 @@
 
 The listening socket is bound here, before uvicorn starts, so port 0 works and the bound port is known at once
 (:attr:`ApiServer.port`). TLS is used when ``api.tls_cert`` and ``api.tls_key`` are configured. Signals are left
-to the entry point unless ``capture_signals`` is asked for, and logging is never configured here.
+to the entry point (uvicorn's own handlers are never installed), and logging is never configured here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from types import TracebackType
 
 import uvicorn
@@ -18,14 +18,16 @@ from starlette.types import ASGIApp
 
 from runner.config import ApiSettings
 
+# Seconds open requests get to finish once the server stops accepting; then their connections are closed.
+GRACEFUL_SHUTDOWN = 10
+
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, with an event for "accepting connections" and optional signal capture."""
+    """uvicorn's server, with an event for "accepting connections"; signals stay with the entry point."""
 
-    def __init__(self, config: uvicorn.Config, *, capture_signals: bool) -> None:
+    def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
-        self._capture = capture_signals
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -34,11 +36,7 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        if self._capture:
-            with super().capture_signals():
-                yield
-        else:
-            yield
+        yield
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -59,7 +57,7 @@ def _bind(host: str, port: int) -> socket.socket:
 class ApiServer:
     """One uvicorn server for ``app`` on ``settings.host``:``settings.port``; use as ``async with``."""
 
-    def __init__(self, app: ASGIApp, settings: ApiSettings, *, capture_signals: bool = False) -> None:
+    def __init__(self, app: ASGIApp, settings: ApiSettings, *, graceful_shutdown: int = GRACEFUL_SHUTDOWN) -> None:
         tls = settings.tls_cert is not None and settings.tls_key is not None
         self.config = uvicorn.Config(
             app,
@@ -67,11 +65,12 @@ class ApiServer:
             access_log=False,
             lifespan="on",
             server_header=False,
+            timeout_graceful_shutdown=graceful_shutdown,
             ssl_certfile=str(settings.tls_cert) if tls else None,
             ssl_keyfile=str(settings.tls_key) if tls else None,
         )
         self.tls = tls
-        self._server = _Server(self.config, capture_signals=capture_signals)
+        self._server = _Server(self.config)
         self._socket = _bind(settings.host, settings.port)
         self.host = settings.host
         self.port: int = self._socket.getsockname()[1]
@@ -106,8 +105,12 @@ class ApiServer:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    def force_stop(self) -> None:
+        """Stop at once: open connections are closed without waiting for their requests (a second signal)."""
+        self._server.force_exit = True
+
     async def stop(self) -> None:
-        """Stop accepting, finish open requests, and wait for the server to end."""
+        """Stop accepting, let open requests finish (at most ``graceful_shutdown`` seconds), wait for the end."""
         self._server.should_exit = True
         if self._task is not None:
             await self._task
@@ -122,24 +125,3 @@ class ApiServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
-
-
-async def serve_api(
-    app: ASGIApp,
-    settings: ApiSettings,
-    *,
-    capture_signals: bool = False,
-    on_started: Callable[[ApiServer], None] | None = None,
-) -> None:
-    """Serve ``app`` until cancelled, then shut down gracefully; for ``python -m runner``, next to the watchers.
-
-    ``on_started`` is called once connections are accepted, e.g. to print :attr:`ApiServer.url`.
-    """
-    server = ApiServer(app, settings, capture_signals=capture_signals)
-    try:
-        await server.start()
-        if on_started is not None:
-            on_started(server)
-        await server.wait()
-    finally:
-        await server.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runner.api.server import ApiServer, serve_api
+from runner.api.server import ApiServer
 from runner.config import ApiSettings
 from tests.hostile_inputs import VALID_SUBMISSION
 from tests.unit.api_support import AUTH, FakeJobService, make_app
@@ -79,22 +78,6 @@ async def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=server.url.replace("https", "http"), headers=AUTH) as plain:
             with pytest.raises(httpx.HTTPError):
                 await plain.get("/jobs")
-
-
-async def test_serve_api_reports_start_and_stops_on_cancel() -> None:
-    started: asyncio.Queue[ApiServer] = asyncio.Queue()
-    task = asyncio.create_task(
-        serve_api(make_app(FakeJobService()), ApiSettings(host="127.0.0.1", port=0), on_started=started.put_nowait)
-    )
-    server = await asyncio.wait_for(started.get(), 10)
-    async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as client:
-        assert (await client.get("/templates")).status_code == 200
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    with pytest.raises(httpx.ConnectError):
-        async with httpx.AsyncClient() as client:
-            await client.get(f"{server.url}/jobs")
 
 
 async def test_port_in_use_is_reported() -> None:
