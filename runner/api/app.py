@@ -13,6 +13,7 @@ from runner.api.deps import ApiContext
 from runner.api.docs import install_docs
 from runner.api.errors import install_error_handlers
 from runner.api.limits import BodyLimit
+from runner.api.openapi import install_openapi
 from runner.config import Settings
 from runner.service import JobService
 from runner.templates import TemplateStore
@@ -36,6 +37,7 @@ def create_app(
     )
     app.state.runner = ApiContext(service=service, templates=templates, settings=settings)
     install_error_handlers(app)
+    install_openapi(app, templates)
     install_docs(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outermost: nothing parses a body over the cap
     authenticated = [Depends(require_frontend)]
