@@ -45,6 +45,7 @@ CHECKS = [
     "allow_header_conformance",
 ]
 MAX_EXAMPLES = 30
+RUN_SECONDS = 150  # about 10 s here; the bound only keeps a hung run from outliving the test
 SEED = 20261203
 
 
@@ -101,7 +102,13 @@ async def run_schemathesis(server: ApiServer, report: Path, answers: Path) -> tu
             "NO_COLOR": "1",
         },
     )
-    output, _ = await process.communicate()
+    try:
+        async with asyncio.timeout(RUN_SECONDS):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:  # timed out or cancelled: never leave it running
+            process.kill()
+            await process.wait()
     assert process.returncode is not None
     return process.returncode, output.decode(errors="replace")
 
