@@ -98,6 +98,30 @@ class NoSuchUser(RunnerError):
     default_public = "no such user"
 
 
+class NotFound(RunnerError):
+    """No route at that path (answered by the API's HTTP layer)."""
+
+    code = "not-found"
+    status = 404
+    default_public = "not found"
+
+
+class MethodNotAllowed(RunnerError):
+    """The path exists but not with that method; the answer's ``Allow`` header lists the methods it has."""
+
+    code = "method-not-allowed"
+    status = 405
+    default_public = "method not allowed"
+
+
+class PayloadTooLarge(RunnerError):
+    """The request body is over the API's cap; refused before anything parses it."""
+
+    code = "payload-too-large"
+    status = 413
+    default_public = "request body too large"
+
+
 class Conflict(RunnerError):
     code = "conflict"
     status = 409

@@ -11,8 +11,10 @@ from runner.api import cluster, jobs
 from runner.api import templates as templates_routes
 from runner.api.auth import require_frontend
 from runner.api.deps import ApiContext
+from runner.api.docs import install_docs
 from runner.api.errors import install_error_handlers
 from runner.api.limits import BodyLimit
+from runner.api.openapi import install_openapi
 from runner.config import Settings
 from runner.service import JobService
 from runner.templates import TemplateStore
@@ -30,12 +32,14 @@ def create_app(
         title="bwVisu runner",
         summary="Job-launching middleware for remote visualisation on Slurm clusters (bwVisu REST API v1)",
         version=__version__,
-        docs_url="/docs",
         openapi_url="/openapi.json",
+        docs_url=None,  # served from the runner's own assets by install_docs, never from a CDN
         redoc_url=None,
     )
     app.state.runner = ApiContext(service=service, templates=templates, settings=settings)
     install_error_handlers(app)
+    install_openapi(app, templates)
+    install_docs(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outermost: nothing parses a body over the cap
     authenticated = [Depends(require_frontend)]
     for router in (jobs.router, cluster.router, templates_routes.router):

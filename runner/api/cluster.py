@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from runner.api.deps import ServiceDep
-from runner.api.schemas import ErrorResponse, Message
-from runner.errors import InvalidUser, NoSuchUser
+from runner.api.openapi import errors
+from runner.api.schemas import USER_NAME_PATTERN, Message
+from runner.errors import ClusterUnavailable, InvalidUser, NoSuchUser, RunnerError, Unauthorized
 from runner.users import user_name_problem
 
 router = APIRouter(prefix="/cluster", tags=["cluster"])
 
 
-@router.get("/check-user/{username}", responses={c: {"model": ErrorResponse} for c in (401, 404, 422, 500, 502, 503)})
-async def check_user(username: str, service: ServiceDep) -> Message:
-    """``success`` if the user exists on the cluster; 404 otherwise."""
+UserNameParam = Annotated[
+    str,
+    Path(
+        description="a POSIX user name",
+        json_schema_extra={"pattern": USER_NAME_PATTERN, "maxLength": 32},
+        examples=["alice"],
+    ),
+]
+
+
+@router.get(
+    "/check-user/{username}",
+    responses=errors(Unauthorized, NoSuchUser, InvalidUser, RunnerError, ClusterUnavailable),
+)
+async def check_user(username: UserNameParam, service: ServiceDep) -> Message:
+    """``success`` if the user exists on the cluster and jobs may run as them; 404 otherwise (also for root,
+    system accounts and the runner's own)."""
     if (problem := user_name_problem(username)) is not None:
         raise InvalidUser(f"username: {problem}")
     if not await service.check_user(username):

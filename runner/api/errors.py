@@ -15,15 +15,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.api.auth import REALM
-from runner.errors import BadRequest, RunnerError, Unauthorized
+from runner.errors import BadRequest, MethodNotAllowed, NotFound, RunnerError, Unauthorized
 
 logger = logging.getLogger(__name__)
 
 _FIELD_CODES = {"uid": "invalid-user", "template-name": "invalid-template-name", "variables": "invalid-variable"}
-_HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_HTTP_CODES = {NotFound.status: NotFound.code, MethodNotAllowed.status: MethodNotAllowed.code}
 
 
 def error_body(public: str, code: str) -> dict[str, str]:
@@ -79,8 +81,29 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         public, status = str(exc.detail).lower(), exc.status_code
         code = _HTTP_CODES.get(status, "http-error")
+    headers = dict(exc.headers or {})
+    if status == MethodNotAllowed.status:
+        # Starlette names only the first route at the path; the answer must list every method the path has.
+        headers["Allow"] = _allowed_methods(request)
     logger.info("api %s -> %d %s: %s", _where(request), status, code, exc.detail)
-    return _json(status, public, code, dict(exc.headers or {}))
+    return _json(status, public, code, headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (a mount serves only files: GET and HEAD).
+
+    Each method is tried against the routes as the router would (included routers answer for their own routes).
+    """
+    # a mount's app sees its own root_path; the app's routes match against the app's
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", request.scope.get("root_path", ""))}
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Mount):
+            if route.matches(scope)[0] is not Match.NONE:
+                allowed |= {"GET", "HEAD"}
+            continue
+        allowed |= {m for m in _METHODS if route.matches({**scope, "method": m})[0] is Match.FULL}
+    return ", ".join(sorted(allowed))
 
 
 class CatchUnexpected:

@@ -3,28 +3,73 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from runner.api.deps import ServiceDep, TemplatesDep
-from runner.api.schemas import ErrorResponse, JobList, JobResponse, Message, SubmitRequest, SubmitResponse
-from runner.errors import NoSuchJob, NoSuchRunningJob
+from runner.api.openapi import errors
+from runner.api.schemas import JOB_ID_PATTERN, JobList, JobResponse, Message, SubmitRequest, SubmitResponse
+from runner.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    InvalidTemplateName,
+    InvalidUser,
+    InvalidVariable,
+    NoSuchJob,
+    NoSuchRunningJob,
+    PayloadTooLarge,
+    RefusedUser,
+    RunnerError,
+    SchedulerError,
+    StateUnavailable,
+    TemplateError,
+    Unauthorized,
+    UnknownTemplate,
+    UnknownUser,
+)
 from runner.records import JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 # Runner job ids are the runner's own; anything else cannot name a job and never reaches the service.
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 500, 502, 503)
-}
+_JOB_ID = re.compile(JOB_ID_PATTERN.removeprefix("^").removesuffix("$"))
+JobId = Annotated[
+    str,
+    Path(
+        description="the runner's id of the job (from POST /jobs); any other id names no job",
+        json_schema_extra={"pattern": JOB_ID_PATTERN, "maxLength": 128},
+        examples=["3f2c9a7e5b1d4c6f8a0e2b4d6f8a0c1e"],
+    ),
+]
+_SUBMIT_REFUSALS = (
+    BadRequest,
+    InvalidUser,
+    RefusedUser,
+    UnknownUser,
+    InvalidTemplateName,
+    UnknownTemplate,
+    TemplateError,
+    InvalidVariable,
+)
 
 
 def _known_shape(job_id: str) -> bool:
     return _JOB_ID.fullmatch(job_id) is not None
 
 
-@router.post("", responses=_ERRORS)
+@router.post(
+    "",
+    responses=errors(
+        Unauthorized,
+        PayloadTooLarge,
+        *_SUBMIT_REFUSALS,
+        RunnerError,
+        SchedulerError,
+        ClusterUnavailable,
+        StateUnavailable,
+    ),
+)
 async def submit_job(body: SubmitRequest, service: ServiceDep, templates: TemplatesDep) -> SubmitResponse:
     """Render the template with the variables and submit it to Slurm; answers once Slurm accepted the job."""
     templates.check(body.template_name, body.variables)
@@ -32,14 +77,14 @@ async def submit_job(body: SubmitRequest, service: ServiceDep, templates: Templa
     return SubmitResponse(job_id=job_id)
 
 
-@router.get("", responses=_ERRORS)
+@router.get("", responses=errors(Unauthorized, RunnerError, StateUnavailable))
 async def list_jobs(service: ServiceDep) -> JobList:
     """Ids of the jobs that have not finished."""
     return JobList(jobs=await service.list_active())
 
 
-@router.get("/{job_id}", responses=_ERRORS)
-async def get_job(job_id: str, service: ServiceDep) -> JobResponse:
+@router.get("/{job_id}", responses=errors(Unauthorized, NoSuchJob, RunnerError, StateUnavailable))
+async def get_job(job_id: JobId, service: ServiceDep) -> JobResponse:
     """The job's submission, state, Slurm details and (once available) where to connect, with the session's
     password and URL."""
     if not _known_shape(job_id):
@@ -49,8 +94,19 @@ async def get_job(job_id: str, service: ServiceDep) -> JobResponse:
     return JobResponse.from_record(record, secret)
 
 
-@router.delete("/{job_id}", responses=_ERRORS)
-async def cancel_job(job_id: str, service: ServiceDep) -> Message:
+@router.delete(
+    "/{job_id}",
+    responses=errors(
+        Unauthorized,
+        NoSuchRunningJob,
+        PayloadTooLarge,
+        RunnerError,
+        SchedulerError,
+        ClusterUnavailable,
+        StateUnavailable,
+    ),
+)
+async def cancel_job(job_id: JobId, service: ServiceDep) -> Message:
     """Cancel a job that has not finished (``scancel``)."""
     if not _known_shape(job_id):
         raise NoSuchRunningJob(internal=f"malformed job id {job_id[:140]!r}")

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner.errors import PayloadTooLarge
+
 logger = logging.getLogger(__name__)
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -29,7 +31,7 @@ DRAIN_SECONDS = 30.0
 def bwvisu_refusal(max_bytes: int) -> bytes:
     """The REST API's 413 body, in bwVisu's error shape."""
     text = f"request body too large (limit {max_bytes} bytes)"
-    return json.dumps({"response": text, "error": "payload-too-large"}, separators=(",", ":")).encode()
+    return json.dumps({"response": text, "error": PayloadTooLarge.code}, separators=(",", ":")).encode()
 
 
 class BodyLimit:

@@ -7,15 +7,16 @@ import logging
 from fastapi import APIRouter
 
 from runner.api.deps import TemplatesDep
-from runner.api.schemas import ErrorResponse, TemplateInfo, TemplateList
-from runner.errors import RunnerError
+from runner.api.openapi import errors
+from runner.api.schemas import TemplateInfo, TemplateList
+from runner.errors import RunnerError, Unauthorized
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 
-@router.get("", responses={c: {"model": ErrorResponse} for c in (401, 500)})
+@router.get("", responses=errors(Unauthorized, RunnerError))
 async def list_templates(templates: TemplatesDep) -> TemplateList:
     """Every usable template; a broken one is left out and logged."""
     infos: list[TemplateInfo] = []
