@@ -82,6 +82,11 @@ def test_dev_job_life_logs_few_lines_and_no_library_chatter(tmp_env: dict[str, s
     with RunnerProcess("dev", "--port", "0", env=tmp_env) as proc:
         url = proc.url()
         assert any(f"version {__version__}" in line for line in proc.lines), proc.output
+        # the banner comes after the start-up lines (not buried under them); dev shows its password
+        banner = next(i for i, line in enumerate(proc.lines) if line.startswith("runner API:"))
+        ready = next(i for i, line in enumerate(proc.lines) if "runner ready" in line)
+        assert ready < banner, proc.output
+        assert f"credentials:  bwvisu-web / {API_PASSWORD}" in proc.lines
         _one_job_life(url)
         # the state change to finished is logged once the watcher saw it; wait for that line, then count
         proc.wait_for(lambda lines: any("-> finished" in line for line in lines), "finished logged")
@@ -178,6 +183,9 @@ async def test_serve_sigterm_answers_the_request_in_flight_and_revokes_the_lease
         assert code == 0, proc.output
         assert "Traceback" not in proc.output, proc.output
         assert answer["response"].status_code == 200, answer["response"].text
+        # serve never prints the configured API password
+        assert API_AUTH[1] not in proc.output
+        assert any(line == "credentials:  bwvisu-web / (password as configured)" for line in proc.lines)
         # the lease was revoked at exit, not left to expire (its TTL is 30 s)
         assert await etcd_client.get(leader_key) is None
 
