@@ -10,17 +10,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from runner.api.auth import require_frontend
+from runner.api.schemas import ErrorResponse
 from runner.metrics import RunnerMetrics
 from runner.state import _ETCD_ERRORS
 
 ETCD_TIMEOUT = 1.0  # seconds /ready waits for etcd: a probe must answer well within its own timeout
+Component = Literal["etcd", "leader", "command-nodes", "gateways"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+
+
+class NotReady(BaseModel):
+    status: Literal["not ready"] = "not ready"
+    missing: list[Component] = Field(description="what is missing, in this order; nothing else is told")
 
 
 class LeaderView(Protocol):
@@ -34,9 +50,9 @@ class CountsUp(Protocol):
     def up(self) -> int: ...
 
 
-async def missing_components(leadership: LeaderView, nodes: CountsUp, gateways: CountsUp) -> list[str]:
+async def missing_components(leadership: LeaderView, nodes: CountsUp, gateways: CountsUp) -> list[Component]:
     """What keeps this runner from serving: ``etcd``, ``leader``, ``command-nodes``, ``gateways`` (in that order)."""
-    missing: list[str] = []
+    missing: list[Component] = []
     holder: str | None = None
     try:
         async with asyncio.timeout(ETCD_TIMEOUT):
@@ -57,7 +73,7 @@ class Ops:
     """What the operations routes serve from; stored on ``app.state.ops``."""
 
     metrics: RunnerMetrics
-    missing: Callable[[], Awaitable[list[str]]]
+    missing: Callable[[], Awaitable[list[Component]]]
 
 
 def get_ops(request: Request) -> Ops:
@@ -70,25 +86,33 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
+async def health() -> Health:
     """Liveness: the process answers HTTP. No credentials, no I/O."""
-    return {"status": "ok"}
+    return Health()
 
 
-@router.get("/ready", responses={503: {"description": "not ready: `missing` names the components"}})
+@router.get(
+    "/ready",
+    response_model=Ready,
+    responses={503: {"model": NotReady, "description": "Not ready: `missing` names the components"}},
+)
 async def ready(ops: OpsDep) -> JSONResponse:
-    """Readiness: etcd answers, the watchers' leader is known, a command node and a gateway are up."""
+    """Readiness (no credentials: for probes): etcd answers, the watchers' leader is known, a command node and a
+    gateway are up."""
     missing = await ops.missing()
     if missing:
-        return JSONResponse({"status": "not ready", "missing": missing}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        return JSONResponse(NotReady(missing=missing).model_dump(), status_code=503)
+    return JSONResponse(Ready().model_dump())
 
 
 @router.get(
     "/metrics",
     dependencies=[Depends(require_frontend)],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+        401: {"model": ErrorResponse, "description": "Missing or wrong basic credentials"},
+    },
 )
 async def metrics(ops: OpsDep) -> Response:
     """The runner's metrics in Prometheus text format (basic authentication, as for every API route)."""
