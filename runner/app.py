@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from runner import __version__
 from runner.api import create_app
+from runner.api.ops import Ops, missing_components
 from runner.cluster import CommandNodes, SlurmCluster
 from runner.config import Endpoint, Settings
 from runner.etcd import describe_link, etcd_client
@@ -24,6 +25,8 @@ from runner.keyhole.assembly import Keyhole
 from runner.keyhole.service import Fault
 from runner.leader import Leadership
 from runner.loops import Loop
+from runner.metrics import RunnerMetrics
+from runner.records import JobState
 from runner.ssh import CommandRunner, SshNode
 from runner.state import StateStore
 from runner.templates import TemplateStore
@@ -58,6 +61,7 @@ class Runner:
         self.etcd: aetcd.Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
+        self.metrics = RunnerMetrics()  # this runner's own registry: several runners may share a process
 
     async def __aenter__(self) -> Runner:
         # Everything opened so far is closed again if a later step fails (e.g. the keyhole port is taken).
@@ -102,8 +106,10 @@ class Runner:
             ),
             expand_keyhole=self._expand_keyhole,
             on_submitted=self.watch_loop.wake,
+            metrics=self.metrics,
         )
-        self.app: FastAPI = create_app(self.jobs, self.templates, s)
+        ops = Ops(self.metrics, lambda: missing_components(self.leadership, self.nodes, self.keyhole.pool))
+        self.app: FastAPI = create_app(self.jobs, self.templates, s, ops=ops)
         self.keyhole = Keyhole(
             s,
             self.etcd,
@@ -113,6 +119,7 @@ class Runner:
             fault=self._keyhole_fault,
             gate=self.leadership.wait_leader,
         )
+        self._observe()
         await self.keyhole.start()
         stack.push_async_callback(self.keyhole.close)
         stack.push_async_callback(self.leadership.resign)
@@ -136,6 +143,23 @@ class Runner:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _observe(self) -> None:
+        """Hook the metrics into the parts that count events, and point the collectors at the rest."""
+        m = self.metrics
+        self.nodes.on_call = m.slurm_call
+        self.keyhole.service.on_outcome = m.keyhole_request
+        loops = [self.watch_loop, self.keyhole.loop]
+        for loop in loops:
+            loop.on_step = m.loop_step
+        ssh = [*self.nodes.runners, *(g.runner for g in self.keyhole.pool.gateways)]
+        m.sources.active_jobs = self._active_states
+        m.sources.gateways = self.keyhole.pool
+        m.sources.nodes = lambda: [n for n in ssh if isinstance(n, SshNode)]
+        m.sources.loops = loops
+
+    async def _active_states(self) -> list[JobState]:
+        return [record.state for record, _ in await self.store.active_jobs()]
 
     def _expand_keyhole(self, script: str, job_id: str, token: str, session_secret: str) -> str:
         return self.keyhole.expand(script, job_id, token, session_secret)

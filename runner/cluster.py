@@ -59,12 +59,18 @@ class CommandNodes:
         self._retry_after = down_retry_after
         self._clock = clock
         self.calls = 0  # commands sent, for the watcher's calls-per-tick figure
+        self.on_call: Callable[[list[str]], None] = lambda argv: None  # the runner's metrics count them by command
 
     def _order(self) -> list[CommandRunner]:
         now = self._clock()
         up = [r for r in self.runners if self._down_until.get(r.name, 0.0) <= now]
         down = sorted((r for r in self.runners if r not in up), key=lambda r: self._down_until[r.name])
         return up + down  # when all are down, still try them rather than fail without asking
+
+    def up(self) -> int:
+        """How many command nodes are not marked down."""
+        now = self._clock()
+        return sum(1 for r in self.runners if self._down_until.get(r.name, 0.0) <= now)
 
     def _mark_down(self, runner: CommandRunner, reason: str) -> None:
         if runner.name not in self._down_until or self._down_until[runner.name] <= self._clock():
@@ -76,6 +82,7 @@ class CommandNodes:
         failures: list[str] = []
         for runner in self._order():
             self.calls += 1
+            self.on_call(argv)
             try:
                 out = await runner.run(argv, stdin, timeout)
             except NodeUnreachable as exc:

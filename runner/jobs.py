@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from runner.cluster import Scheduler
 from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError
+from runner.metrics import RunnerMetrics
 from runner.records import JobRecord, JobState, submission_failed, submitted_as
 from runner.state import StateStore
 from runner.templates import TemplateStore
@@ -39,6 +40,7 @@ class Jobs:
         users: ClusterUsers,
         expand_keyhole: KeyholeExpander | None = None,
         on_submitted: Callable[[], None] | None = None,
+        metrics: RunnerMetrics | None = None,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
@@ -47,8 +49,13 @@ class Jobs:
         self._home_prefix = home_prefix.rstrip("/")
         self._expand_keyhole = expand_keyhole
         self._on_submitted = on_submitted
+        self._metrics = metrics or RunnerMetrics()
 
     async def submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
+        with self._metrics.submission():
+            return await self._submit(uid, template_name, variables)
+
+    async def _submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
         check_user_name(uid)
         script = self._templates.render(template_name, variables)  # checked before any I/O
         await self._users.ordinary(uid)  # the one 4xx that needs I/O (a getent, kept a while); nothing stored yet

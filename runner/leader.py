@@ -33,6 +33,11 @@ class Leadership:
     def is_leader(self) -> bool:
         return self._leading.is_set()
 
+    async def holder(self) -> str | None:
+        """The identity holding the lease now (this process or another), None when nobody leads; one etcd read."""
+        got = await self._client.get(self._key)
+        return None if got is None else bytes(got.value).decode()
+
     async def wait_leader(self) -> None:
         await self._leading.wait()
 

@@ -34,6 +34,7 @@ class Loop:
         self._wake = asyncio.Event()
         self.iterations = 0
         self.errors = 0
+        self.on_step: Callable[[str, float], None] = lambda name, seconds: None  # (name, duration): the metrics
 
     def wake(self) -> None:
         """Run the next step now instead of at the end of the interval."""
@@ -62,6 +63,7 @@ class Loop:
                 self.errors += 1
                 log.exception("loop %s: step failed; continuing", self.name)
             self.iterations += 1
+            self.on_step(self.name, asyncio.get_running_loop().time() - started)
             self._check_cancelled()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):

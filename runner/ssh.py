@@ -111,6 +111,10 @@ class SshNode:
         self._connect_failures = 0
         self._last_connect_error = ""
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
     async def _connection(self, argv: list[str], failures_before: int) -> asyncssh.SSHClientConnection:
         async with self._connect_lock:
             if self._conn is not None and not self._conn.is_closed():

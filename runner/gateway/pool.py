@@ -107,6 +107,13 @@ class GatewayPool:
         now = self._clock()
         return [g for g in self.gateways if g.down_until <= now]
 
+    def up(self) -> int:
+        return len(self.healthy())
+
+    def health(self) -> dict[str, bool]:
+        """Each gateway's internal address: whether it is not marked down."""
+        return {g.internal_ip: not self.is_down(g) for g in self.gateways}
+
     def is_down(self, gateway: Gateway) -> bool:
         return gateway.down_until > self._clock()
 

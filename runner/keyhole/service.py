@@ -103,6 +103,7 @@ class KeyholeService:
         self._window = window_seconds
         self._fault = fault
         self.identity = uuid.uuid4().hex
+        self.on_outcome: Callable[[BaseException | None], None] = lambda exc: None  # the runner's metrics
 
     async def _step(self, name: str) -> None:
         if self._fault is not None:
@@ -110,6 +111,15 @@ class KeyholeService:
 
     async def handle(self, body: bytes) -> list[protocol.Forward]:
         """Answer one request; refusals are :class:`RunnerError` with a public message and a 4xx status."""
+        try:
+            forwards = await self._handle(body)
+        except Exception as exc:
+            self.on_outcome(exc)
+            raise
+        self.on_outcome(None)
+        return forwards
+
+    async def _handle(self, body: bytes) -> list[protocol.Forward]:
         request = protocol.parse_request(body)
         token = await self._store.get_token(request.job_id)
         if token is None:
