@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runner.api.server import ApiServer
 from runner.app import Runner
+from runner.check import add_check_command, run_check_command
 from runner.config import Settings, load_settings
 from runner.configcli import add_config_commands, error_lines, run_config_command
 from runner.errors import ConfigError
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run against the cluster in the configuration file")
     serve.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
     add_config_commands(sub)
+    add_check_command(sub)
     return parser
 
 
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return run_config_command(args)
+        if args.command == "check":
+            return run_check_command(args)
         if args.command == "dev":
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_dev(args.port))
