@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from runner.admin import add_jobs_commands, run_jobs_command
 from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.check import add_check_command, run_check_command
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
     add_config_commands(sub)
     add_check_command(sub)
+    add_jobs_commands(sub)
     return parser
 
 
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_config_command(args)
         if args.command == "check":
             return run_check_command(args)
+        if args.command == "jobs":
+            return run_jobs_command(args)
         if args.command == "dev":
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_dev(args.port))
