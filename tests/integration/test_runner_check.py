@@ -143,3 +143,37 @@ async def test_sudo_refused_names_each_command_node_and_no_user_skips(
         assert table["gateway-list", node_name(entry, "internal-ip")][2] == "FAIL"
     status, rows, _ = await run_check(path)
     assert {row[2] for row in rows if row[0] == "sudo-as-user"} == {"skip"}
+
+
+async def test_a_hanging_gateway_is_bounded_by_the_timeout_and_hides_nobody(
+    sim_cluster: SimCluster, write_config: Callable[..., tuple[Path, dict[str, Any]]]
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept_and_stay_silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept_and_stay_silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, base = write_config()
+        hanging = {"internal-ip": "127.0.0.1", "external-ip": "127.0.0.1", "user": "bwvisu", "port": port}
+        # SSH would wait far beyond the test's own timeout: only the check's bound ends the row
+        ssh = {**base["ssh"], "connect_timeout": 600, "command_timeout": 600}
+        path, _ = write_config(**{"gateway-nodes": [*base["gateway-nodes"], hanging], "ssh": ssh})
+        status, rows, _ = await run_check(path, "--as-user", "alice", "--timeout", "2")
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert status == 1
+    table = by_check(rows)
+    name = node_name(hanging, "internal-ip")
+    assert table["ssh", name][2:] == ["FAIL", "no answer within 2s"]
+    assert {node for (_, node), row in table.items() if row[2] == "FAIL"} - {name} == {
+        node for (check, node), row in table.items() if check == "keyhole"
+    }  # no runner here: only the keyhole rows fail besides the hanging gateway
+    # before any runner made its chains, listing them is still shown to be allowed
+    fresh = [table["gateway-list", node_name(g, "internal-ip")] for g in base["gateway-nodes"]]
+    assert all(row[2] == "ok" and "not created yet" in row[3] for row in fresh)
