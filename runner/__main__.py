@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from runner import __version__, logs
+from runner.admin import add_jobs_commands, run_jobs_command
 from runner.api.server import ApiServer
 from runner.app import Runner
+from runner.check import add_check_command, run_check_command
 from runner.config import Settings, load_settings
 from runner.configcli import add_config_commands, error_lines, run_config_command
 from runner.errors import ConfigError
@@ -54,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run against the cluster in the configuration file")
     serve.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
     add_config_commands(sub)
+    add_check_command(sub)
+    add_jobs_commands(sub)
     for command in sub.choices.values():
         _log_options(command, defaults=False)
     return parser
@@ -161,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return run_config_command(args)
+        if args.command == "check":
+            return run_check_command(args)
+        if args.command == "jobs":
+            return run_jobs_command(args)
         if args.command == "dev":
             _run(lambda shutdown: _dev(args.port, shutdown))
         else:
