@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from runner.config import load_settings
+from runner.config import ApiSettings, load_settings
 from runner.configcli import error_lines
 from runner.errors import ConfigError
 
@@ -83,7 +83,8 @@ def _target(args: argparse.Namespace) -> Target:
     elif os.environ.get(PASSWORD_ENV):
         password = os.environ[PASSWORD_ENV]
     url, user, verify = args.url, args.user, str(args.ca_file) if args.ca_file else True
-    if url is None or user is None or password is None:
+    # with --url and a password, no config file is needed (the user defaults to the API's default user)
+    if url is None or password is None or (user is None and args.config is not None):
         settings = load_settings(args.config)
         api = settings.api
         if url is None:
@@ -94,6 +95,7 @@ def _target(args: argparse.Namespace) -> Target:
                 verify = str(api.tls_cert)
         user = user or api.user
         password = password if password is not None else api.password.get_secret_value()
+    user = user or ApiSettings().user
     if not password:
         raise AdminError(f"no API password: give --password-file, set {PASSWORD_ENV} or api.password", EXIT_CONFIG)
     return Target(url.rstrip("/"), user, password, verify)

@@ -116,6 +116,9 @@ async def test_password_from_file_or_environment_and_clear_errors(served: Served
     assert status == 0, err
     status, _, err = await jobs_cli(*url, "list", env={"RUNNER_API__PASSWORD": API_AUTH[1]})
     assert status == 0, err
+    # --url and a password are enough: no config file, the API's default user
+    status, _, err = await jobs_cli("--url", served.url, "list", env={"RUNNER_API__PASSWORD": API_AUTH[1]})
+    assert status == 0, err
 
     secret_file.write_text("wrong\n")
     status, _, err = await jobs_cli(*url, "--password-file", str(secret_file), "list")
