@@ -24,6 +24,10 @@ from simulator.jobs import FINISHED, Job, JobSpec, JobState
 log = logging.getLogger(__name__)
 
 
+YEAR_MINUTES = 365 * 24 * 60
+"""The time limit slurmctld sets on a job without one when the job starts."""
+
+
 class SlurmError(Exception):
     """A request slurmctld rejects; ``message`` is Slurm's error text (``slurm_strerror``)."""
 
@@ -165,8 +169,7 @@ class Scheduler:
             self.partitions[job.partition].pending.pop(job_id, None)
             now = time.time()
             job.state, job.cancelled_by = JobState.CANCELLED, by_uid
-            job.start_time = job.end_time = now
-            job.reason = "None"
+            job.start_time = job.end_time = now  # the reason it waited for stays, as slurmctld keeps it
             self._arm_purge(job)
             self.request_schedule()
             return
@@ -244,7 +247,11 @@ class Scheduler:
         job.state, job.reason, job.start_time = JobState.RUNNING, "None", time.time()
         log.info("job %d started on %s", job.job_id, ",".join(job.nodes))
         loop = asyncio.get_running_loop()
-        if job.time_limit is not None:
+        if job.time_limit is None:
+            # slurmctld gives a job without a limit one year when it starts (YEAR_MINUTES): squeue, scontrol
+            # and sacct show it from then on; nothing ever reaches it, so no timer
+            job.time_limit = YEAR_MINUTES
+        else:
             delay = job.time_limit * self.timing.minute_seconds
             self._timers[job.job_id] = loop.call_later(delay, self._time_out, job)
         self.executor.start(job, nodes[0], lambda rc: self._batch_exited(job, rc))
@@ -272,6 +279,8 @@ class Scheduler:
             job.state = JobState.COMPLETED if returncode == 0 else JobState.FAILED
             job.batch_state = job.state
             job.exit_code, job.exit_signal = code, sig
+            if code != 0:
+                job.reason = "NonZeroExitCode"
             job.end_time = time.time()
             job.completing = True
             log.info("job %d ended %s (exit %d:%d)", job.job_id, job.state, code, sig)

@@ -75,14 +75,18 @@ async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Comma
         return CommandResult(
             0 if service.controller_up else 1, f"Slurmctld(primary) at {service.controller_name} is {state}\n"
         )
+    if args == ["show"]:
+        return CommandResult(1, "", "too few arguments for keyword:show\n")
     if len(args) < 2 or args[0] != "show" or args[1] not in ("job", "jobs", "jobid"):
-        return CommandResult(1, "", f"invalid entity: {' '.join(args[1:2])} for keyword:{' '.join(args[:1])}\n")
+        return CommandResult(1, "", f"invalid entity:{' '.join(args[1:2])} for keyword:{' '.join(args[:1])}\n")
     if not service.controller_up:
         return CommandResult(1, "", f"slurm_load_jobs error: {CONNECT_FAILURE}\n")
     sched = service.scheduler
     if len(args) > 2:
         job_id = args[2].split("=")[-1]
-        job = sched.jobs.get(int(job_id)) if job_id.isdigit() else None
+        if not job_id.isdigit():  # scontrol rejects it before asking slurmctld
+            return CommandResult(1, "", "scontrol_print_job error: Invalid job id specified\n")
+        job = sched.jobs.get(int(job_id))
         if job is None or job.purged:
             return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
         jobs = [job]

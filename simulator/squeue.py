@@ -53,7 +53,7 @@ FIELDS: dict[str, tuple[str, str, Getter]] = {
     "u": ("UserName", "USER", lambda j, _: j.user),
     "U": ("UserID", "UID", lambda j, _: str(j.spec.uid)),
     "g": ("GroupName", "GROUP", lambda j, _: j.user),
-    "G": ("GroupID", "GID", lambda j, _: str(j.spec.gid)),
+    "G": ("GroupID", "GROUP", lambda j, _: str(j.spec.gid)),
     "T": ("State", "STATE", lambda j, _: j.display_state),
     "t": ("StateCompact", "ST", lambda j, _: j.short_state),
     "M": ("TimeUsed", "TIME", lambda j, now: squeue_secs(j.elapsed(now))),
@@ -126,15 +126,19 @@ def parse_format(fmt: str) -> list[Column]:
     return columns
 
 
-def parse_format_long(spec: str) -> list[Column]:
+def parse_format_long(spec: str, unknown: list[str] | None = None) -> list[Column]:
     """``-O`` format: comma-separated ``name[:[.][width][suffix]]``: 20 columns without ``:``, the whole value
-    with a ``:`` but no width; the suffix is printed after the field."""
+    with a ``:`` but no width; the suffix is printed after the field. An unknown name is left out and added to
+    ``unknown`` (squeue complains and prints the rest), or raises :class:`FormatError` without that list."""
     columns: list[Column] = []
     for item in spec.split(","):
         name, colon, size = item.partition(":")
         field = _BY_NAME.get(name.strip().lower())
         if field is None:
-            raise FormatError(name)
+            if unknown is None:
+                raise FormatError(name)
+            unknown.append(name)
+            continue
         match = re.fullmatch(r"(\.?)(\d*)(.*)", size, re.DOTALL)
         assert match is not None  # every string matches
         right, digits, suffix = match.groups()
@@ -158,7 +162,7 @@ def render(jobs: list[Job], columns: list[Column], header: bool, now: float) -> 
 def _parser() -> Parser:
     p = Parser(prog="squeue", add_help=False, allow_abbrev=False)
     p.add_argument("-h", "--noheader", action="store_true")
-    p.add_argument("-j", "--jobs", action="append")
+    p.add_argument("-j", "--jobs", action="append", nargs="?", const="")  # bare -j: every job
     p.add_argument("-u", "--user", action="append")
     p.add_argument("--me", action="store_true")
     p.add_argument("-t", "--states", action="append")
@@ -198,12 +202,16 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     try:
         opts = _parser().parse_args(argv[1:])
         states = _states(_split(opts.states)) if opts.states else set()
+        unknown: list[str] = []
         columns = (
-            parse_format_long(opts.Format)
+            parse_format_long(opts.Format, unknown)
             if opts.Format
             else parse_format(opts.format or (LONG_FORMAT if opts.long else DEFAULT_FORMAT))
         )
     except UsageError as exc:
+        text = str(exc)
+        if text.startswith(("unrecognized option", "invalid option")):
+            return CommandResult(1, "", f'squeue: {text}\nTry "squeue --help" for more information\n')
         return CommandResult(1, "", f"squeue: error: {exc}\n")
     except FormatError as exc:
         return CommandResult(1, "", f"Invalid job format specification: {exc}\n")
@@ -237,4 +245,5 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     ]
     # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c)
     selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, j.job_id))
-    return CommandResult(0, render(selected, columns, not opts.noheader, time.time()))
+    complaints = "".join(f"squeue: error: Invalid job format specification: {name}\n" for name in unknown)
+    return CommandResult(0, render(selected, columns, not opts.noheader, time.time()), complaints)
