@@ -21,7 +21,7 @@ def getopt_message(message: str) -> str:
     prefix = "unrecognized arguments: "
     if not message.startswith(prefix):
         return message
-    first = message[len(prefix) :].split()[0]
+    first = message[len(prefix) :].split(maxsplit=1)[0]
     if first.startswith("--"):
         return f"unrecognized option '{first.partition('=')[0]}'"
     if first.startswith("-") and len(first) > 1:

@@ -66,7 +66,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     return lines
 
 
-async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
+async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:  # noqa: PLR0911 - one return per answer
     service = slurm(ctx)
     args = [a for a in argv[1:] if a not in ("-o", "--oneliner", "-d", "--details")]
     oneliner = "-o" in argv or "--oneliner" in argv

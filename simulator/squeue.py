@@ -197,7 +197,7 @@ def _states(values: list[str]) -> set[str] | None:
     return wanted
 
 
-async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
+async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:  # noqa: PLR0911 - one return per answer
     service = slurm(ctx)
     try:
         opts = _parser().parse_args(argv[1:])
