@@ -52,6 +52,13 @@ def _end(row: Row, _now: float) -> str:
     return timestamp(row.job.end_time) if row.job.state is not JobState.RUNNING or row.job.completing else "Unknown"
 
 
+def _timelimit(job: Job) -> str:
+    """A job that has no limit and has not started yet has the partition's, which sacct names so."""
+    if job.time_limit is None and not job.spec.time_limit_given and job.state is JobState.PENDING:
+        return "Partition_Limit"
+    return clock_limit(job.time_limit)
+
+
 def _nodelist(row: Row, _now: float) -> str:
     if not row.job.nodes:
         return "None assigned"
@@ -76,7 +83,7 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "submit": ("Submit", 19, lambda r, _: timestamp(r.job.submit_time)),
     "elapsed": ("Elapsed", 10, lambda r, now: clock_secs(r.job.elapsed(now))),
     "elapsedraw": ("ElapsedRaw", 10, lambda r, now: str(r.job.elapsed(now))),
-    "timelimit": ("Timelimit", 10, lambda r, _: clock_limit(r.job.time_limit) if r.step is None else ""),
+    "timelimit": ("Timelimit", 10, lambda r, _: _timelimit(r.job) if r.step is None else ""),
     "nodelist": ("NodeList", -15, _nodelist),
     "reason": ("Reason", -20, lambda r, _: r.job.reason),
     "user": ("User", 9, lambda r, _: r.job.user if r.step is None else ""),

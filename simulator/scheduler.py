@@ -24,10 +24,6 @@ from simulator.jobs import FINISHED, Job, JobSpec, JobState
 log = logging.getLogger(__name__)
 
 
-YEAR_MINUTES = 365 * 24 * 60
-"""The time limit slurmctld sets on a job without one when the job starts."""
-
-
 class SlurmError(Exception):
     """A request slurmctld rejects; ``message`` is Slurm's error text (``slurm_strerror``)."""
 
@@ -247,11 +243,7 @@ class Scheduler:
         job.state, job.reason, job.start_time = JobState.RUNNING, "None", time.time()
         log.info("job %d started on %s", job.job_id, ",".join(job.nodes))
         loop = asyncio.get_running_loop()
-        if job.time_limit is None:
-            # slurmctld gives a job without a limit one year when it starts (YEAR_MINUTES): squeue, scontrol
-            # and sacct show it from then on; nothing ever reaches it, so no timer
-            job.time_limit = YEAR_MINUTES
-        else:
+        if job.time_limit is not None:
             delay = job.time_limit * self.timing.minute_seconds
             self._timers[job.job_id] = loop.call_later(delay, self._time_out, job)
         self.executor.start(job, nodes[0], lambda rc: self._batch_exited(job, rc))

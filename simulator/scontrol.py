@@ -26,9 +26,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     user = users.get(job.spec.uid, str(job.spec.uid))
     group = users.get(job.spec.gid, str(job.spec.gid))
     nodelist = compress(job.nodes)
-    end = job.end_time
-    if end is None and job.start_time is not None and job.time_limit is not None:
-        end = job.start_time + job.time_limit * 60
+    end = job.expected_end
     restarts_state = job.display_state
     eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
     lines = [

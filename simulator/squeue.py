@@ -38,11 +38,7 @@ def _time_left(job: Job, now: float) -> str:
 
 
 def _end_time(job: Job, _now: float) -> str:
-    if job.end_time is not None:
-        return timestamp(job.end_time)
-    if job.start_time is not None and job.time_limit is not None:
-        return timestamp(job.start_time + job.time_limit * 60)
-    return "N/A"
+    return timestamp(job.expected_end, "N/A")
 
 
 # letter -> (-O field name, title, getter)
