@@ -6,9 +6,6 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-YEAR_MINUTES = 365 * 24 * 60
-"""What slurmctld counts as the limit of an unlimited job when it plans its end (``YEAR_MINUTES``)."""
-
 
 class JobState(StrEnum):
     """Slurm base job states (``JOB_*``); COMPLETING is a flag on top of a base state, see :attr:`Job.completing`."""
@@ -125,12 +122,13 @@ class Job:
 
     @property
     def expected_end(self) -> float | None:
-        """When the job ended, or will at its limit: slurmctld counts a year for an unlimited job."""
+        """When the job ended, or will at its limit; ``None`` for an unlimited job (slurmctld's main scheduler
+        plans no end for it; backfill would give it a year, which the harness treats as the same)."""
         if self.end_time is not None:
             return self.end_time
-        if self.start_time is None:
+        if self.start_time is None or self.time_limit is None:
             return None
-        return self.start_time + (self.time_limit if self.time_limit is not None else YEAR_MINUTES) * 60
+        return self.start_time + self.time_limit * 60
 
     def elapsed(self, now: float | None = None) -> int:
         """Seconds the job has run (0 while pending)."""

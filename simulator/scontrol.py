@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from simulator.commands import CommandContext, CommandResult
 from simulator.hostlist import compress
-from simulator.jobs import Job
+from simulator.jobs import Job, JobState
 from simulator.scheduler import ACCESS_DENIED, ALREADY_DONE, INVALID_JOB_ID, SlurmError
 from simulator.slurmctl import CONNECT_FAILURE, slurm, uid_of
 from simulator.slurmtime import clock_limit, clock_secs, timestamp
@@ -28,13 +28,15 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     nodelist = compress(job.nodes)
     end = job.expected_end
     restarts_state = job.display_state
+    # slurmctld keeps the signal that ended the batch script (scancel's SIGTERM); sacct's job line does not
+    signal_shown = job.batch_signal if job.state is JobState.CANCELLED and job.nodes else job.exit_signal
     eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
     lines = [
         f"JobId={job.job_id} JobName={job.name}",
         f"   UserId={user}({job.spec.uid}) GroupId={group}({job.spec.gid}) MCS_label=N/A",
         f"   Priority={job.priority} Nice=0 Account={job.spec.account or '(null)'} QOS=normal",
         f"   JobState={restarts_state} Reason={job.reason} Dependency=(null)",
-        f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{job.exit_signal}",
+        f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{signal_shown}",
         f"   RunTime={clock_secs(job.elapsed(now))} TimeLimit={clock_limit(job.time_limit)} TimeMin=N/A",
         f"   SubmitTime={timestamp(job.submit_time)} EligibleTime={eligible}",
         f"   AccrueTime={eligible}",

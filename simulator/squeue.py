@@ -38,7 +38,8 @@ def _time_left(job: Job, now: float) -> str:
 
 
 def _end_time(job: Job, _now: float) -> str:
-    return timestamp(job.expected_end, "N/A")
+    # a started job without a planned end is NONE, one that has not started N/A
+    return timestamp(job.expected_end, "N/A" if job.start_time is None else "NONE")
 
 
 # letter -> (-O field name, title, getter)
@@ -98,7 +99,17 @@ class Column:
     def render(self, value: str) -> str:
         if self.width <= 0:
             return value
+        if self.title in _NODE_TITLES and not value.startswith("("):
+            return value.rjust(self.width) if self.right else value.ljust(self.width)  # squeue never cuts a node list
         return value[: self.width].rjust(self.width) if self.right else value[: self.width].ljust(self.width)
+
+
+_NODE_TITLES = ("NODELIST", "NODELIST(REASON)")
+VALID_STATES = (
+    "PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,"
+    "OUT_OF_MEMORY,COMPLETING,CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,REQUEUE_HOLD,REVOKED,"
+    "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED"
+)
 
 
 class FormatError(ValueError):
@@ -188,12 +199,15 @@ def _states(values: list[str]) -> set[str] | None:
             return None
         long = LONG_STATE.get(upper, upper)
         if long not in SHORT_STATE:
-            raise UsageError(f"Invalid job state specified: {value}")
+            # squeue's error() texts end in "\n" of their own: a blank line follows
+            raise UsageError(
+                f"Invalid job state specified: {value}\nsqueue: error: Valid job states include: {VALID_STATES}\n"
+            )
         wanted.add(long)
     return wanted
 
 
-async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:  # noqa: PLR0911 - one return per answer
+async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
     service = slurm(ctx)
     try:
         opts = _parser().parse_args(argv[1:])
@@ -217,9 +231,8 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     users = set(_split(opts.user))
     if opts.me:
         users.add(ctx.user)
-    for name in users:
-        if service.users.get(name) is None:
-            return CommandResult(1, "", f"squeue: error: Invalid user: {name}\n")
+    # an unknown user is complained about (error() with its own "\n") and matches no job; squeue goes on
+    complaints = "".join(f"squeue: error: Invalid user: {n}\n\n" for n in sorted(users) if service.users.get(n) is None)
     sched = service.scheduler
     if len(job_ids) == 1:
         single = sched.jobs.get(next(iter(job_ids)))
@@ -241,5 +254,8 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     ]
     # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c)
     selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, j.job_id))
-    complaints = "".join(f"squeue: error: Invalid job format specification: {name}\n" for name in unknown)
-    return CommandResult(0, render(selected, columns, not opts.noheader, time.time()), complaints)
+    complaints += "".join(f"squeue: error: Invalid job format specification: {name}\n" for name in unknown)
+    now = time.time()
+    # -l prints the date first, as squeue's print_date() does (header or not)
+    dated = time.strftime("%a %b %d %H:%M:%S %Y\n", time.localtime(now)) if opts.long else ""
+    return CommandResult(0, dated + render(selected, columns, not opts.noheader, now), complaints)

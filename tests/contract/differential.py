@@ -190,6 +190,7 @@ _MASKS = [
     # which scheduler starts a job is the real cluster's timing, so both read the same (also cut by sacct's %N)
     (re.compile(r"\b365-00:00:00\b|\bUNLIMITED\b"), "<unlimited>"),
     (re.compile(r"(?<!\S)(365-\+|UNLI\+)"), "<unlimited+>"),
+    (re.compile(r"\b365-00:00\+"), "<unlimited>"),  # sacct's width 10 cuts a year, not UNLIMITED
     (re.compile(r"Scheduler=(Main|Backfill)"), "Scheduler=<which>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"), "YYYY-MM-DDThh:mm:ss"),
     (re.compile(r"\b(\d+-)?(\d+:)?\d+:\d\d\b"), "<dur>"),
