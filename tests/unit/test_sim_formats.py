@@ -109,6 +109,7 @@ def test_sacct_marks_cut_values_with_plus() -> None:
     assert _cell("CANCELLED by 1001", 10) == "CANCELLED+"
     assert _cell("7", -12) == "7           "
     assert _cell("0:0", 8) == "     0:0"
+    assert _cell("2026-12-03T13:00:00", 5, plain=True) == "2026-"  # times are cut without the mark
 
 
 def test_scontrol_show_job_layout() -> None:
