@@ -6,6 +6,11 @@ different rule starts to win. Closing a forwarder stops new connections; establi
 conntrack keeps NAT mappings of established flows after a rule is deleted. :meth:`Forwarder.aclose` ends
 those too. When the target refuses, the client connection is reset, the nearest a user-space forwarder
 gets to netfilter passing on the compute node's RST.
+
+A target that is the gateway itself on a forwarded port (its own ``address:port``, or another of its DNAT'd
+ports) is reset without connecting: the kernel translates a flow once, in PREROUTING, and delivers it locally
+where no socket listens on a DNAT'd port, so the client gets a RST. Connecting would reach this forwarder
+again and loop until the process runs out of file descriptors.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,18 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class Forwarder:
     """``address:port`` -> :attr:`target`, for one gateway listen address and one DNAT rule."""
 
-    def __init__(self, address: str, port: int, target: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        target: tuple[str, int],
+        forwarded: Callable[[tuple[str, int]], bool] | None = None,
+    ) -> None:
+        """``forwarded`` says whether an ``(address, port)`` is one the gateway forwards (a target to reset)."""
         self.address = address
         self.port = port
         self.target = target
+        self._forwarded = forwarded
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -89,6 +103,10 @@ class Forwarder:
         ends = [writer]
         try:
             host, port = self.target
+            if self.target == (self.address, self.port) or (self._forwarded and self._forwarded(self.target)):
+                log.debug("forward %s:%d -> %s:%d is the gateway itself: reset", self.address, self.port, host, port)
+                _reset(writer)
+                return
             try:
                 up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:

@@ -97,7 +97,7 @@ class GatewayService:
         if current is not None:
             current.target = target
             return
-        forwarder = Forwarder(address, port, target)
+        forwarder = Forwarder(address, port, target, forwarded=lambda t: t in self.forwarders)
         try:
             await forwarder.start()
         except OSError as exc:

@@ -120,6 +120,16 @@ class Job:
         """Shown by squeue without ``-t``: pending, running or completing."""
         return self.state in (JobState.PENDING, JobState.RUNNING) or self.completing
 
+    @property
+    def expected_end(self) -> float | None:
+        """When the job ended, or will at its limit; ``None`` for an unlimited job (slurmctld's main scheduler
+        plans no end for it; backfill would give it a year, which the harness treats as the same)."""
+        if self.end_time is not None:
+            return self.end_time
+        if self.start_time is None or self.time_limit is None:
+            return None
+        return self.start_time + self.time_limit * 60
+
     def elapsed(self, now: float | None = None) -> int:
         """Seconds the job has run (0 while pending)."""
         if self.start_time is None:

@@ -52,6 +52,13 @@ def _end(row: Row, _now: float) -> str:
     return timestamp(row.job.end_time) if row.job.state is not JobState.RUNNING or row.job.completing else "Unknown"
 
 
+def _timelimit(job: Job) -> str:
+    """A job that has no limit and has not started yet has the partition's, which sacct names so."""
+    if job.time_limit is None and not job.spec.time_limit_given and job.state is JobState.PENDING:
+        return "Partition_Limit"
+    return clock_limit(job.time_limit)
+
+
 def _nodelist(row: Row, _now: float) -> str:
     if not row.job.nodes:
         return "None assigned"
@@ -65,7 +72,11 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "jobname": ("JobName", 10, lambda r, _: r.job.name if r.step is None else r.step),
     "partition": ("Partition", 10, lambda r, _: r.job.partition if r.step is None else ""),
     "account": ("Account", 10, lambda r, _: r.job.spec.account or ""),
-    "alloccpus": ("AllocCPUS", 10, lambda r, _: str(r.job.num_cpus if r.job.nodes else 0)),
+    "alloccpus": (
+        "AllocCPUS",
+        10,
+        lambda r, _: str(r.job.num_cpus if r.job.nodes or r.job.state is JobState.PENDING else 0),
+    ),
     "ncpus": ("NCPUS", 10, lambda r, _: str(r.job.num_cpus)),
     "nnodes": ("NNodes", 8, lambda r, _: str(r.job.num_nodes if r.step is None else 1)),
     "state": ("State", 10, lambda r, _: r.state()),
@@ -76,14 +87,14 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "submit": ("Submit", 19, lambda r, _: timestamp(r.job.submit_time)),
     "elapsed": ("Elapsed", 10, lambda r, now: clock_secs(r.job.elapsed(now))),
     "elapsedraw": ("ElapsedRaw", 10, lambda r, now: str(r.job.elapsed(now))),
-    "timelimit": ("Timelimit", 10, lambda r, _: clock_limit(r.job.time_limit) if r.step is None else ""),
+    "timelimit": ("Timelimit", 10, lambda r, _: _timelimit(r.job) if r.step is None else ""),
     "nodelist": ("NodeList", -15, _nodelist),
     "reason": ("Reason", -20, lambda r, _: r.job.reason),
     "user": ("User", 9, lambda r, _: r.job.user if r.step is None else ""),
     "uid": ("UID", 6, lambda r, _: str(r.job.spec.uid) if r.step is None else ""),
     "group": ("Group", 9, lambda r, _: r.job.user if r.step is None else ""),
     "comment": ("Comment", 15, lambda r, _: (r.job.spec.comment or "") if r.step is None else ""),
-    "workdir": ("WorkDir", -15, lambda r, _: r.job.spec.work_dir if r.step is None else ""),
+    "workdir": ("WorkDir", -20, lambda r, _: r.job.spec.work_dir if r.step is None else ""),
     "cluster": ("Cluster", 10, lambda r, _: "sim"),
     "priority": ("Priority", 10, lambda r, _: str(r.job.priority) if r.step is None else ""),
 }
@@ -124,10 +135,14 @@ def _columns(spec: str) -> list[tuple[str, int, Getter]]:
     return columns
 
 
-def _cell(value: str, width: int) -> str:
+PLAIN_CUT = frozenset({"Start", "End", "Submit", "Elapsed"})
+"""Fields sacct prints as times: a value too wide is cut without the ``+`` mark (print_fields_date/time)."""
+
+
+def _cell(value: str, width: int, plain: bool = False) -> str:
     size = abs(width)
     if len(value) > size:
-        value = value[: size - 1] + "+"
+        value = value[:size] if plain else value[: size - 1] + "+"
     return value.ljust(size) if width < 0 else value.rjust(size)
 
 
@@ -174,4 +189,4 @@ async def sacct(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandR
 def _line(values: list[str], columns: list[tuple[str, int, Getter]], parsable: bool, trailing: bool) -> str:
     if parsable:
         return "|".join(values) + ("|" if trailing else "")
-    return " ".join(_cell(v, c[1]) for v, c in zip(values, columns, strict=True)) + " "
+    return " ".join(_cell(v, c[1], c[0] in PLAIN_CUT) for v, c in zip(values, columns, strict=True)) + " "

@@ -119,7 +119,8 @@ def _parse(  # noqa: PLR0911 - one return per error sbatch reports
     try:
         cli = parser.parse_args(argv[1:])
     except UsageError as exc:
-        return CommandResult(1, "", f'sbatch: {exc}\nTry "sbatch --help" for more information\n')
+        # an unknown option is getopt's complaint and sbatch exits 255 (exit(error_exit) in its option parsing)
+        return CommandResult(255, "", f'sbatch: {exc}\nTry "sbatch --help" for more information\n')
     script = _script(cli, stdin)
     if isinstance(script, CommandResult):
         return script
@@ -138,7 +139,7 @@ def _parse(  # noqa: PLR0911 - one return per error sbatch reports
     merged = {k: v for k, v in vars(from_script).items() if v not in (None, False)}
     merged.update({k: v for k, v in vars(cli).items() if v not in (None, False)})
     account = slurm(ctx).users.get(ctx.user)
-    if account is None:
+    if account is None or account.uid == 0:  # slurmctld refuses batch jobs of root (ESLURM_USER_ID_MISSING)
         return _error("Batch job submission failed: Invalid user id")
     try:
         spec = _spec(merged, script, account, ctx.node.name)
@@ -156,8 +157,8 @@ def _spec(opts: dict[str, object], script: str, account: Account, host: str) -> 
         nodes = int(nodes_text.partition("-")[0])
     except ValueError:
         raise ValueError(f"Invalid node count specification: {nodes_text}") from None
-    if nodes < 1:
-        raise ValueError(f"Invalid node count specification: {nodes_text}")
+    if nodes < 1:  # sbatch passes 0 on and slurmctld rejects it
+        raise ValueError("Batch job submission failed: Node count specification invalid")
     home = account.home
     spec = JobSpec(
         script=script, user=account.name, uid=account.uid, gid=account.gid, nodes=nodes, submit_host=host, work_dir=home

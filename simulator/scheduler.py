@@ -165,8 +165,7 @@ class Scheduler:
             self.partitions[job.partition].pending.pop(job_id, None)
             now = time.time()
             job.state, job.cancelled_by = JobState.CANCELLED, by_uid
-            job.start_time = job.end_time = now
-            job.reason = "None"
+            job.start_time = job.end_time = now  # the reason it waited for stays, as slurmctld keeps it
             self._arm_purge(job)
             self.request_schedule()
             return
@@ -272,6 +271,8 @@ class Scheduler:
             job.state = JobState.COMPLETED if returncode == 0 else JobState.FAILED
             job.batch_state = job.state
             job.exit_code, job.exit_signal = code, sig
+            if code != 0:
+                job.reason = "NonZeroExitCode"
             job.end_time = time.time()
             job.completing = True
             log.info("job %d ended %s (exit %d:%d)", job.job_id, job.state, code, sig)

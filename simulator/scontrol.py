@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from simulator.commands import CommandContext, CommandResult
 from simulator.hostlist import compress
-from simulator.jobs import Job
+from simulator.jobs import Job, JobState
 from simulator.scheduler import ACCESS_DENIED, ALREADY_DONE, INVALID_JOB_ID, SlurmError
 from simulator.slurmctl import CONNECT_FAILURE, slurm, uid_of
 from simulator.slurmtime import clock_limit, clock_secs, timestamp
@@ -26,17 +26,17 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     user = users.get(job.spec.uid, str(job.spec.uid))
     group = users.get(job.spec.gid, str(job.spec.gid))
     nodelist = compress(job.nodes)
-    end = job.end_time
-    if end is None and job.start_time is not None and job.time_limit is not None:
-        end = job.start_time + job.time_limit * 60
+    end = job.expected_end
     restarts_state = job.display_state
+    # slurmctld keeps the signal that ended the batch script (scancel's SIGTERM); sacct's job line does not
+    signal_shown = job.batch_signal if job.state is JobState.CANCELLED and job.nodes else job.exit_signal
     eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
     lines = [
         f"JobId={job.job_id} JobName={job.name}",
         f"   UserId={user}({job.spec.uid}) GroupId={group}({job.spec.gid}) MCS_label=N/A",
         f"   Priority={job.priority} Nice=0 Account={job.spec.account or '(null)'} QOS=normal",
         f"   JobState={restarts_state} Reason={job.reason} Dependency=(null)",
-        f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{job.exit_signal}",
+        f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{signal_shown}",
         f"   RunTime={clock_secs(job.elapsed(now))} TimeLimit={clock_limit(job.time_limit)} TimeMin=N/A",
         f"   SubmitTime={timestamp(job.submit_time)} EligibleTime={eligible}",
         f"   AccrueTime={eligible}",
@@ -66,7 +66,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     return lines
 
 
-async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
+async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:  # noqa: PLR0911 - one return per answer
     service = slurm(ctx)
     args = [a for a in argv[1:] if a not in ("-o", "--oneliner", "-d", "--details")]
     oneliner = "-o" in argv or "--oneliner" in argv
@@ -75,14 +75,18 @@ async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Comma
         return CommandResult(
             0 if service.controller_up else 1, f"Slurmctld(primary) at {service.controller_name} is {state}\n"
         )
+    if args == ["show"]:
+        return CommandResult(1, "", "too few arguments for keyword:show\n")
     if len(args) < 2 or args[0] != "show" or args[1] not in ("job", "jobs", "jobid"):
-        return CommandResult(1, "", f"invalid entity: {' '.join(args[1:2])} for keyword:{' '.join(args[:1])}\n")
+        return CommandResult(1, "", f"invalid entity:{' '.join(args[1:2])} for keyword:{' '.join(args[:1])}\n")
     if not service.controller_up:
         return CommandResult(1, "", f"slurm_load_jobs error: {CONNECT_FAILURE}\n")
     sched = service.scheduler
     if len(args) > 2:
         job_id = args[2].split("=")[-1]
-        job = sched.jobs.get(int(job_id)) if job_id.isdigit() else None
+        if not job_id.isdigit():  # scontrol rejects it before asking slurmctld
+            return CommandResult(1, "", "scontrol_print_job error: Invalid job id specified\n")
+        job = sched.jobs.get(int(job_id))
         if job is None or job.purged:
             return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
         jobs = [job]

@@ -38,11 +38,8 @@ def _time_left(job: Job, now: float) -> str:
 
 
 def _end_time(job: Job, _now: float) -> str:
-    if job.end_time is not None:
-        return timestamp(job.end_time)
-    if job.start_time is not None and job.time_limit is not None:
-        return timestamp(job.start_time + job.time_limit * 60)
-    return "N/A"
+    # a started job without a planned end is NONE, one that has not started N/A
+    return timestamp(job.expected_end, "N/A" if job.start_time is None else "NONE")
 
 
 # letter -> (-O field name, title, getter)
@@ -53,7 +50,7 @@ FIELDS: dict[str, tuple[str, str, Getter]] = {
     "u": ("UserName", "USER", lambda j, _: j.user),
     "U": ("UserID", "UID", lambda j, _: str(j.spec.uid)),
     "g": ("GroupName", "GROUP", lambda j, _: j.user),
-    "G": ("GroupID", "GID", lambda j, _: str(j.spec.gid)),
+    "G": ("GroupID", "GROUP", lambda j, _: str(j.spec.gid)),
     "T": ("State", "STATE", lambda j, _: j.display_state),
     "t": ("StateCompact", "ST", lambda j, _: j.short_state),
     "M": ("TimeUsed", "TIME", lambda j, now: squeue_secs(j.elapsed(now))),
@@ -102,7 +99,17 @@ class Column:
     def render(self, value: str) -> str:
         if self.width <= 0:
             return value
+        if self.title in _NODE_TITLES and not value.startswith("("):
+            return value.rjust(self.width) if self.right else value.ljust(self.width)  # squeue never cuts a node list
         return value[: self.width].rjust(self.width) if self.right else value[: self.width].ljust(self.width)
+
+
+_NODE_TITLES = ("NODELIST", "NODELIST(REASON)")
+VALID_STATES = (
+    "PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,"
+    "OUT_OF_MEMORY,COMPLETING,CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,REQUEUE_HOLD,REVOKED,"
+    "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED"
+)
 
 
 class FormatError(ValueError):
@@ -126,15 +133,19 @@ def parse_format(fmt: str) -> list[Column]:
     return columns
 
 
-def parse_format_long(spec: str) -> list[Column]:
+def parse_format_long(spec: str, unknown: list[str] | None = None) -> list[Column]:
     """``-O`` format: comma-separated ``name[:[.][width][suffix]]``: 20 columns without ``:``, the whole value
-    with a ``:`` but no width; the suffix is printed after the field."""
+    with a ``:`` but no width; the suffix is printed after the field. An unknown name is left out and added to
+    ``unknown`` (squeue complains and prints the rest), or raises :class:`FormatError` without that list."""
     columns: list[Column] = []
     for item in spec.split(","):
         name, colon, size = item.partition(":")
         field = _BY_NAME.get(name.strip().lower())
         if field is None:
-            raise FormatError(name)
+            if unknown is None:
+                raise FormatError(name)
+            unknown.append(name)
+            continue
         match = re.fullmatch(r"(\.?)(\d*)(.*)", size, re.DOTALL)
         assert match is not None  # every string matches
         right, digits, suffix = match.groups()
@@ -158,7 +169,7 @@ def render(jobs: list[Job], columns: list[Column], header: bool, now: float) -> 
 def _parser() -> Parser:
     p = Parser(prog="squeue", add_help=False, allow_abbrev=False)
     p.add_argument("-h", "--noheader", action="store_true")
-    p.add_argument("-j", "--jobs", action="append")
+    p.add_argument("-j", "--jobs", action="append", nargs="?", const="")  # bare -j: every job
     p.add_argument("-u", "--user", action="append")
     p.add_argument("--me", action="store_true")
     p.add_argument("-t", "--states", action="append")
@@ -188,7 +199,10 @@ def _states(values: list[str]) -> set[str] | None:
             return None
         long = LONG_STATE.get(upper, upper)
         if long not in SHORT_STATE:
-            raise UsageError(f"Invalid job state specified: {value}")
+            # squeue's error() texts end in "\n" of their own: a blank line follows
+            raise UsageError(
+                f"Invalid job state specified: {value}\nsqueue: error: Valid job states include: {VALID_STATES}\n"
+            )
         wanted.add(long)
     return wanted
 
@@ -198,12 +212,16 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     try:
         opts = _parser().parse_args(argv[1:])
         states = _states(_split(opts.states)) if opts.states else set()
+        unknown: list[str] = []
         columns = (
-            parse_format_long(opts.Format)
+            parse_format_long(opts.Format, unknown)
             if opts.Format
             else parse_format(opts.format or (LONG_FORMAT if opts.long else DEFAULT_FORMAT))
         )
     except UsageError as exc:
+        text = str(exc)
+        if text.startswith(("unrecognized option", "invalid option")):
+            return CommandResult(1, "", f'squeue: {text}\nTry "squeue --help" for more information\n')
         return CommandResult(1, "", f"squeue: error: {exc}\n")
     except FormatError as exc:
         return CommandResult(1, "", f"Invalid job format specification: {exc}\n")
@@ -213,9 +231,8 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     users = set(_split(opts.user))
     if opts.me:
         users.add(ctx.user)
-    for name in users:
-        if service.users.get(name) is None:
-            return CommandResult(1, "", f"squeue: error: Invalid user: {name}\n")
+    # an unknown user is complained about (error() with its own "\n") and matches no job; squeue goes on
+    complaints = "".join(f"squeue: error: Invalid user: {n}\n\n" for n in sorted(users) if service.users.get(n) is None)
     sched = service.scheduler
     if len(job_ids) == 1:
         single = sched.jobs.get(next(iter(job_ids)))
@@ -237,4 +254,8 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
     ]
     # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c)
     selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, j.job_id))
-    return CommandResult(0, render(selected, columns, not opts.noheader, time.time()))
+    complaints += "".join(f"squeue: error: Invalid job format specification: {name}\n" for name in unknown)
+    now = time.time()
+    # -l prints the date first, as squeue's print_date() does (header or not)
+    dated = time.strftime("%a %b %d %H:%M:%S %Y\n", time.localtime(now)) if opts.long else ""
+    return CommandResult(0, dated + render(selected, columns, not opts.noheader, now), complaints)

@@ -42,7 +42,7 @@ class UserDB:
 
     @classmethod
     def build(cls, users: list[tuple[str, int, int]], service: tuple[str, int], home_prefix: Path) -> UserDB:
-        accounts = [Account("root", 0, 0, "/root"), *SYSTEM_ACCOUNTS]
+        accounts = [Account("root", 0, 0, "/root", gecos="root"), *SYSTEM_ACCOUNTS]
         accounts.append(Account(service[0], service[1], service[1], str(home_prefix / service[0])))
         accounts += [Account(name, uid, gid, str(home_prefix / name)) for name, uid, gid in users]
         return cls(accounts)

@@ -186,9 +186,16 @@ def vocabulary() -> list[Case]:
 
 
 _MASKS = [
+    # A job without a limit shows UNLIMITED, or one year where backfill started it (backfill.c's YEAR_MINUTES):
+    # which scheduler starts a job is the real cluster's timing, so both read the same (also cut by sacct's %N)
+    (re.compile(r"\b365-00:00:00\b|\bUNLIMITED\b"), "<unlimited>"),
+    (re.compile(r"(?<!\S)(365-\+|UNLI\+)"), "<unlimited+>"),
+    (re.compile(r"\b365-00:00\+"), "<unlimited>"),  # sacct's width 10 cuts a year, not UNLIMITED
+    (re.compile(r"Scheduler=(Main|Backfill)"), "Scheduler=<which>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"), "YYYY-MM-DDThh:mm:ss"),
     (re.compile(r"\b(\d+-)?(\d+:)?\d+:\d\d\b"), "<dur>"),
     (re.compile(r"AllocNode:Sid=(\S+):\d+"), r"AllocNode:Sid=\1:<sid>"),
+    (re.compile(r"\bbwvisu-[0-9a-f]+-(?=command|compute)"), ""),  # the testbed's per-session container names
     (re.compile(r"Priority=\d+"), "Priority=<p>"),
     (re.compile(r"\b42949\d{5}\b"), "<priority>"),
 ]

@@ -185,3 +185,23 @@ async def test_iptables_errors_reach_the_channel(gateway: GatewayService) -> Non
     result = await sh(gateway, "iptables --nope")
     assert result.exit_status == 2
     assert result.stderr.startswith('iptables v1.8.9 (nf_tables): unknown option "--nope"\n')
+
+
+@pytest.mark.parametrize("to", ["self", "other"])
+async def test_dnat_to_the_gateways_own_forwarded_port_is_reset_not_looped(gateway: GatewayService, to: str) -> None:
+    """The kernel translates a flow once and delivers it locally, where no socket listens: a RST, no loop."""
+    port, other = free_port(GW1), free_port(GW1)
+    assert (
+        await sh(
+            gateway,
+            f"iptables -t nat -A PREROUTING -d {GW1} -p tcp --dport {other} -j DNAT --to-destination {GW1}:{other}",
+        )
+    ).exit_status == 0
+    target = port if to == "self" else other
+    rule = f"-d {GW1} -p tcp --dport {port} -j DNAT --to-destination {GW1}:{target}"
+    assert (await sh(gateway, f"iptables -t nat -A PREROUTING {rule}")).exit_status == 0
+    assert gateway.forwards()[(GW1, port)] == (GW1, target)
+    for _ in range(3):
+        assert await refused(GW1, port)
+    forwarder = gateway.forwarders[(GW1, port)]
+    assert not forwarder._connections  # nothing left connecting to itself

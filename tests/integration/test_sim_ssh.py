@@ -54,7 +54,7 @@ async def test_system_accounts_are_there_as_on_debian(
     # the runner's refusal tests attack with these, so the simulated cluster must have them
     found = await run(sim_ssh, "getent passwd root daemon nobody")
     assert found.stdout == (
-        "root:x:0:0::/root:/bin/bash\n"
+        "root:x:0:0:root:/root:/bin/bash\n"
         "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
     )

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from simulator import hostlist
 from simulator.behaviours import find_behaviour
+from simulator.cliparse import getopt_message
 from simulator.config import ClusterConfig, NodeConfig, Role, UserConfig, assign_addresses
 from simulator.faults import FaultKind, Faults
 from simulator.jobs import Job, JobSpec, JobState
-from simulator.sacct import _cell
+from simulator.sacct import _cell, _timelimit
 from simulator.sbatch import directives
 from simulator.scheduler import expand_pattern
 from simulator.scontrol import show_job
 from simulator.slurmtime import TimeFormatError, clock_secs, parse_time_limit, squeue_limit, squeue_secs
-from simulator.squeue import DEFAULT_FORMAT, parse_format, parse_format_long, render
+from simulator.squeue import DEFAULT_FORMAT, FormatError, parse_format, parse_format_long, render
 from simulator.sudo import AnyCommand, SudoError, unwrap_sudo
 from simulator.users import UserDB
 
@@ -106,6 +109,7 @@ def test_sacct_marks_cut_values_with_plus() -> None:
     assert _cell("CANCELLED by 1001", 10) == "CANCELLED+"
     assert _cell("7", -12) == "7           "
     assert _cell("0:0", 8) == "     0:0"
+    assert _cell("2026-12-03T13:00:00", 5, plain=True) == "2026-"  # times are cut without the mark
 
 
 def test_scontrol_show_job_layout() -> None:
@@ -177,3 +181,58 @@ def test_faults_trigger_at_the_nth_call_only() -> None:
     assert second.kind is FaultKind.FAIL
     assert "Batch job submission failed" in second.failure_text
     assert faults.next_call("sbatch", "n")[1] is None
+
+
+@pytest.mark.parametrize(
+    ("argparse_says", "getopt_says"),
+    [
+        ("unrecognized arguments: --bogus-option", "unrecognized option '--bogus-option'"),
+        ("unrecognized arguments: --bogus=1 x", "unrecognized option '--bogus'"),
+        ("unrecognized arguments: -Z", "invalid option -- 'Z'"),
+        ("argument -t: expected one argument", "argument -t: expected one argument"),
+    ],
+)
+def test_unknown_options_are_reported_in_getopts_words(argparse_says: str, getopt_says: str) -> None:
+    assert getopt_message(argparse_says) == getopt_says
+
+
+def test_squeue_unknown_long_field_is_collected_and_left_out() -> None:
+    unknown: list[str] = []
+    columns = parse_format_long("JobID:|,NoSuchField,State:", unknown)
+    assert unknown == ["NoSuchField"]
+    assert render([_job()], columns, False, 0.0) == "7|RUNNING\n"
+    with pytest.raises(FormatError):
+        parse_format_long("NoSuchField")
+
+
+def test_squeue_never_cuts_a_node_list_but_cuts_a_reason() -> None:
+    assert render([_job()], parse_format_long("NodeList:.9"), False, 0.0) == "sim-c[001-002]\n"
+    assert render([_job()], parse_format("%.5R"), False, 0.0) == "sim-c[001-002]\n"
+    pending = _job(state=JobState.PENDING)
+    assert render([pending], parse_format("%.5R"), False, 0.0) == "(Reso\n"
+
+
+def test_squeue_group_id_title_is_group() -> None:
+    assert render([_job()], parse_format("%G"), True, 0.0).splitlines()[0] == "GROUP"
+
+
+def test_unlimited_running_job_has_no_planned_end() -> None:
+    job = _job()
+    job.time_limit = None
+    assert job.expected_end is None
+    assert render([job, _job(state=JobState.PENDING)], parse_format("%e"), False, 0.0) == "NONE\nN/A\n"
+
+
+def test_sacct_timelimit_of_a_pending_job_without_one_is_the_partitions() -> None:
+    pending = _job(state=JobState.PENDING)
+    pending.time_limit = None
+    assert _timelimit(pending) == "Partition_Limit"
+    ended = _job(state=JobState.COMPLETED)
+    ended.time_limit = None
+    assert _timelimit(ended) == "UNLIMITED"
+
+
+def test_root_passwd_line_has_its_comment() -> None:
+    root = UserDB.build([], ("bwvisu", 990), Path("/h")).by_uid(0)
+    assert root is not None
+    assert root.passwd_line() == "root:x:0:0:root:/root:/bin/bash"
