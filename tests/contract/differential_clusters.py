@@ -52,11 +52,15 @@ async def sim_side(first_job_id: int) -> AsyncIterator[Side]:
 
 @contextlib.asynccontextmanager
 async def sides_on(real: Side) -> AsyncIterator[tuple[Side, Side]]:
-    """Jobs made on ``real`` first, then on a simulator starting at the same job id."""
+    """Jobs made on ``real`` first, then on a simulator starting at the same job id; afterwards the real jobs are
+    cancelled, so the session's testbed has its nodes free again for the tiers that follow."""
     await produce_jobs(real)
-    async with sim_side(int(real.jobs["completed"])) as sim:
-        await produce_jobs(sim)
-        yield real, sim
+    try:
+        async with sim_side(int(real.jobs["completed"])) as sim:
+            await produce_jobs(sim)
+            yield real, sim
+    finally:
+        await real.run(f"sudo -n -u alice scancel {' '.join(real.jobs.values())}")
 
 
 @contextlib.asynccontextmanager
