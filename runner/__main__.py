@@ -136,7 +136,7 @@ async def _serve(settings: Settings, shutdown: Shutdown, extra: list[str], *, sh
 
 
 async def _dev(port: int, shutdown: Shutdown) -> None:
-    from runner.devcluster import dev_environment  # noqa: PLC0415 - the simulator is only needed here
+    from runner.dev import dev_environment  # noqa: PLC0415 - the simulator is only needed here
 
     async with dev_environment(api_port=port) as env:
         extra = [

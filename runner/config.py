@@ -361,6 +361,11 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         searched = ", ".join(str(p) for p in config_search_paths())
         raise ConfigError(f"no config file found; searched: {searched} (or give --config PATH or RUNNER_CONFIG)")
     data = {**read_config_file(found), **(overrides or {})}
+    log_environment_warnings()
+    return settings_from_mapping(data)
+
+
+def log_environment_warnings() -> None:
+    """One warning line per ``RUNNER_*`` variable that names no setting (with the closest setting's name)."""
     for warning in environment_report(Settings).warnings:
         log.warning("%s", warning)
-    return settings_from_mapping(data)

@@ -25,7 +25,9 @@ class RunnerProcess:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.argv = [sys.executable, "-m", "runner", *args]
-        self._env = {**os.environ, "RUNNER_API_PASSWORD": API_PASSWORD, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # dev's frontend password is known to the tests; serve's comes from its config file
+        password = {"RUNNER_API__PASSWORD": API_PASSWORD} if args[:1] == ("dev",) else {}
+        self._env = {**os.environ, **password, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._cwd = cwd
         self.lines: list[str] = []
         self._changed = threading.Condition()

@@ -102,6 +102,26 @@ def test_dev_job_life_logs_few_lines_and_no_library_chatter(tmp_env: dict[str, s
         assert proc.wait() == 0
 
 
+def test_dev_takes_the_credentials_from_serves_variables_and_warns_on_the_old_spelling(
+    tmp_env: dict[str, str],
+) -> None:
+    # one spelling for each setting: RUNNER_API__USER / RUNNER_API__PASSWORD, as for serve; the old single
+    # underscore spelling is a variable that names no setting, ignored with a warning naming the right one
+    env = {**tmp_env, "RUNNER_API__USER": "frontend", "RUNNER_API_PASSWORD": "old-spelling-password"}
+    with RunnerProcess("dev", "--port", "0", env=env) as proc:
+        url = proc.url()
+        assert f"credentials:  frontend / {API_PASSWORD}" in proc.lines, proc.output
+        assert any(
+            "RUNNER_API_PASSWORD: not a runner setting, ignored (did you mean RUNNER_API__PASSWORD?)" in line
+            for line in proc.lines
+        ), proc.output
+        with httpx.Client(base_url=url, trust_env=False, timeout=30) as api:
+            assert api.get("/templates", auth=("frontend", API_PASSWORD)).status_code == 200
+            assert api.get("/templates", auth=("frontend", "old-spelling-password")).status_code == 401
+        proc.send(signal.SIGTERM)
+        assert proc.wait() == 0
+
+
 def _etcd_child(proc: RunnerProcess) -> psutil.Process:
     child: psutil.Process = _until(
         lambda: next((c for c in proc.children() if Path(c.exe()).name == "etcd"), None), "etcd child", timeout=30
