@@ -56,8 +56,9 @@ class Jobs:
             return await self._submit(uid, template_name, variables)
 
     async def _submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
+        # checked before any I/O: the template and its variables first, then the user's name
+        script = self._templates.render(template_name, variables)
         check_user_name(uid)
-        script = self._templates.render(template_name, variables)  # checked before any I/O
         await self._users.ordinary(uid)  # the one 4xx that needs I/O (a getent, kept a while); nothing stored yet
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)

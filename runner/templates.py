@@ -218,10 +218,6 @@ class TemplateStore:
         """The template's ``#KEYHOLE-SESSION-URL`` pattern, or None when its application asks for no secret."""
         return self._load(name).session_url
 
-    def check(self, name: str, variables: Mapping[str, str]) -> None:
-        """Everything :meth:`render` checks, without rendering: name, existence, values, missing variables."""
-        self._checked(name, variables)
-
     def render(self, name: str, variables: Mapping[str, str]) -> str:
         """The batch script; rejects bad names and values and missing variables, never strips or escapes."""
         parsed = self._checked(name, variables)

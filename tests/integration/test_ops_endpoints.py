@@ -83,6 +83,9 @@ async def test_one_jobs_life_is_counted_in_metrics(
             root = {"uid": "root", "template-name": "template_webapp.txt", "variables": WEBAPP_VARIABLES}
             refused = await api.post("/jobs", json=root)  # a system account: refused by the job service
             assert refused.json()["error"] == "refused-user", refused.text
+            unknown = {"uid": "alice", "template-name": "template_none.txt", "variables": WEBAPP_VARIABLES}
+            refused = await api.post("/jobs", json=unknown)  # refused before any I/O, and counted all the same
+            assert refused.json()["error"] == "unknown-template", refused.text
 
             async def forwards_released() -> bool:
                 return value(await scrape(client), "bwvisu_runner_gateway_forwards", gateway=gateway) == 0
@@ -97,10 +100,10 @@ async def test_one_jobs_life_is_counted_in_metrics(
     assert sum(with_name(live, "bwvisu_runner_gateway_forwards").values()) == 1
     assert set(with_name(live, "bwvisu_runner_gateway_up").values()) == {1.0}
     assert value(live, "bwvisu_runner_keyhole_requests_total", outcome="ok") == 1
-    # finished: no job left in any active state, one submission accepted and one refused, none failed
+    # finished: no job left in any active state, one submission accepted and two refused, none failed
     assert set(with_name(after, "bwvisu_runner_jobs").values()) == {0.0}
     assert value(after, "bwvisu_runner_submissions_total", outcome="ok") == 1
-    assert value(after, "bwvisu_runner_submissions_total", outcome="refused") == 1
+    assert value(after, "bwvisu_runner_submissions_total", outcome="refused") == 2
     assert value(after, "bwvisu_runner_submissions_total", outcome="failed") == 0
     assert value(after, "bwvisu_runner_submit_seconds_count") == 1
     assert value(after, "bwvisu_runner_submit_seconds_sum") > 0

@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI
@@ -15,8 +16,10 @@ from pydantic import SecretStr
 from runner.api import create_app
 from runner.config import ApiSettings, Settings
 from runner.errors import NoSuchJob, NoSuchRunningJob
+from runner.jobs import Jobs
 from runner.records import JobRecord, JobState
 from runner.templates import TemplateStore
+from runner.users import ClusterUsers
 
 EXAMPLE_TEMPLATES = Path(__file__).resolve().parents[2] / "runner" / "templates"
 USER = "bwvisu-web"
@@ -87,7 +90,7 @@ def make_settings(password: str = PASSWORD) -> Settings:
     return Settings.model_construct(api=ApiSettings(user=USER, password=SecretStr(password)))
 
 
-def make_app(service: FakeJobService, templates: Path = EXAMPLE_TEMPLATES, password: str = PASSWORD) -> FastAPI:
+def make_app(service: FakeJobService | Jobs, templates: Path = EXAMPLE_TEMPLATES, password: str = PASSWORD) -> FastAPI:
     return create_app(service, TemplateStore(templates), make_settings(password))
 
 
@@ -95,3 +98,21 @@ def client_for(app: FastAPI, *, auth: bool = True) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://runner.test", headers=AUTH if auth else None
     )
+
+
+class NoIO:
+    """Stands for etcd, Slurm and the cluster's user lookup: any use of it is I/O, recorded and failing."""
+
+    def __init__(self) -> None:
+        self.touched: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.touched.append(name)
+        raise AssertionError(f"the request reached I/O ({name})")
+
+
+def jobs_without_io(io: NoIO) -> Jobs:
+    """The real job service over the example templates, whose etcd, Slurm and user lookup are ``io``: the
+    checks it makes before any I/O are the real ones."""
+    users = ClusterUsers(cast(Any, io), min_uid=1000, runner_accounts=["runner"])
+    return Jobs(cast(Any, io), cast(Any, io), TemplateStore(EXAMPLE_TEMPLATES), "/home", users=users)

@@ -10,7 +10,7 @@ import pytest
 from runner.errors import ClusterUnavailable, SchedulerError, StateUnavailable
 from runner.records import Forward, JobState
 from tests.hostile_inputs import VALID_SUBMISSION, VALID_VARIABLES
-from tests.unit.api_support import FakeJobService
+from tests.unit.api_support import FakeJobService, NoIO, client_for, jobs_without_io, make_app
 
 pytestmark = pytest.mark.unit
 
@@ -67,20 +67,24 @@ async def test_unexpected_error_is_a_bare_500(
     assert "secret-token" in caplog.text  # logged with its traceback, not shown
 
 
-async def test_unknown_template_rejected_before_service(client: httpx.AsyncClient, service: FakeJobService) -> None:
-    response = await client.post("/jobs", json={**VALID_SUBMISSION, "template-name": "template_nope.txt"})
+async def test_unknown_template_rejected_before_any_io() -> None:
+    io = NoIO()
+    async with client_for(make_app(jobs_without_io(io))) as client:
+        response = await client.post("/jobs", json={**VALID_SUBMISSION, "template-name": "template_nope.txt"})
     assert response.status_code == 422
     assert response.json() == {"response": "unknown template 'template_nope.txt'", "error": "unknown-template"}
-    assert service.calls == []
+    assert io.touched == []
 
 
-async def test_missing_template_variables_named(client: httpx.AsyncClient, service: FakeJobService) -> None:
+async def test_missing_template_variables_named() -> None:
+    io = NoIO()
     body = {**VALID_SUBMISSION, "variables": {"number_of_nodes": "1", "tasks_per_node": "1"}}
-    response = await client.post("/jobs", json=body)
+    async with client_for(make_app(jobs_without_io(io))) as client:
+        response = await client.post("/jobs", json=body)
+    assert io.touched == []
     assert response.status_code == 422
     assert response.json()["error"] == "invalid-variable"
     assert "missing expected_runtime_in_minutes, image_name" in response.json()["response"]
-    assert service.calls == []
 
 
 async def test_get_job_spec_shape_while_submitted(client: httpx.AsyncClient, service: FakeJobService) -> None:

@@ -86,7 +86,7 @@ def test_missing_variables_are_named(store: TemplateStore) -> None:
     with pytest.raises(InvalidVariable, match="missing minutes, image"):
         store.render("plain.txt", {})
     with pytest.raises(InvalidVariable, match="missing image"):
-        store.check("plain.txt", {"minutes": "1"})
+        store.render("plain.txt", {"minutes": "1"})
 
 
 def test_extra_variables_are_checked_but_allowed(store: TemplateStore) -> None:
