@@ -7,9 +7,7 @@ rows stay green. The gateway is started again afterwards, so the session's testb
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,31 +17,14 @@ from containers.testbed import Testbed
 from runner.app import Runner
 from runner.config import settings_from_mapping
 from tests.e2e.test_runner_path import runner_settings
+from tests.runner_cli import check_table, run_runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 async def run_check(config: Path) -> tuple[int, dict[tuple[str, str], list[str]], str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runner",
-        "--log-level",
-        "WARNING",
-        "check",
-        "--config",
-        str(config),
-        "--as-user",
-        "alice",
-        "--timeout",
-        "15",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    rows = [line.split(None, 3) for line in out.decode().splitlines()[1:]]
-    return process.returncode, {(r[0], r[1]): r for r in rows}, err.decode()
+    status, out, err = await run_runner("check", "--config", str(config), "--as-user", "alice", "--timeout", "15")
+    return status, check_table(out), err
 
 
 async def test_check_green_on_the_testbed_and_red_naming_a_stopped_gateway(testbed: Testbed, tmp_path: Path) -> None:

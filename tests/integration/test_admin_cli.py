@@ -6,10 +6,7 @@ the environment or a file, never argv, and answers with a table, a clear error a
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,7 @@ from simulator import SimCluster
 from simulator.etcd import EtcdServer, free_port
 from tests.integration.conftest import API_AUTH, runner_config
 from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_until
+from tests.runner_cli import run_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -58,21 +56,7 @@ async def served(
 
 
 async def jobs_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runner",
-        "--log-level",
-        "WARNING",
-        "jobs",
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")} | (env or {}),
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_runner("jobs", *argv, clean_env=True, env=env)
 
 
 async def test_list_show_cancel_a_real_job(served: Served) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from simulator.config import ClusterConfig, SiteConfig
 from simulator.etcd import EtcdServer
 from simulator.testing import FAST_TIMING
 from tests.integration.conftest import runner_config
+from tests.runner_cli import check_rows, run_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -46,25 +46,8 @@ def write_config(
 
 
 async def run_check(config: Path, *extra: str) -> tuple[int, list[list[str]], str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runner",
-        "--log-level",
-        "WARNING",
-        "check",
-        "--config",
-        str(config),
-        "--timeout",
-        "10",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    rows = [line.split(None, 3) for line in out.decode().splitlines()[1:]]
-    return process.returncode, rows, err.decode()
+    status, out, err = await run_runner("check", "--config", str(config), "--timeout", "10", *extra)
+    return status, check_rows(out), err
 
 
 def by_check(rows: list[list[str]]) -> dict[tuple[str, str], list[str]]:
