@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from runner.config import ApiSettings, load_settings
-from runner.configcli import error_lines
+from runner.configcli import add_operator_command, error_lines
 from runner.errors import ConfigError
 
 EXIT_REFUSED = 1
@@ -52,13 +52,9 @@ class Target:
 
 def add_jobs_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``jobs`` and its subcommands to the runner's command line."""
-    jobs = subparsers.add_parser(
-        "jobs",
-        help="list, show or cancel jobs through the REST API",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    jobs = add_operator_command(
+        subparsers, "jobs", help="list, show or cancel jobs through the REST API", description=__doc__
     )
-    jobs.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
     jobs.add_argument("--url", default=None, help="the API's base URL (default: from the config's api section)")
     jobs.add_argument("--user", default=None, help="API user (default: the config's api.user)")
     jobs.add_argument("--password-file", type=Path, default=None, help="file holding the API password")

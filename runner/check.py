@@ -24,11 +24,10 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from runner import slurm
 from runner.config import Settings, load_settings
-from runner.configcli import error_lines
+from runner.configcli import add_operator_command, error_lines
 from runner.errors import ConfigError
 from runner.etcd import etcd_client
 from runner.gateway.access import SUDO_IPTABLES, gateway_access
@@ -63,13 +62,12 @@ class CheckFailed(Exception):
 
 def add_check_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``check`` to the runner's command line."""
-    check = subparsers.add_parser(
+    check = add_operator_command(
+        subparsers,
         "check",
         help="check SSH, sudo rights, etcd and the keyhole endpoint of the configured cluster (exit 1 on failure)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
     check.add_argument(
         "--as-user",
         metavar="USER",

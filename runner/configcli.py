@@ -26,6 +26,17 @@ def _say(*lines: str, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).write("".join(f"{line}\n" for line in lines))
 
 
+def add_operator_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str, description: str | None
+) -> argparse.ArgumentParser:
+    """A subcommand that reads the config file (``--config``), its module docstring as its ``--help`` text."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, default=None, help="config.json (default: bwVisu's search order)")
+    return parser
+
+
 def add_config_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``config`` and its subcommands to the runner's command line."""
     config = subparsers.add_parser("config", help="check a config file; print its JSON Schema or reference page")
