@@ -13,10 +13,10 @@ import asyncio
 import re
 import shlex
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from runner.ssh import SshNode
+from tests.polling import wait_until
 
 SQUEUE_LETTERS = "iAjuUgGTtMlLDCcRrNBkPSVeZaqQoE"
 SQUEUE_NAMES = [
@@ -81,15 +81,6 @@ async def _state(side: Side, job: str) -> str:
     return out.stdout.strip()
 
 
-async def wait_for(probe: Callable[[], Awaitable[bool]], what: str, timeout: float = 90) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await probe():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.5)
-
-
 async def produce_jobs(side: Side) -> None:
     """Jobs of each end state, from the same scripts on either cluster, in the same order."""
     for role in ROLES:
@@ -99,11 +90,11 @@ async def produce_jobs(side: Side) -> None:
         side.jobs[role] = out.stdout.strip().split(";")[0]
     j = side.jobs
     for role, prefix in (("running", "RUNNING"), ("multinode", "RUNNING"), ("cancelled_running", "RUNNING")):
-        await wait_for(lambda r=role, p=prefix: _has(side, j[r], p), f"{side.name} {role}")  # type: ignore[misc]
+        await wait_until(lambda r=role, p=prefix: _has(side, j[r], p), 90, f"{side.name} {role}", interval=0.5)  # type: ignore[misc]
     for role in ("cancelled_running", "cancelled_pending"):
         await side.run(f"sudo -n -u alice scancel {j[role]}")
     for role, prefix in (("completed", "COMPLETED"), ("failed", "FAILED"), ("cancelled_running", "CANCELLED")):
-        await wait_for(lambda r=role, p=prefix: _has(side, j[r], p), f"{side.name} {role}")  # type: ignore[misc]
+        await wait_until(lambda r=role, p=prefix: _has(side, j[r], p), 90, f"{side.name} {role}", interval=0.5)  # type: ignore[misc]
 
 
 async def _has(side: Side, job: str, prefix: str) -> bool:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from runner import slurm
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
+from tests.polling import eventually
 
 T = TypeVar("T")
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float, what: str) -> T:
-    """Call ``probe`` until ``check`` accepts its answer; fail with the last answer after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s; last answer {value!r}")
-        await asyncio.sleep(0.2)
 
 
 async def submit(backend: Backend, script: str, *extra: str, tag: str = "contract") -> str:

@@ -29,7 +29,8 @@ from runner.gateway.iptables import (
 from runner.gateway.pool import SUDO_IPTABLES, Gateway, GatewayPool, ProbeTimedOut
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
-from tests.contract.support import eventually, scancel, submit, wait_state
+from tests.contract.support import scancel, submit, wait_state
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(120)]
 

@@ -21,7 +21,8 @@ from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed, TestbedSpec
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
-from tests.e2e.test_runner_path import API_AUTH, TEMPLATES, runner_settings, wait_for
+from tests.e2e.test_runner_path import API_AUTH, TEMPLATES, runner_settings
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -80,7 +81,7 @@ async def wait_available(api: httpx.AsyncClient, job_ids: list[str], timeout: fl
                 bodies[job_id] = (await api.get(f"/jobs/{job_id}")).json()
         return all(b["state"] == "available" for b in bodies.values())
 
-    await wait_for(all_available, timeout, f"not all of {len(job_ids)} jobs became available")
+    await wait_until(all_available, timeout, f"not all of {len(job_ids)} jobs became available")
     return bodies
 
 
@@ -115,7 +116,7 @@ async def cancel_all(api: httpx.AsyncClient, job_ids: list[str]) -> None:
         states = [(await api.get(f"/jobs/{j}")).json()["state"] for j in job_ids]
         return all(s == "finished" for s in states)
 
-    await wait_for(all_finished, 120, "cancelled jobs did not finish")
+    await wait_until(all_finished, 120, "cancelled jobs did not finish")
 
 
 def stop(testbed: Testbed, hostname: str) -> None:

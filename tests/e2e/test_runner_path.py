@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from runner.config import ApiSettings, settings_from_mapping
 from tests.e2e.browser import SENT_BACK, Visit, need_chromium, open_xpra
 from tests.e2e.test_cluster import ok, port_open_from
 from tests.e2e.test_xpra import fetch
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -64,15 +64,6 @@ def runner_settings(testbed: Testbed, prefix: str, templates: Path = TEMPLATES) 
         },
         "watcher": {"interval": 0.5, "leader_ttl": 3},
     }
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, message: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(message)
 
 
 async def visit(url: str, screenshot: Path) -> Visit:
@@ -119,7 +110,7 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
             body = (await api.get(f"/jobs/{job_id}")).json()
             return bool(body["state"] == "available")
 
-        await wait_for(available, 120, "job never became available")
+        await wait_until(available, 120, "job never became available")
         print(f"submit-to-available (authenticated Xpra): {asyncio.get_running_loop().time() - t0:.1f} s")
         [service] = body["services"]
         password = service["password"]
@@ -136,7 +127,7 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
         async def xpra_ready() -> bool:  # "available" means the port accepts; Xpra is ready a moment later
             return await asyncio.to_thread(fetch, testbed, f"http://{host}:{port}/Status") == (200, "ready")
 
-        await wait_for(xpra_ready, 30, "Xpra never said it was ready")
+        await wait_until(xpra_ready, 30, "Xpra never said it was ready")
 
         # a browser on the public network: the HTML5 client without the password gets no session ...
         stranger = await visit(f"http://{host}:{port}/", tmp_path / "without-password.png")
@@ -172,7 +163,7 @@ async def test_xpra_job_admits_only_the_holder_of_its_session_secret_then_is_can
             rules = await asyncio.to_thread(testbed.node(gateway.hostname).exec, ["iptables-save", "-t", "nat"])
             return rules.ok and f"--dport {port}" not in rules.stdout
 
-        await wait_for(rule_gone, 60, f"forward :{port} still on {gateway.hostname}")
+        await wait_until(rule_gone, 60, f"forward :{port} still on {gateway.hostname}")
         assert not await asyncio.to_thread(port_open_from, testbed, "client", host, port)
         finished = (await api.get(f"/jobs/{job_id}")).json()
         assert all(s["password"] is None for s in finished["services"])

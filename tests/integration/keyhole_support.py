@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from runner.gateway.iptables import ForwardRule, parse_forward_rules, parse_masq
 from runner.records import JobRecord, submitted_as
 from runner.watcher import observed
 from simulator import SimCluster
+from tests.polling import wait_until
 
 EXAMPLES = Path(runner.__file__).parent / "templates"
 WEBAPP_VARIABLES = {"expected_runtime_in_minutes": "60", "number_of_nodes": "1", "tasks_per_node": "1"}
@@ -40,16 +39,6 @@ def seen_running(job_id: str, node_list: str, *, uid: str = "alice", slurm_id: s
     for change in (submitted_as(slurm_id), observed(row)):  # what the runner itself applies
         record = change(record) or record
     return record
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, message: str) -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(message)
 
 
 SLEEPER = "#!/bin/bash\n#SBATCH --time=600\n#SBATCH --nodes={nodes}\n#SIM-BEHAVIOUR sleep\nsleep 600\n"

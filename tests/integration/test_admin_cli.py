@@ -20,7 +20,8 @@ from runner.config import settings_from_mapping
 from simulator import SimCluster
 from simulator.etcd import EtcdServer, free_port
 from tests.integration.conftest import API_AUTH, runner_config
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit
+from tests.polling import wait_until
 from tests.runner_cli import run_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

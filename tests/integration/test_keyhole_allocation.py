@@ -22,7 +22,8 @@ from runner.keyhole import protocol
 from runner.records import JobState
 from simulator import SimCluster
 from tests.integration.conftest import api_client
-from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, submit, wait_until, watcher_settled
+from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, submit, watcher_settled
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

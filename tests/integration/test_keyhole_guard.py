@@ -20,7 +20,8 @@ from runner.keyhole import protocol
 from runner.keyhole.ports import PortRecord
 from runner.records import Forward
 from simulator import SimCluster
-from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, slurm_running, wait_until, watcher_settled
+from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, slurm_running, watcher_settled
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -14,7 +14,8 @@ from runner.keyhole import protocol
 from runner.readiness import HEALTH_NOTE
 from runner.records import JobRecord, JobState
 from simulator import SimCluster
-from tests.integration.keyhole_support import QUIET_WATCHER, seen_running, wait_until, watcher_settled
+from tests.integration.keyhole_support import QUIET_WATCHER, seen_running, watcher_settled
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -21,7 +21,8 @@ from runner.gateway.pool import GatewayUnavailable
 from simulator import SimCluster
 from simulator.etcd import EtcdServer
 from tests.integration.conftest import API_AUTH
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

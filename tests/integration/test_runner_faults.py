@@ -13,7 +13,8 @@ from runner.config import Settings
 from simulator import SimCluster
 from tests.hostile_inputs import HOSTILE_RAW_BODIES, HOSTILE_SUBMISSIONS, HUGE_VALUE_SUBMISSION, Hostile
 from tests.integration.conftest import api_client
-from tests.integration.test_runner_lifecycle import submit, wait_for_async, wait_state
+from tests.integration.test_runner_lifecycle import submit, wait_state
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -49,7 +50,7 @@ async def test_down_node_is_used_again_once_back(
             await submit(api)
             return any(r.node == first and "sbatch" in r.argv for r in sim_cluster.command_log)
 
-        await wait_for_async(first_used_again, 30, "the recovered command node was never used again")
+        await wait_until(first_used_again, 30, "the recovered command node was never used again")
 
 
 async def test_controller_unresponsive_keeps_state_and_says_unknown(
@@ -63,7 +64,7 @@ async def test_controller_unresponsive_keeps_state_and_says_unknown(
         body = (await api.get(f"/jobs/{job_id}")).json()
         return bool(body["details"].get("scheduler-state", "").startswith("unknown"))
 
-    await wait_for_async(unknown, 30, "details never said the scheduler state is unknown")
+    await wait_until(unknown, 30, "details never said the scheduler state is unknown")
     body = (await api.get(f"/jobs/{job_id}")).json()
     assert body["state"] == "running"
     assert (await api.get("/jobs")).json() == {"jobs": [job_id]}
@@ -76,7 +77,7 @@ async def test_controller_unresponsive_keeps_state_and_says_unknown(
     async def known() -> bool:
         return "scheduler-state" not in (await api.get(f"/jobs/{job_id}")).json()["details"]
 
-    await wait_for_async(known, 30, "the unknown note never went away")
+    await wait_until(known, 30, "the unknown note never went away")
     assert (await api.get(f"/jobs/{job_id}")).json()["state"] == "running"
 
 

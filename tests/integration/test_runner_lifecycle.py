@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import httpx
 import pytest
 
 from runner.app import Runner
 from simulator import SimCluster
 from simulator.testing import wait_for
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -37,19 +35,9 @@ async def wait_state(api: httpx.AsyncClient, job_id: str, state: str, timeout: f
         seen.append(await state_of(api, job_id))
         return seen[-1] == state
 
-    await wait_for_async(reached, timeout, f"job {job_id} never reached {state}; saw {seen[-5:]}")
+    await wait_until(reached, timeout, f"job {job_id} never reached {state}; saw {seen[-5:]}")
     body: dict[str, object] = (await api.get(f"/jobs/{job_id}")).json()
     return body
-
-
-async def wait_for_async(predicate: Callable[[], Awaitable[bool]], timeout: float, message: str) -> None:
-    """Poll ``predicate`` until it holds; fail with ``message`` after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(message)
 
 
 async def test_submit_runs_the_job_as_the_user_and_reports_slurm_details(
@@ -115,7 +103,7 @@ async def test_queued_job_is_submitted_until_resources_free(api: httpx.AsyncClie
     body = await wait_state(api, job_id, "submitted")
     details = body["details"]
     assert isinstance(details, dict)
-    await wait_for_async(lambda: _has_state(api, job_id, "PENDING"), 30, "squeue never reported PENDING")
+    await wait_until(lambda: _has_state(api, job_id, "PENDING"), 30, "squeue never reported PENDING")
     sim_cluster.resume_scheduling()
     await wait_state(api, job_id, "running")
 

@@ -22,7 +22,7 @@ from simulator import SimCluster
 from simulator.etcd import EtcdServer
 from simulator.testing import wait_for
 from tests.integration.conftest import API_AUTH, runner_config
-from tests.integration.test_runner_lifecycle import wait_for_async
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -98,13 +98,13 @@ async def test_kill_mid_burst_loses_nothing(
             assert expected(job_id) is not None, f"accepted job {job_id} never reached Slurm"
         runner_ids = {j.name.removeprefix("bwvisu-") for j in sim_cluster.scheduler.jobs.values()}
         for job_id in sorted(set(accepted) | runner_ids):
-            await wait_for_async(partial(matches_slurm, job_id), 60, f"job {job_id} disagrees with Slurm")
+            await wait_until(partial(matches_slurm, job_id), 60, f"job {job_id} disagrees with Slurm")
 
         async def active_are_slurms() -> bool:
             # interrupted submissions that never reached Slurm are finished after the grace period
             return set((await api.get("/jobs")).json()["jobs"]) == runner_ids
 
-        await wait_for_async(active_are_slurms, 60, "GET /jobs never matched the jobs Slurm knows")
+        await wait_until(active_are_slurms, 60, "GET /jobs never matched the jobs Slurm knows")
 
 
 async def test_serve_never_prints_the_api_password(

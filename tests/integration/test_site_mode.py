@@ -18,7 +18,8 @@ from simulator import SimCluster
 from simulator.config import ClusterConfig, SiteConfig
 from simulator.testing import FAST_TIMING
 from tests.integration.conftest import api_client
-from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available, wait_until
+from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
