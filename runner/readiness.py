@@ -30,7 +30,7 @@ from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import CurrentRules, Gateway, GatewayPool
 from runner.keyhole.claims import Claims
 from runner.keyhole.guard import Target, TargetGuard, Verdict
-from runner.keyhole.ports import PortBook, PortRecord
+from runner.keyhole.ports import PortBook, PortRecord, forward_rule
 from runner.records import JobRecord, JobState
 from runner.state import StateStore
 
@@ -180,7 +180,7 @@ class KeyholeWatcher:
                     gateway, [Target(jobs.get(r.job_id), r.internal_ip or "", r.port) for r in placed]
                 )
                 # a forward that breaks the rules is not written back; one not yet decidable is left alone
-                desired = {_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
+                desired = {forward_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
                 recent |= {r.job_id for r, v in zip(placed, verdicts, strict=True) if v is Verdict.UNDECIDED}
                 await self._reconcile_one(gateway, current, desired, recent, stats)
             except RunnerError as exc:
@@ -224,10 +224,6 @@ class KeyholeWatcher:
             await self._pool.edit(gateway, add=add, delete_dnat=stray_dnat, delete_masquerade=stray_masq)
         stats.strays_removed += len(stray_dnat) + len(stray_masq)
         stats.missing_restored += len(add)
-
-
-def _rule(record: PortRecord) -> ForwardRule:
-    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)
 
 
 def _masq(rule: ForwardRule) -> ForwardRule:
