@@ -85,7 +85,7 @@ class KeyholeWatcher:
             stats.cleaned_jobs = await self.cleanup(ended)
         await self._probe(jobs, health=self.sweeps % self._health_every == 0, stats=stats)
         if self.sweeps % self._reconcile_every == 0:
-            await self.reconcile(live, stats)
+            await self.reconcile(stats)
         self.sweeps += 1
         return stats
 
@@ -160,14 +160,17 @@ class KeyholeWatcher:
             if stored is not None and stored.state is JobState.AVAILABLE and record.state is not JobState.AVAILABLE:
                 stats.became_available += 1
 
-    async def reconcile(self, live: list[PortRecord], stats: SweepStats | None = None) -> None:
-        """Make every reachable gateway's rules equal to the placed reservations of active jobs."""
+    async def reconcile(self, stats: SweepStats | None = None) -> None:
+        """Make every reachable gateway's rules equal to the placed reservations of active jobs.
+
+        Reservations are read per gateway *after* its rules are listed, never taken from the caller: a record is
+        always saved before its rule is written, so a rule listed is explained by a record read after it.
+        """
         stats = stats or SweepStats()
         async with self._reconciling:
-            await self._reconcile_all(live, stats)
+            await self._reconcile_all(stats)
 
-    async def _reconcile_all(self, live: list[PortRecord], stats: SweepStats) -> None:
-        del live  # read again below, after listing: a record is always saved before its rule is written
+    async def _reconcile_all(self, stats: SweepStats) -> None:
         for gateway in self._pool.healthy():
             try:
                 current = await self._pool.current(gateway)
