@@ -25,13 +25,13 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runner.records import JOB_ID
+
 DNAT_CHAIN = "BWVISU"
 SNAT_CHAIN = "BWVISU-POST"
 COMMENT_PREFIX = "bwvisu:"
 IPTABLES: tuple[str, ...] = ("iptables",)
 IPTABLES_RESTORE: tuple[str, ...] = ("iptables-restore",)
-
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True, order=True)
@@ -44,7 +44,7 @@ class ForwardRule:
     internal_port: int
 
     def __post_init__(self) -> None:
-        if _JOB_ID.fullmatch(self.job_id) is None:
+        if JOB_ID.fullmatch(self.job_id) is None:
             raise ValueError(f"job id {self.job_id!r} cannot go into an iptables comment")
         for port in (self.external_port, self.internal_port):
             if not 1 <= port <= 65535:
