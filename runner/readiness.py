@@ -30,7 +30,7 @@ from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import CurrentRules, Gateway, GatewayPool
 from runner.keyhole.claims import Claims
 from runner.keyhole.guard import Target, TargetGuard, Verdict
-from runner.keyhole.ports import PortBook, PortRecord
+from runner.keyhole.ports import PortBook, PortRecord, forward_rule
 from runner.records import JobRecord, JobState
 from runner.state import StateStore
 
@@ -85,7 +85,7 @@ class KeyholeWatcher:
             stats.cleaned_jobs = await self.cleanup(ended)
         await self._probe(jobs, health=self.sweeps % self._health_every == 0, stats=stats)
         if self.sweeps % self._reconcile_every == 0:
-            await self.reconcile(live, stats)
+            await self.reconcile(stats)
         self.sweeps += 1
         return stats
 
@@ -160,14 +160,17 @@ class KeyholeWatcher:
             if stored is not None and stored.state is JobState.AVAILABLE and record.state is not JobState.AVAILABLE:
                 stats.became_available += 1
 
-    async def reconcile(self, live: list[PortRecord], stats: SweepStats | None = None) -> None:
-        """Make every reachable gateway's rules equal to the placed reservations of active jobs."""
+    async def reconcile(self, stats: SweepStats | None = None) -> None:
+        """Make every reachable gateway's rules equal to the placed reservations of active jobs.
+
+        Reservations are read per gateway *after* its rules are listed, never taken from the caller: a record is
+        always saved before its rule is written, so a rule listed is explained by a record read after it.
+        """
         stats = stats or SweepStats()
         async with self._reconciling:
-            await self._reconcile_all(live, stats)
+            await self._reconcile_all(stats)
 
-    async def _reconcile_all(self, live: list[PortRecord], stats: SweepStats) -> None:
-        del live  # read again below, after listing: a record is always saved before its rule is written
+    async def _reconcile_all(self, stats: SweepStats) -> None:
         for gateway in self._pool.healthy():
             try:
                 current = await self._pool.current(gateway)
@@ -180,7 +183,7 @@ class KeyholeWatcher:
                     gateway, [Target(jobs.get(r.job_id), r.internal_ip or "", r.port) for r in placed]
                 )
                 # a forward that breaks the rules is not written back; one not yet decidable is left alone
-                desired = {_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
+                desired = {forward_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
                 recent |= {r.job_id for r, v in zip(placed, verdicts, strict=True) if v is Verdict.UNDECIDED}
                 await self._reconcile_one(gateway, current, desired, recent, stats)
             except RunnerError as exc:
@@ -224,10 +227,6 @@ class KeyholeWatcher:
             await self._pool.edit(gateway, add=add, delete_dnat=stray_dnat, delete_masquerade=stray_masq)
         stats.strays_removed += len(stray_dnat) + len(stray_masq)
         stats.missing_restored += len(add)
-
-
-def _rule(record: PortRecord) -> ForwardRule:
-    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)
 
 
 def _masq(rule: ForwardRule) -> ForwardRule:

@@ -6,11 +6,18 @@ change without the other.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""The shape of a runner job id (use ``fullmatch``): safe in an iptables comment, a shell word and a URL path.
+
+The one definition the API, the keyhole protocol and script, and the gateway's rules check ids against.
+"""
 
 
 class JobState(StrEnum):

@@ -1,14 +1,13 @@
 """The public face of the simulator: :class:`SimCluster` builds, starts and stops a whole cluster.
 
 It wires the pieces: users and homes, SSH keys and known_hosts, one :class:`SSHDaemon` per command and
-gateway node, the scheduler with its local executor, the gateway services (when
-:mod:`simulator.gateway` is present), the shared command log and the fault knobs, and it hands back
+gateway node, the scheduler with its local executor, the gateway services (:mod:`simulator.gateway`),
+the shared command log and the fault knobs, and it hands back
 endpoints in the shape of the runner's configuration.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 
 import asyncssh
 
+from simulator import gateway as sim_gateway
 from simulator import site
 from simulator.commands import Handler
 from simulator.config import ClusterConfig, Role, assign_addresses
@@ -78,16 +78,6 @@ class SimNode:
     dispatcher: Dispatcher | None = None
 
 
-def _load_gateway_module() -> Any | None:
-    """The gateway engineer's module (``GatewayService``, ``HANDLERS``), or None until it exists."""
-    try:
-        return importlib.import_module("simulator.gateway")
-    except ModuleNotFoundError as exc:
-        if exc.name != "simulator.gateway":
-            raise
-        return None
-
-
 def _make_homes(users: UserDB, home_prefix: Path) -> None:
     for account in users.all():
         if Path(account.home).is_relative_to(home_prefix):  # not root's or the system accounts' homes
@@ -111,7 +101,6 @@ class SimCluster:
         self._names: dict[str, str] = {}
         self.users = UserDB([])
         """The passwd database every node shares (filled by :meth:`start`)."""
-        self.gateway_module = _load_gateway_module()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -162,10 +151,10 @@ class SimCluster:
         node.services["users"] = users
         node.services["slurm"] = self._slurm
         handlers: dict[str, Handler]
-        handlers, readers = handlers_for(node.roles, self.gateway_module)
-        if Role.GATEWAY in node.roles and self.gateway_module is not None:
+        handlers, readers = handlers_for(node.roles, sim_gateway)
+        if Role.GATEWAY in node.roles:
             assert node.external_address is not None
-            node.services["gateway"] = self.gateway_module.GatewayService(
+            node.services["gateway"] = sim_gateway.GatewayService(
                 listen_addresses=[node.external_address, node.address]
             )
         if not node.roles & {Role.COMMAND, Role.GATEWAY}:
@@ -334,9 +323,10 @@ class SimCluster:
     def job(self, job_id: int) -> Job:
         return self.scheduler.jobs[job_id]
 
-    def gateway_service(self, node: str) -> Any:
+    def gateway_service(self, node: str) -> sim_gateway.GatewayService:
         """The node's ``GatewayService`` (rule table and forwarders)."""
-        return self.nodes[node].services["gateway"]
+        service: sim_gateway.GatewayService = self.nodes[node].services["gateway"]
+        return service
 
     async def node_down(self, node: str) -> None:
         """The node's sshd stops: connections are refused and open ones cut."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -28,12 +27,11 @@ from runner.errors import (
     UnknownTemplate,
     UnknownUser,
 )
-from runner.records import JobState
+from runner.records import JOB_ID, JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 # Runner job ids are the runner's own; anything else cannot name a job and never reaches the service.
-_JOB_ID = re.compile(JOB_ID_PATTERN.removeprefix("^").removesuffix("$"))
 JobId = Annotated[
     str,
     Path(
@@ -55,7 +53,7 @@ _SUBMIT_REFUSALS = (
 
 
 def _known_shape(job_id: str) -> bool:
-    return _JOB_ID.fullmatch(job_id) is not None
+    return JOB_ID.fullmatch(job_id) is not None
 
 
 @router.post(

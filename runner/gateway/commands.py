@@ -23,7 +23,14 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 
-from runner.gateway.iptables import DNAT_CHAIN, SNAT_CHAIN, ForwardRule, dnat_rule_args, masquerade_rule_args
+from runner.gateway.iptables import (
+    COMMENT_PREFIX,
+    DNAT_CHAIN,
+    SNAT_CHAIN,
+    ForwardRule,
+    dnat_rule_args,
+    masquerade_rule_args,
+)
 
 PROBE_TIMEOUT_SECONDS = 1
 REQUEST_PROBE_DEADLINE = 5
@@ -144,8 +151,10 @@ CHAINS = ((DNAT_CHAIN, "PREROUTING"), (SNAT_CHAIN, "POSTROUTING"))
 
 
 def _line(op: str, chain: str, args: list[str]) -> str:
-    # iptables-restore honours double quotes; only the comment (a restricted job id) can need them
-    return " ".join([op, chain, *(f'"{a}"' if a.startswith("bwvisu:") else a for a in args)])
+    # iptables-restore honours double quotes; only the comment (a restricted job id) can need them. Quoting it
+    # as ``iptables -S`` does keeps a listed line and a written one identical. No chain is declared: with
+    # ``--noflush``, declaring a user chain flushes it.
+    return " ".join([op, chain, *(f'"{a}"' if a.startswith(COMMENT_PREFIX) else a for a in args)])
 
 
 def edit_input(

@@ -11,10 +11,10 @@ All rules live in the nat table, in two chains of the runner's own:
   replying to the user directly.
 
 Every rule carries ``-m comment --comment "bwvisu:<runner job id>"``, so rules can be listed per job
-and strays found. Builders return argument lists; :func:`restore_input` writes one
-``iptables-restore --noflush`` text that adds and deletes many rules in a single call, which stays
-cheap with thousands of rules present. Its rule lines are spelled exactly as ``iptables -S`` prints
-them (nft variant, 1.8.x), so a listed line can be fed back as a ``-D``.
+and strays found. Builders return argument lists, spelled exactly as ``iptables -S`` prints them (nft
+variant, 1.8.x), so a listed line can be fed back as a ``-D``;
+:func:`runner.gateway.commands.edit_input` writes them into one ``iptables-restore --noflush`` text that
+adds and deletes many rules in a single call, which stays cheap with thousands of rules present.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from runner.records import JOB_ID
 
 DNAT_CHAIN = "BWVISU"
 SNAT_CHAIN = "BWVISU-POST"
 COMMENT_PREFIX = "bwvisu:"
 IPTABLES: tuple[str, ...] = ("iptables",)
 IPTABLES_RESTORE: tuple[str, ...] = ("iptables-restore",)
-
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True, order=True)
@@ -44,7 +44,7 @@ class ForwardRule:
     internal_port: int
 
     def __post_init__(self) -> None:
-        if _JOB_ID.fullmatch(self.job_id) is None:
+        if JOB_ID.fullmatch(self.job_id) is None:
             raise ValueError(f"job id {self.job_id!r} cannot go into an iptables comment")
         for port in (self.external_port, self.internal_port):
             if not 1 <= port <= 65535:
@@ -73,62 +73,14 @@ def masquerade_rule_args(rule: ForwardRule) -> list[str]:
     ]  # fmt: skip
 
 
-def add_commands(rule: ForwardRule, *, iptables: Sequence[str] = IPTABLES) -> list[list[str]]:
-    """The two ``iptables -A`` commands of one forward (prefer :func:`restore_input` for many)."""
-    return [
-        [*iptables, "-t", "nat", "-A", DNAT_CHAIN, *dnat_rule_args(rule)],
-        [*iptables, "-t", "nat", "-A", SNAT_CHAIN, *masquerade_rule_args(rule)],
-    ]
-
-
 def list_command(chain: str, *, iptables: Sequence[str] = IPTABLES) -> list[str]:
     """``iptables -t nat -S <chain>``; parse its output with :func:`parse_forward_rules`."""
     return [*iptables, "-t", "nat", "-S", chain]
 
 
 def restore_command(*, iptables_restore: Sequence[str] = IPTABLES_RESTORE) -> list[str]:
-    """``iptables-restore --noflush``; feed it :func:`restore_input` on stdin."""
+    """``iptables-restore --noflush``; feed it :func:`runner.gateway.commands.edit_input` on stdin."""
     return [*iptables_restore, "--noflush"]
-
-
-def setup_script(*, iptables: Sequence[str] = IPTABLES) -> str:
-    """An idempotent shell script creating both chains and their jumps (never flushing existing rules).
-
-    Chains are not declared in restore input: with ``--noflush``, declaring a user chain flushes it.
-    """
-    lines = ["set -e"]
-    for chain, hook in ((DNAT_CHAIN, "PREROUTING"), (SNAT_CHAIN, "POSTROUTING")):
-        exists = shlex.join([*iptables, "-t", "nat", "-S", chain])
-        create = shlex.join([*iptables, "-t", "nat", "-N", chain])
-        check = shlex.join([*iptables, "-t", "nat", "-C", hook, "-j", chain])
-        jump = shlex.join([*iptables, "-t", "nat", "-I", hook, "1", "-j", chain])
-        lines.append(f"{exists} >/dev/null 2>&1 || {create}")
-        lines.append(f"{check} >/dev/null 2>&1 || {jump}")
-    return "\n".join(lines) + "\n"
-
-
-def _restore_line(op: str, chain: str, args: list[str]) -> str:
-    # iptables-restore splits on blanks and honours double quotes; comments are the only token that
-    # may need them, and job ids are restricted, so quoting it like ``iptables -S`` does is enough
-    words = [f'"{a}"' if a.startswith(COMMENT_PREFIX) else a for a in args]
-    return " ".join([op, chain, *words])
-
-
-def restore_input(*, add: Iterable[ForwardRule] = (), delete: Iterable[ForwardRule] = ()) -> str:
-    """One atomic ``iptables-restore --noflush`` transaction: deletions first, then additions.
-
-    All or nothing: if one ``-D`` names a rule that is not there, nothing is applied, so delete only
-    rules just seen in :func:`list_command` output.
-    """
-    lines = ["*nat"]
-    for rule in delete:
-        lines.append(_restore_line("-D", DNAT_CHAIN, dnat_rule_args(rule)))
-        lines.append(_restore_line("-D", SNAT_CHAIN, masquerade_rule_args(rule)))
-    for rule in add:
-        lines.append(_restore_line("-A", DNAT_CHAIN, dnat_rule_args(rule)))
-        lines.append(_restore_line("-A", SNAT_CHAIN, masquerade_rule_args(rule)))
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
 
 
 def _options(line: str) -> tuple[str, dict[str, str]] | None:

@@ -143,3 +143,16 @@ class PortBook:
 
     async def of_job(self, job_id: str) -> list[PortRecord]:
         return [r for r in await self.all() if r.job_id == job_id]
+
+
+# TODO(merge): move this import to the top with the others; it sits here only so that this change and the
+# concurrent rework of this module's etcd-error imports do not collide.
+from runner.gateway.iptables import ForwardRule  # noqa: E402
+
+
+def forward_rule(record: PortRecord) -> ForwardRule:
+    """The iptables forward of a placed reservation: the same port on the gateway and on the job's node.
+
+    Raises :class:`ValueError` for a record not yet placed (no internal address).
+    """
+    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)

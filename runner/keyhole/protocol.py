@@ -31,13 +31,13 @@ from typing import Any, TypeGuard
 
 from runner.errors import BadRequest, Forbidden, RunnerError, TooManyRequests
 from runner.hostlist import DEFAULT_MAX_HOSTS
+from runner.records import JOB_ID
 
 REQUEST_PATH = "/keyhole/v1/forwards"
 SIGNATURE_CONTEXT = b"bwvisu-keyhole-v1\n"
 DEFAULT_WINDOW_SECONDS = 300
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
@@ -166,7 +166,7 @@ def parse_request(body: bytes, *, max_hosts: int = DEFAULT_MAX_HOSTS) -> Keyhole
     timestamp = _field(obj, "timestamp", int)
     nonce = _field(obj, "nonce", str)
     signature = _field(obj, "signature", str)
-    if _JOB_ID.fullmatch(job_id) is None:
+    if JOB_ID.fullmatch(job_id) is None:
         raise MalformedRequest(internal=f"bad job id {job_id[:140]!r}")
     if not hostnames or len(hostnames) > max_hosts:
         raise MalformedRequest(internal=f"{len(hostnames)} host names")

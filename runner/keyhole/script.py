@@ -21,12 +21,12 @@ from functools import cache
 from importlib import resources
 
 from runner.errors import TemplateError
+from runner.records import JOB_ID
 
 DIRECTIVE = "#KEYHOLE-REQUEST-PORTS"
 HEREDOC_DELIMITER = "KEYHOLE_CLIENT_EOF"
 
 _DIRECTIVE_LINE = re.compile(r"[ \t]*#KEYHOLE-REQUEST-PORTS[ \t]+([0-9]+)[ \t]*")
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")  # URL-safe: it goes into session URLs and shell words unquoted
 _URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&()*+,;=%-]+")
@@ -61,7 +61,7 @@ def keyhole_snippet(
     With ``ca_pem`` (the keyhole service's CA, PEM) the client verifies the service against it and refuses
     plain HTTP; every URL must then be ``https``.
     """
-    if _JOB_ID.fullmatch(job_id) is None:
+    if JOB_ID.fullmatch(job_id) is None:
         raise ValueError(f"job id {job_id!r} is not safe to embed")
     if _TOKEN.fullmatch(token) is None:
         raise ValueError("token has an unexpected form")  # never echo the token itself

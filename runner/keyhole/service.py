@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from runner.config import Settings
 from runner.errors import BadRequest, ClusterUnavailable, Conflict, NoSuchRunningJob, RunnerError
 from runner.gateway.commands import REQUEST_PROBE_DEADLINE
-from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
 from runner.keyhole import protocol
 from runner.keyhole.allocation import (
@@ -36,7 +35,7 @@ from runner.keyhole.allocation import (
     confirmed_allocation,
 )
 from runner.keyhole.claims import Claim, ClaimRecord, Claims, Outcome
-from runner.keyhole.ports import PortBook, PortRecord
+from runner.keyhole.ports import PortBook, PortRecord, forward_rule
 from runner.keyhole.refusals import RefusalBackoff
 from runner.records import Forward, JobRecord, JobState
 from runner.state import StateStore
@@ -211,7 +210,7 @@ class KeyholeService:
 
     async def _install_missing(self, gateway: Gateway, placed: list[PortRecord]) -> None:
         present = {(r.job_id, r.external_port) for r in (await self.pool.current(gateway)).dnat}
-        missing = [_rule(r) for r in placed if (r.job_id, r.port) not in present]
+        missing = [forward_rule(r) for r in placed if (r.job_id, r.port) not in present]
         if missing:
             await self.pool.edit(gateway, add=missing)
 
@@ -236,7 +235,7 @@ class KeyholeService:
             try:
                 placed = await self._place_on(request, gateway, names)
                 await self._step("before-rule")
-                await self.pool.install(gateway, [_rule(r) for r in placed])
+                await self.pool.install(gateway, [forward_rule(r) for r in placed])
             except GatewayUnavailable as exc:
                 log.warning("keyhole: job %s: gateway %s down (%s); trying another", job_id, gateway.internal_ip, exc)
                 self.pool.release(job_id)
@@ -291,10 +290,6 @@ class KeyholeService:
 
 # Refusals of a job's own retries, not of anything it asked for: they never slow the job down.
 _NOT_COUNTED = (RequestInProgress,)
-
-
-def _rule(record: PortRecord) -> ForwardRule:
-    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)
 
 
 def _with_forwards(record: JobRecord, forwards: list[Forward]) -> JobRecord | None:

@@ -21,7 +21,7 @@ from runner.gateway.iptables import (
     DNAT_CHAIN,
     SNAT_CHAIN,
     ForwardRule,
-    add_commands,
+    dnat_rule_args,
     list_command,
     parse_forward_rules,
     parse_masquerade_rules,
@@ -70,8 +70,7 @@ async def test_iptables_chain_append_list_delete_with_bwvisus_rules(compat_backe
         again = await run(commands.chain_create_argv(chain, SUDO_IPTABLES))
         assert (again.exit_status, again.stderr) == (1, "iptables: Chain already exists.\n")
         assert ok(await run(list_command(chain, iptables=SUDO_IPTABLES))) == f"-N {chain}\n"
-        [dnat, _] = add_commands(rule, iptables=SUDO_IPTABLES)
-        append = [*dnat[:6], chain, *dnat[7:]]  # sudo -n iptables -t nat -A <chain> ...
+        append = [*SUDO_IPTABLES, "-t", "nat", "-A", chain, *dnat_rule_args(rule)]
         ok(await run(append))
         listed = ok(await run(list_command(chain, iptables=SUDO_IPTABLES)))
         assert parse_forward_rules(listed, chain=chain) == [rule]
@@ -79,7 +78,7 @@ async def test_iptables_chain_append_list_delete_with_bwvisus_rules(compat_backe
             f'-A {chain} -p tcp -m tcp --dport 52001 -m comment --comment "bwvisu:{rule.job_id}" '
             "-j DNAT --to-destination 10.9.8.7:5901"
         )
-        delete = [*dnat[:5], "-D", chain, *dnat[7:]]
+        delete = [*SUDO_IPTABLES, "-t", "nat", "-D", chain, *dnat_rule_args(rule)]
         ok(await run(delete))
         assert ok(await run(list_command(chain, iptables=SUDO_IPTABLES))) == f"-N {chain}\n"
         missing = await run(delete)

@@ -75,7 +75,7 @@ async def test_crash_then_restart_reconciles_and_the_retry_completes(
 
     async with Runner(settings) as second:
         second.keyhole.watcher.placement_grace = 0
-        await second.keyhole.watcher.reconcile(await second.keyhole.ports.all())
+        await second.keyhole.watcher.reconcile()
         expected = ForwardRule("j-crash", placed.port, placed.internal_ip or "", placed.port)
         gateway = next(g.node for g in sim_cluster.gateway_nodes if g.internal_ip == placed.gateway)
         assert await all_rules(sim_cluster) == {
@@ -119,6 +119,6 @@ async def test_reconciliation_removes_strays_and_restores_missing_rules(
             conn.close()
             await conn.wait_closed()
         started.keyhole.watcher.placement_grace = 0
-        await started.keyhole.watcher.reconcile(await started.keyhole.ports.all())
+        await started.keyhole.watcher.reconcile()
         rules = await all_rules(sim_cluster)
         assert [(r.job_id, r.external_port) for r in rules[gw.node]] == [("j-kept", forward.external_port)]

@@ -58,7 +58,7 @@ async def test_forged_records_are_neither_restored_nor_probed(
             key = started.keyhole.ports._key(planted.port)
             await started.etcd.put(key, planted.model_dump_json().encode())  # type: ignore[union-attr]
         started.keyhole.watcher.placement_grace = 0
-        await started.keyhole.watcher.reconcile(await started.keyhole.ports.all())
+        await started.keyhole.watcher.reconcile()
 
         rules = [r for rs in (await all_rules(sim_cluster)).values() for r in rs]
         assert [(r.job_id, r.external_port) for r in rules] == [("j-guarded", own.external_port)]

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 import pytest
 
+from runner.gateway.commands import edit_input
 from runner.gateway.iptables import (
     DNAT_CHAIN,
-    SNAT_CHAIN,
     ForwardRule,
-    add_commands,
     dnat_rule_args,
     list_command,
     parse_forward_rules,
     parse_masquerade_rules,
     restore_command,
-    restore_input,
-    setup_script,
 )
 
 pytestmark = pytest.mark.unit
@@ -90,21 +86,16 @@ def test_builders_spell_rules_as_iptables_s_prints_them() -> None:
     assert line.replace("bwvisu:abc", '"bwvisu:abc"') == NFT_OUTPUT.splitlines()[1]
 
 
-def test_add_commands_are_argument_lists() -> None:
-    dnat, masq = add_commands(RULE, iptables=["sudo", "-n", "iptables"])
-    assert dnat[:6] == ["sudo", "-n", "iptables", "-t", "nat", "-A"]
-    assert dnat[6] == DNAT_CHAIN
-    assert masq[6] == SNAT_CHAIN
-    assert "bwvisu:abc" in dnat
+def test_list_and_restore_commands_are_argument_lists() -> None:
     assert list_command(DNAT_CHAIN) == ["iptables", "-t", "nat", "-S", "BWVISU"]
     assert restore_command(iptables_restore=["sudo", "-n", "iptables-restore"]) == [
         "sudo", "-n", "iptables-restore", "--noflush",
     ]  # fmt: skip
 
 
-def test_restore_input_deletes_then_adds_in_one_transaction() -> None:
+def test_edit_input_deletes_then_adds_in_one_transaction() -> None:
     old = ForwardRule("old", 50009, "10.0.0.7", 5900)
-    text = restore_input(add=[RULE], delete=[old])
+    text = edit_input(add=[RULE], delete_dnat=[old], delete_masquerade=[old])
     lines = text.splitlines()
     assert lines[0] == "*nat"
     assert lines[-1] == "COMMIT"
@@ -116,9 +107,9 @@ def test_restore_input_deletes_then_adds_in_one_transaction() -> None:
     assert not any(line.startswith(":") for line in lines)  # a chain declaration would flush the chain
 
 
-def test_restore_input_round_trips_through_the_parser() -> None:
+def test_edit_input_round_trips_through_the_parser() -> None:
     rules = [ForwardRule(f"job-{i}", 50000 + i, f"10.0.{i // 250}.{i % 250 + 1}", 5900) for i in range(500)]
-    text = restore_input(add=rules)
+    text = edit_input(add=rules)
     assert parse_forward_rules(text) == rules
     assert parse_masquerade_rules(text) == [(r.job_id, r.internal_ip, r.internal_port) for r in rules]
 
@@ -137,15 +128,3 @@ def test_restore_input_round_trips_through_the_parser() -> None:
 def test_unsafe_rules_cannot_be_built(job_id: str, ip: str, port: int) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         ForwardRule(job_id, 50000, ip, port)
-
-
-def test_setup_script_is_idempotent_shell() -> None:
-    script = setup_script(iptables=["sudo", "-n", "iptables"])
-    assert "sudo -n iptables -t nat -S BWVISU >/dev/null 2>&1 || sudo -n iptables -t nat -N BWVISU" in script
-    assert (
-        "sudo -n iptables -t nat -C PREROUTING -j BWVISU >/dev/null 2>&1"
-        " || sudo -n iptables -t nat -I PREROUTING 1 -j BWVISU"
-    ) in script
-    assert "POSTROUTING 1 -j BWVISU-POST" in script
-    assert "-F" not in script.split()
-    subprocess.run(["sh", "-n"], input=script, text=True, check=True, timeout=10)
