@@ -31,9 +31,9 @@ from benchmarks.common import API_AUTH, LOOPBACK_API, percentile
 from containers import timing
 from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed, TestbedSpec
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import settings_from_mapping
+from runner.web.server import ApiServer
 
 log = logging.getLogger(__name__)
 

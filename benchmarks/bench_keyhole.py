@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.bench_keyhole`` (``--smoke`` for a seconds-long run) prints three figures, all measured
 through the runner's own code (:class:`~runner.keyhole.service.KeyholeService`,
-:class:`~runner.gateway.pool.GatewayPool`, :class:`~runner.readiness.KeyholeWatcher`) with a real etcd:
+:class:`~runner.gateway.pool.GatewayPool`, :class:`~runner.keyhole.readiness.KeyholeWatcher`) with a real etcd:
 
 1. spread: N jobs' requests over 8 and 32 gateways (in-memory gateways that accept every command):
    max/mean forwards per gateway (target <= 1.05);

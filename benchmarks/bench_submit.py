@@ -42,11 +42,11 @@ from benchmarks.common import (
 )
 from benchmarks.loadgen import run_loadgen
 from runner import slurm
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
 from runner.ssh import CommandRunner, OneShotSshNode
 from runner.templates import TemplateStore
+from runner.web.server import ApiServer
 from simulator import ClusterConfig, SimCluster
 from simulator.etcd import EtcdServer
 from simulator.etcd_auth import EtcdAuth

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import ApiSettings
 from runner.records import JobRecord, JobState, SubmitPhase
 from runner.state import StateStore
+from runner.web.server import ApiServer
 from simulator import SimCluster
 from simulator.etcd import EtcdServer, free_port
 

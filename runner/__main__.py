@@ -19,13 +19,13 @@ from pathlib import Path
 
 from runner import __version__, logs
 from runner.admin import add_jobs_commands, run_jobs_command
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.check import add_check_command, run_check_command
 from runner.config import Settings, load_settings
 from runner.configcli import add_config_commands, error_lines, run_config_command
 from runner.errors import ConfigError
 from runner.preflight import require_preflight
+from runner.web.server import ApiServer
 
 log = logging.getLogger("runner")
 

@@ -14,12 +14,12 @@ from runner.api.auth import require_frontend
 from runner.api.deps import ApiContext
 from runner.api.docs import install_docs
 from runner.api.errors import install_error_handlers
-from runner.api.limits import BodyLimit
 from runner.api.openapi import install_openapi
 from runner.api.ops import Ops
 from runner.config import Settings
 from runner.service import JobService
 from runner.templates import TemplateStore
+from runner.web.limits import BodyLimit
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 
 import aetcd
 
-from runner.api.server import ApiServer
 from runner.config import ApiSettings, Endpoint, KeyholeSettings, Settings
 from runner.errors import ConfigError
 from runner.gateway.access import gateway_access
@@ -24,12 +23,13 @@ from runner.keyhole.guard import TargetGuard
 from runner.keyhole.http import create_keyhole_app
 from runner.keyhole.ports import PortBook
 from runner.keyhole.protocol import DEFAULT_WINDOW_SECONDS
+from runner.keyhole.readiness import KeyholeWatcher
 from runner.keyhole.script import expand_keyhole_request
 from runner.keyhole.service import Fault, KeyholeService
 from runner.loops import Loop
-from runner.readiness import KeyholeWatcher
 from runner.ssh import CommandRunner, SshNode
 from runner.state import StateStore
+from runner.web.server import ApiServer
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Kept apart from the frontend's REST API: jobs reach it from compute nodes without the frontend's
 credentials (the per-job HMAC authenticates them), and it is served on its own listener
 (``keyholed-servers``). Bodies over :data:`~runner.keyhole.protocol.MAX_REQUEST_BYTES` get a 413 before anything
-parses them, intact also for clients that send everything first (:class:`runner.api.limits.BodyLimit`).
+parses them, intact also for clients that send everything first (:class:`runner.web.limits.BodyLimit`).
 Refusals carry the error's code and public message; anything unexpected is a 500
 with a generic text, logged here with its cause.
 """
@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from runner.api.limits import BodyLimit
 from runner.errors import RunnerError, TooManyRequests
 from runner.keyhole import protocol
 from runner.keyhole.service import KeyholeService
+from runner.web.limits import BodyLimit
 
 log = logging.getLogger(__name__)
 

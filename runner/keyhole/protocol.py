@@ -61,7 +61,7 @@ class RequestTooLarge(BadRequest):
 
 
 def too_large_refusal(max_bytes: int) -> bytes:
-    """The 413 body the keyhole listener sends (see :class:`runner.api.limits.BodyLimit`)."""
+    """The 413 body the keyhole listener sends (see :class:`runner.web.limits.BodyLimit`)."""
     return encode_refusal(RequestTooLarge(f"keyhole request body too large (limit {max_bytes} bytes)"))
 
 

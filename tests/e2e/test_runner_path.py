@@ -21,9 +21,9 @@ import pytest
 import runner
 from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import ApiSettings, settings_from_mapping
+from runner.web.server import ApiServer
 from tests.e2e.browser import SENT_BACK, Visit, need_chromium, open_xpra
 from tests.e2e.test_cluster import ok, port_open_from
 from tests.e2e.test_xpra import fetch

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import settings_from_mapping
+from runner.web.server import ApiServer
 from simulator import SimCluster
 from simulator.etcd import EtcdServer, free_port
 from tests.integration.conftest import API_AUTH, runner_config

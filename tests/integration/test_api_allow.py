@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from runner.api.server import ApiServer
 from runner.config import ApiSettings
+from runner.web.server import ApiServer
 from tests.unit.api_support import AUTH, FakeJobService, make_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, Route, async_playwright
 
-from runner.api.server import ApiServer
 from runner.config import ApiSettings
+from runner.web.server import ApiServer
 from tests.e2e.browser import ARGS, CHROMIUM, need_chromium
 from tests.unit.api_support import FakeJobService, make_app
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import ApiSettings, Settings
+from runner.web.server import ApiServer
 from tests.integration.conftest import API_AUTH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runner.api.server import ApiServer
 from runner.config import ApiSettings
+from runner.web.server import ApiServer
 from tests.hostile_inputs import VALID_SUBMISSION
 from tests.unit.api_support import AUTH, FakeJobService, make_app
 

@@ -91,6 +91,19 @@ def test_smoke_run_reports_every_figure_and_plot(tmp_path: Path) -> None:
     calls = [f["value"] for f in sections["watcher"]["figures"] if f["name"] == "watcher.slurm_calls_per_tick"]
     assert calls == [1, 1]
     assert [f["value"] for f in sections["status"]["figures"] if f["name"] == "status.slurm_calls"] == [0]
+    # 200 jobs over 8 gateways: exactly 25 each; over 32: 6 or 7 each
+    assert sections["keyhole"]["series"]["spread-8"] == [25] * 8
+    assert set(sections["keyhole"]["series"]["spread-32"]) == {6, 7}
+    # the smoke cluster: 4 nodes x 50 CPUs run 200 of the 300 jobs, the rest pend, squeue lists all
+    sim = sections["simulator"]["series"]["simulator"]
+    assert (sim["jobs"], sim["running"], sim["pending"], sim["squeue_lines"], sim["gateways"]) == (
+        300,
+        200,
+        100,
+        300,
+        3,
+    )
+    assert set(sections["iptables"]["series"]["iptables"]) == {"0", "100"}
     assert set(report["plots"]) == PLOTS
     for plot in PLOTS:
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings
 from runner.keyhole import protocol
-from runner.readiness import HEALTH_NOTE
+from runner.keyhole.readiness import HEALTH_NOTE
 from runner.records import JobRecord, JobState
 from simulator import SimCluster
 from tests.integration.keyhole_support import QUIET_WATCHER, seen_running, watcher_settled

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import ApiSettings, Settings
 from runner.gateway.pool import GatewayUnavailable
+from runner.web.server import ApiServer
 from simulator import SimCluster
 from simulator.etcd import EtcdServer
 from tests.integration.conftest import API_AUTH

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import ApiSettings, Settings
 from runner.keyhole import protocol
+from runner.web.server import ApiServer
 from tests.unit.api_support import AUTH, FakeJobService, make_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

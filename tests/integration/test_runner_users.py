@@ -13,9 +13,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from runner.api.server import ApiServer
 from runner.app import Runner
 from runner.config import ApiSettings, Settings
+from runner.web.server import ApiServer
 from simulator import SimCluster
 from tests.integration.conftest import API_AUTH, api_client
 from tests.integration.test_runner_lifecycle import wait_state

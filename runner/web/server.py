@@ -1,4 +1,5 @@
-"""Serving the API with uvicorn inside the caller's asyncio loop, so the watchers can share it.
+"""Serving an ASGI app (the REST API or the keyhole listener) with uvicorn inside the caller's asyncio loop, so the
+watchers can share it.
 
 The listening socket is bound here, before uvicorn starts, so port 0 works and the bound port is known at once
 (:attr:`ApiServer.port`). TLS is used when ``api.tls_cert`` and ``api.tls_key`` are configured. Signals are left
