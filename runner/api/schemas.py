@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from runner.records import JobRecord, JobState
+from runner.records import JOB_ID, JobRecord, JobState
 from runner.templates import (
     NAME_MAX_LENGTH,
     VALUE_MAX_LENGTH,
@@ -34,7 +34,7 @@ VARIABLE_VALUE_PATTERN = f"^(?!-)(?!(?:[^/]*/)*\\.\\.(?:/|$))[A-Za-z0-9./_-]{{0,
 # templates.template_name_problem allows any printable character but '/' and '\\'; the schema states the ASCII
 # part of that (the document of a running runner lists the names of its templates instead, runner/api/openapi.py).
 TEMPLATE_NAME_PATTERN = f"^(?!\\.\\.?$)[ -.0-\\[\\]-~]{{1,{NAME_MAX_LENGTH}}}$"
-JOB_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+JOB_ID_PATTERN = f"^{JOB_ID.pattern}$"
 
 
 def _rule(code: str, problem: str | None, value: str) -> str:
