@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from runner import slurm
-from runner.errors import ClusterUnavailable, SchedulerError
+from runner.errors import ClusterUnavailable, SchedulerError, SubmissionIndeterminate
 from runner.ssh import CommandIndeterminate, CommandOutput, CommandRunner, NodeUnreachable
 
 log = logging.getLogger(__name__)
@@ -136,13 +136,19 @@ class SlurmCluster:
             if name in found:
                 log.info("job %s: found as Slurm job %s after an indeterminate sbatch", runner_job_id, found[name])
                 return found[name]
-            out = await self.nodes.run(argv, stdin=script)
+            try:
+                out = await self.nodes.run(argv, stdin=script)
+            except CommandIndeterminate as again:
+                raise SubmissionIndeterminate(internal=f"sbatch indeterminate twice: {again}") from again
         if not out.ok:
             text = slurm.SlurmErrorText.from_stderr(out.stderr).text
             if slurm.controller_unreachable(out.stderr):
                 raise SchedulerUnavailable(internal=text)
             raise SchedulerError(f"sbatch failed: {text}", internal=f"exit {out.exit_status} on {out.node}")
-        return slurm.parse_sbatch(out.stdout)
+        try:
+            return slurm.parse_sbatch(out.stdout)
+        except slurm.SlurmParseError as exc:  # sbatch said it succeeded: the job may well exist
+            raise SubmissionIndeterminate(internal=f"{exc} (on {out.node})") from exc
 
     async def find_by_names(self, names: list[str]) -> dict[str, str]:
         """Slurm ids of jobs with these names, still in the controller's memory."""

@@ -151,6 +151,15 @@ class ClusterUnavailable(RunnerError):
     default_public = "the cluster cannot be reached right now"
 
 
+class SubmissionIndeterminate(ClusterUnavailable):
+    """sbatch was sent but whether Slurm took the job is not known: no answer came twice, or an answer the runner
+    cannot read. The job's record is kept: the watcher finds the job by its name, or ends the record once its
+    grace has passed (:mod:`runner.watcher`)."""
+
+    code = "submission-indeterminate"
+    default_public = "the scheduler did not confirm the submission; the job is listed if it was accepted"
+
+
 class SchedulerError(RunnerError):
     """Slurm answered with an error (e.g. sbatch rejected the job)."""
 

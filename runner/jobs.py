@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from runner.cluster import Scheduler
-from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError
+from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError, SubmissionIndeterminate
 from runner.metrics import RunnerMetrics
 from runner.records import JobRecord, JobState, submission_failed, submitted_as
 from runner.state import StateStore
@@ -78,6 +78,9 @@ class Jobs:
         workdir = f"{self._home_prefix}/{uid}"
         try:
             slurm_id = await self._scheduler.submit(uid, job_id, workdir, script)
+        except SubmissionIndeterminate as exc:
+            log.warning("job %s (uid %s): submission indeterminate, left to the watcher: %s", job_id, uid, exc.internal)
+            raise
         except RunnerError as exc:
             log.warning("job %s (uid %s): submission failed: %s", job_id, uid, exc)
             await self._store.update_job(job_id, submission_failed(exc.public), known=(record, revision))

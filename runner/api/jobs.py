@@ -22,6 +22,7 @@ from runner.errors import (
     RunnerError,
     SchedulerError,
     StateUnavailable,
+    SubmissionIndeterminate,
     TemplateError,
     Unauthorized,
     UnknownTemplate,
@@ -65,6 +66,7 @@ def _known_shape(job_id: str) -> bool:
         RunnerError,
         SchedulerError,
         ClusterUnavailable,
+        SubmissionIndeterminate,
         StateUnavailable,
     ),
 )

@@ -94,6 +94,40 @@ async def test_connection_dropped_mid_submit_submits_exactly_once(
     assert len(jobs) == 1
 
 
+async def test_sbatch_indeterminate_twice_answers_503_and_the_watcher_finds_the_job(
+    sim_cluster: SimCluster, make_settings: Callable[..., Settings]
+) -> None:
+    # the first sbatch is cut before it ran (the lookup by name finds nothing), the second after it ran: whether
+    # Slurm took the job is not known when the frontend is answered, so it gets a 503 with a stable code and no
+    # internal text; the record stays, and the watcher finds the job by its name
+    first = sim_cluster.faults.calls["sbatch"] + 1
+    sim_cluster.faults.drop_connection("sbatch", at_call=first, execute=False)
+    sim_cluster.faults.drop_connection("sbatch", at_call=first + 1, execute=True)
+    # both command nodes are marked down by the cut connections: tried again soon; a short submission grace
+    ssh = {**make_settings().ssh.model_dump(mode="json"), "down_retry_after": 0.2, "command_timeout": 2}
+    async with Runner(make_settings(ssh=ssh)) as runner, api_client(runner) as api:
+        response = await api.post(
+            "/jobs",
+            json={"uid": "alice", "template-name": "sleep.txt", "variables": {"minutes": "5", "seconds": "9"}},
+        )
+        assert response.status_code == 503, response.text
+        assert response.json() == {
+            "response": "the scheduler did not confirm the submission; the job is listed if it was accepted",
+            "error": "submission-indeterminate",
+        }
+        (job_id,) = (await api.get("/jobs")).json()["jobs"]
+
+        details: dict[str, str] = {}
+
+        async def adopted() -> bool:
+            details.update((await api.get(f"/jobs/{job_id}")).json()["details"])
+            return "slurm-job-id" in details
+
+        await wait_until(adopted, 60, "the watcher never found the job by its name")
+    (sim_job,) = [j for j in sim_cluster.scheduler.jobs.values() if j.name == f"bwvisu-{job_id}"]
+    assert details["slurm-job-id"] == str(sim_job.job_id)
+
+
 @pytest.fixture
 async def runner_with_examples(make_settings: Callable[..., Settings]) -> Runner:
     return Runner(make_settings(templates_dir=str(RUNNER_TEMPLATES)))

@@ -117,7 +117,7 @@ async def test_each_route_lists_only_its_own_errors_and_codes() -> None:
         "template-error",
         "invalid-variable",
     }
-    assert set(submit["503"]) == {"cluster-unavailable", "state-unavailable"}
+    assert set(submit["503"]) == {"cluster-unavailable", "submission-indeterminate", "state-unavailable"}
     check_user = _error_codes(paths["/cluster/check-user/{username}"]["get"])
     assert check_user["404"] == ["no-such-user"]
     assert check_user["422"] == ["invalid-user"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
-from runner.errors import ClusterUnavailable, SchedulerError
+from runner.errors import ClusterUnavailable, SchedulerError, SubmissionIndeterminate
 from runner.slurm import Account
 from runner.ssh import CommandIndeterminate, CommandOutput, NodeUnreachable
 
@@ -82,6 +82,24 @@ async def test_indeterminate_sbatch_not_found_is_submitted_once_more() -> None:
     cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
     assert await cluster.submit("alice", "j2", "/home/alice", "#!/bin/bash\n") == "78"
     assert [c[0] for c in b.calls] == ["squeue", "sudo"]
+
+
+async def test_a_second_indeterminate_sbatch_is_a_submission_indeterminate() -> None:
+    a = ScriptedNode("a", [CommandIndeterminate("a", ["sbatch"], "dropped")])
+    b = ScriptedNode("b", [out(""), CommandIndeterminate("b", ["sbatch"], "timed out")])
+    cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
+    with pytest.raises(SubmissionIndeterminate) as caught:
+        await cluster.submit("alice", "j4", "/home/alice", "#!/bin/bash\n")
+    assert (caught.value.status, caught.value.code) == (503, "submission-indeterminate")
+    assert "timed out" in str(caught.value.internal)  # the context is for the log, not the public answer
+    assert "timed out" not in caught.value.public
+
+
+async def test_unreadable_sbatch_output_is_a_submission_indeterminate() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out("Submitted batch jab\n")])], down_retry_after=10))
+    with pytest.raises(SubmissionIndeterminate) as caught:
+        await cluster.submit("alice", "j5", "/home/alice", "#!/bin/bash\n")
+    assert "sbatch printed no job id" in str(caught.value.internal)
 
 
 async def test_sbatch_refusal_is_a_scheduler_error_with_slurms_text() -> None:
