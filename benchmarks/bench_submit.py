@@ -41,9 +41,9 @@ from benchmarks.common import (
     submit_body,
 )
 from benchmarks.loadgen import run_loadgen
-from runner import slurm
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
+from runner.slurm import cli as slurm
 from runner.ssh import CommandRunner, OneShotSshNode
 from runner.templates import TemplateStore
 from runner.web.server import ApiServer

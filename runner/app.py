@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from runner import __version__
 from runner.api import create_app
 from runner.api.ops import Ops, missing_components
-from runner.cluster import CommandNodes, SlurmCluster
 from runner.config import Endpoint, Settings
 from runner.etcd import describe_link, etcd_client
 from runner.jobs import Jobs
@@ -27,6 +26,7 @@ from runner.leader import Leadership
 from runner.loops import Loop
 from runner.metrics import RunnerMetrics
 from runner.records import JobState
+from runner.slurm.cluster import CommandNodes, SlurmCluster
 from runner.ssh import CommandRunner, SshNode
 from runner.state import StateStore
 from runner.templates import TemplateStore

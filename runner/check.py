@@ -25,13 +25,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from runner import slurm
 from runner.config import Settings, load_settings
 from runner.configcli import add_operator_command, error_lines
 from runner.errors import ConfigError
 from runner.etcd import etcd_client
 from runner.gateway.access import SUDO_IPTABLES, gateway_access
 from runner.gateway.iptables import DNAT_CHAIN, list_command
+from runner.slurm import cli as slurm
 from runner.ssh import CommandOutput, SshNode, TransportError
 
 EXIT_FAILED = 1

@@ -13,10 +13,10 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 
-from runner.cluster import Scheduler
 from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError, SubmissionIndeterminate
 from runner.metrics import RunnerMetrics
 from runner.records import JobRecord, JobState, submission_failed, submitted_as
+from runner.slurm.cluster import Scheduler
 from runner.state import StateStore
 from runner.templates import TemplateStore
 from runner.users import ClusterUsers, check_user_name

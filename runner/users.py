@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from runner.config import Settings
 from runner.errors import InvalidUser, RefusedUser, UnknownUser
-from runner.slurm import Account
+from runner.slurm.cli import Account
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _MAX_KEPT = 10_000  # past this many kept accounts, expired ones are dropped
 _ORDINARY_ONLY = "jobs run only as ordinary users"
 
 AccountLookup = Callable[[str], Awaitable[Account | None]]
-"""``lookup(name) -> Account | None``: the cluster's passwd entry (:meth:`runner.cluster.Scheduler.user_account`)."""
+"""``lookup(name) -> Account | None``: the passwd entry (:meth:`runner.slurm.cluster.Scheduler.user_account`)."""
 
 
 def user_name_problem(name: str) -> str | None:

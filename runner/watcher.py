@@ -11,10 +11,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from runner import slurm
-from runner.cluster import Scheduler
 from runner.errors import RunnerError
 from runner.records import Change, JobRecord, JobState, submission_failed, submitted_as
+from runner.slurm import cli as slurm
+from runner.slurm.cluster import Scheduler
 from runner.state import StateStore
 
 log = logging.getLogger(__name__)

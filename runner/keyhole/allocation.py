@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner import slurm
 from runner.errors import Conflict, Forbidden, RunnerError
-from runner.hostlist import expand
 from runner.records import JobRecord
+from runner.slurm import cli as slurm
+from runner.slurm.hostlist import expand
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ SLURM_RUNNING = "RUNNING"
 
 
 class SlurmQuery(Protocol):
-    """The part of :class:`runner.cluster.Scheduler` the keyhole needs: one squeue for some jobs."""
+    """The part of :class:`runner.slurm.cluster.Scheduler` the keyhole needs: one squeue for some jobs."""
 
     async def query(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]: ...
 

@@ -3,7 +3,7 @@
 Standard library only, one file, Python >= 3.7: it is embedded into the batch script by
 :mod:`runner.keyhole.script` and fed to ``python3 -`` through a quoted heredoc, followed by one line
 that calls :func:`main` with the job's token, so the token never lands in a file or in ``ps``.
-It carries its own copies of the hostlist expander (:mod:`runner.hostlist`) and of the request signing
+It carries its own copies of the hostlist expander (:mod:`runner.slurm.hostlist`) and of the request signing
 (:mod:`runner.keyhole.protocol`); a unit test keeps them identical.
 
 It expands ``SLURM_JOB_NODELIST`` (or ``SLURM_NODELIST``), signs one request, and sends the same bytes
@@ -56,7 +56,7 @@ class KeyholeFailure(Exception):
         self.exit_code = exit_code
 
 
-# --- hostlist expansion (a copy of runner.hostlist.expand; raises ValueError) ---------------------
+# --- hostlist expansion (a copy of runner.slurm.hostlist.expand; raises ValueError) ---------------------
 
 
 def _split_hostlist(hostlist: str) -> list[str]:

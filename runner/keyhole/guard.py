@@ -24,9 +24,9 @@ from enum import StrEnum
 from runner.config import Settings
 from runner.errors import RunnerError
 from runner.gateway.pool import Gateway, GatewayPool
-from runner.hostlist import expand
 from runner.keyhole.allocation import in_networks
 from runner.records import JobRecord
+from runner.slurm.hostlist import expand
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from runner.errors import BadRequest, Forbidden, RunnerError, TooManyRequests
-from runner.hostlist import DEFAULT_MAX_HOSTS
 from runner.records import JOB_ID
+from runner.slurm.hostlist import DEFAULT_MAX_HOSTS
 
 REQUEST_PATH = "/keyhole/v1/forwards"
 SIGNATURE_CONTEXT = b"bwvisu-keyhole-v1\n"

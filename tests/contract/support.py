@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from runner import slurm
+from runner.slurm import cli as slurm
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
 from tests.polling import eventually

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from runner import slurm
 from runner.gateway import commands
 from runner.gateway.iptables import ForwardRule
+from runner.slurm import cli as slurm
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
 from tests.contract.support import scancel, squeue, submit, wait_state

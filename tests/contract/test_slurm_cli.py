@@ -1,6 +1,6 @@
 """The Slurm command line as the runner uses it, asserted identically on the simulator and on real Slurm 22.05.
 
-Every call is built by :mod:`runner.slurm` and every answer read by its parsers, so a pass here means the
+Every call is built by :mod:`runner.slurm.cli` and every answer read by its parsers, so a pass here means the
 runner's own path works on both clusters; texts and exit statuses the runner branches on are pinned exactly.
 """
 
@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from runner import hostlist, slurm
+from runner.slurm import cli as slurm
+from runner.slurm import hostlist
 from tests.contract.backends import Backend
 from tests.contract.support import sacct, scancel, squeue, submit, wait_accounted, wait_state
 

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 
 import runner
-from runner import slurm
 from runner.app import Runner
 from runner.gateway.iptables import ForwardRule, parse_forward_rules, parse_masquerade_rules
 from runner.records import JobRecord, submitted_as
+from runner.slurm import cli as slurm
 from runner.watcher import observed
 from simulator import SimCluster
 from tests.polling import wait_until

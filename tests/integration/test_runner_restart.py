@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.slurm import bwvisu_state
+from runner.slurm.cli import bwvisu_state
 from simulator import SimCluster
 from simulator.etcd import EtcdServer
 from simulator.testing import wait_for

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
 from runner.errors import ClusterUnavailable, SchedulerError, SubmissionIndeterminate
-from runner.slurm import Account
+from runner.slurm.cli import Account
+from runner.slurm.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
 from runner.ssh import CommandIndeterminate, CommandOutput, NodeUnreachable
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.errors import BadRequest
-from runner.hostlist import DEFAULT_MAX_HOSTS, HostlistError, compress, expand
+from runner.slurm.hostlist import DEFAULT_MAX_HOSTS, HostlistError, compress, expand
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import hostlist
 from runner.keyhole import client, protocol
+from runner.slurm import hostlist
 
 pytestmark = pytest.mark.unit
 

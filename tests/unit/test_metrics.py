@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner import slurm
 from runner.api.ops import missing_components
 from runner.errors import NoSuchJob, StateUnavailable
 from runner.metrics import RunnerMetrics, slurm_command
 from runner.records import JobState
+from runner.slurm import cli as slurm
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import slurm
 from runner.records import JobState
+from runner.slurm import cli as slurm
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 
 from runner.config import Settings, settings_from_mapping
 from runner.errors import ClusterUnavailable, InvalidUser, RefusedUser, UnknownUser
-from runner.slurm import Account
+from runner.slurm.cli import Account
 from runner.users import ClusterUsers, account_problem, runner_accounts
 
 pytestmark = pytest.mark.unit

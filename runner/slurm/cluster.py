@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from runner import slurm
 from runner.errors import ClusterUnavailable, SchedulerError, SubmissionIndeterminate
+from runner.slurm import cli as slurm
 from runner.ssh import CommandIndeterminate, CommandOutput, CommandRunner, NodeUnreachable
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _chunks(ids: list[str]) -> list[list[str]]:
 class SlurmCluster:
     """:class:`Scheduler` over SSH to command nodes; ``helper`` is the site's command-node helper, if any.
 
-    ``sbatch`` and ``scancel`` run as the job's user (:func:`runner.slurm.as_user`); ``squeue``, ``sacct`` and
+    ``sbatch`` and ``scancel`` run as the job's user (:func:`runner.slurm.cli.as_user`); ``squeue``, ``sacct`` and
     ``getent`` as the runner's own account.
     """
 
