@@ -24,7 +24,7 @@ import httpx
 
 from runner.config import ApiSettings, load_settings
 from runner.configcli import add_operator_command, error_lines
-from runner.errors import ConfigError
+from runner.errors import AdminError, ConfigError
 
 EXIT_REFUSED = 1
 EXIT_CONFIG = 2
@@ -32,14 +32,6 @@ EXIT_AUTH = 3
 EXIT_UNREACHABLE = 4
 PASSWORD_ENV = "RUNNER_API__PASSWORD"  # noqa: S105 - the variable's name, not a password
 MASK = "********"
-
-
-class AdminError(Exception):
-    """What to print and the exit status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

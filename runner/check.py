@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 from runner.config import Settings, load_settings
 from runner.configcli import add_operator_command, error_lines
-from runner.errors import ConfigError
+from runner.errors import CheckFailed, ConfigError, TransportError
 from runner.etcd import etcd_client
 from runner.gateway.access import SUDO_IPTABLES, gateway_access
 from runner.gateway.iptables import DNAT_CHAIN, list_command
 from runner.slurm import cli as slurm
-from runner.ssh import CommandOutput, SshNode, TransportError
+from runner.ssh import CommandOutput, SshNode
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -54,10 +54,6 @@ class CheckResult:
     @property
     def result(self) -> str:
         return {True: "ok", False: "FAIL", None: "skip"}[self.ok]
-
-
-class CheckFailed(Exception):
-    """A check's negative answer, its text the row's detail."""
 
 
 def add_check_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -30,8 +30,8 @@ from pydantic_settings import (
 )
 
 from runner.configenv import ENV_PREFIX, environment_report, section_value_ignored
-from runner.configkeys import InvalidSettings, describe_errors, hyphenated, underscore_keys
-from runner.errors import ConfigError
+from runner.configkeys import describe_errors, hyphenated, underscore_keys
+from runner.errors import ConfigError, InvalidSettings
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from runner.config import Settings, find_config_file, read_config_file, settings_from_mapping
 from runner.configdoc import config_schema, reference_page, write_docs
 from runner.configenv import environment_report
-from runner.configkeys import InvalidSettings
-from runner.errors import ConfigError
+from runner.errors import ConfigError, InvalidSettings
 from runner.preflight import require_preflight
 
 EXIT_INVALID = 2

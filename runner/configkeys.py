@@ -16,18 +16,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from runner.errors import ConfigError
-
 _LISTED_KEYS_MAX = 8  # below this many keys, an unknown key's message lists them all
 _NUMBER_TEXT = re.compile(r"^\s*-?\d+(\.\d*)?\s*$")
-
-
-class InvalidSettings(ConfigError):
-    """The settings are invalid; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"invalid configuration: {'; '.join(problems)}")
 
 
 def hyphenated(name: str) -> str:

@@ -1,13 +1,22 @@
 """The runner's one error tree.
 
 Every error the runner raises on purpose derives from :class:`RunnerError` and carries a stable ``code``,
-the HTTP ``status`` the API answers with, a ``public`` message safe to show to the web frontend (and so to a
-user), and an optional ``internal`` message that is only logged. Exceptions from outside (asyncssh, grpc,
-OS errors) are mapped to these at the boundary that sees them; one API handler renders them all.
+the HTTP ``status`` the API (or the keyhole endpoint) answers with, a ``public`` message safe to show to the web
+frontend (and so to a user), and an optional ``internal`` message that is only logged. One API handler
+(:mod:`runner.api.errors`) and the keyhole endpoint (:mod:`runner.keyhole.http`) render them.
+
+Exceptions from outside are mapped where they enter: asyncssh's in :mod:`runner.ssh` (to the transport errors
+below), Slurm's answers in :mod:`runner.slurm.cluster`, etcd's and grpc's by :func:`runner.etcd.mapped`, the HTTP
+layer's in :mod:`runner.api.errors`. The transport errors and :class:`SlurmParseError` never leave the runner:
+the code that calls a node turns them into one of the 5xx errors. :data:`ROUTES` lists what each route can answer.
+
+The in-job client (:mod:`runner.keyhole.client`) has its own ``KeyholeFailure``: it runs in the job, with
+Python's standard library only, and imports nothing of the runner.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import ClassVar
 
 
@@ -49,6 +58,20 @@ class TemplateError(BadRequest):
     """The template itself is unusable (bad mustache, misplaced keyhole line)."""
 
     code = "template-error"
+
+
+class KeyholeTemplateError(TemplateError):
+    """The template's keyhole line is malformed, repeated or asks for too many ports."""
+
+    code = "keyhole-template-error"
+    default_public = "invalid #KEYHOLE-REQUEST-PORTS line in the template"
+
+
+class HostlistError(BadRequest):
+    """A hostlist (or a host name to compress) is malformed or too large."""
+
+    code = "invalid-hostlist"
+    default_public = "invalid hostlist"
 
 
 class InvalidUser(BadRequest):
@@ -140,6 +163,79 @@ class TooManyRequests(RunnerError):
         self.retry_after = retry_after
 
 
+# --- 4xx of the keyhole endpoint: a job's request for its ports is refused ---------------------------
+
+
+class MalformedRequest(BadRequest):
+    """The body is not a well-formed keyhole request."""
+
+    code = "malformed-request"
+    status = 400
+    default_public = "malformed keyhole request"
+
+
+class RequestTooLarge(BadRequest):
+    """The body is over :data:`MAX_REQUEST_BYTES`; refused before anything parses it."""
+
+    code = "payload-too-large"
+    status = 413
+    default_public = "keyhole request body too large"
+
+
+class BadSignature(Forbidden):
+    """The HMAC does not match the job's token."""
+
+    code = "bad-signature"
+    default_public = "keyhole request signature is invalid"
+
+
+class StaleRequest(Forbidden):
+    """The timestamp lies outside the accepted window (a replay, or a badly wrong clock)."""
+
+    code = "stale-request"
+    default_public = "keyhole request is too old or from the future"
+
+
+class TooManyPorts(BadRequest):
+    code = "too-many-ports"
+    default_public = "the job asks for more ports than allowed"
+
+
+class UnresolvableHost(BadRequest):
+    code = "unresolvable-host"
+    default_public = "a host of the job cannot be resolved on the gateway"
+
+
+class SecondRequest(Conflict):
+    code = "already-asked"
+    default_public = "this job has already asked for its ports; a job may ask only once"
+
+
+class ReplayedRequest(Conflict):
+    code = "replayed-request"
+    default_public = "this keyhole request was already used"
+
+
+class JobNotRunning(Conflict):
+    code = "job-not-running"
+    default_public = "the job is not running"
+
+
+class HostsNotAllocated(Forbidden):
+    code = "hosts-not-allocated"
+    default_public = "the request names hosts that Slurm did not allocate to this job"
+
+
+class TargetOutsideNetworks(Forbidden):
+    code = "target-outside-compute-networks"
+    default_public = "a node of the job resolves to an address outside the compute networks"
+
+
+class TooManyRefusals(TooManyRequests):
+    code = "too-many-refusals"
+    default_public = "this job's keyhole requests were refused too often; wait before asking again"
+
+
 # --- 5xx: the cluster or the runner's own state failed ----------------------------------------------
 
 
@@ -149,6 +245,35 @@ class ClusterUnavailable(RunnerError):
     code = "cluster-unavailable"
     status = 503
     default_public = "the cluster cannot be reached right now"
+
+
+class SchedulerUnavailable(ClusterUnavailable):
+    """Slurm could not answer (controller down, no command node reachable)."""
+
+    code = "scheduler-unavailable"
+    default_public = "the scheduler cannot be reached right now"
+
+
+class GatewayUnavailable(ClusterUnavailable):
+    code = "gateway-unavailable"
+    default_public = "no gateway can be reached right now"
+
+
+class GatewayCommandFailed(ClusterUnavailable):
+    code = "gateway-command-failed"
+    default_public = "a gateway could not set up the forward"
+
+
+class ProbeTimedOut(ClusterUnavailable):
+    """A bounded probe ran out of time on the gateway; the gateway answered, so it is not marked down."""
+
+    code = "probe-timed-out"
+    default_public = "the gateway could not check the ports in time"
+
+
+class RequestInProgress(ClusterUnavailable):
+    code = "request-in-progress"
+    default_public = "the request is being handled; retry shortly"
 
 
 class SubmissionIndeterminate(ClusterUnavailable):
@@ -176,8 +301,65 @@ class StateUnavailable(RunnerError):
     default_public = "the runner's state store cannot be reached right now"
 
 
+class PortsExhausted(StateUnavailable):
+    code = "ports-exhausted"
+    default_public = "no free port is left in the keyhole port range"
+
+
 class ConfigError(RunnerError):
     """The configuration is invalid; raised at start-up, never from a request."""
 
     code = "config-error"
     default_public = "invalid configuration"
+
+
+class InvalidSettings(ConfigError):
+    """The settings are invalid; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid configuration: {'; '.join(problems)}")
+
+
+class PreflightFailed(InvalidSettings):
+    """The settings are well formed but the runner could not work with them; one line per problem."""
+
+
+# --- below the boundary: mapped to the errors above by the code that calls a node ------------------------
+
+
+class TransportError(Exception):
+    """A command could not be run to completion on a node."""
+
+    def __init__(self, node: str, argv: list[str], reason: str) -> None:
+        self.node = node
+        self.argv = tuple(argv)
+        self.reason = reason
+        super().__init__(f"{node}: {shlex.join(argv[:4])}{' ...' if len(argv) > 4 else ''}: {reason}")
+
+
+class NodeUnreachable(TransportError):
+    """The node could not be reached; the command did not run."""
+
+
+class CommandIndeterminate(TransportError):
+    """The command was sent but no answer came back (timeout, dropped connection); it may have run."""
+
+
+class SlurmParseError(ValueError):
+    """Slurm printed something the runner does not understand."""
+
+
+# --- the operator commands' own failures (``runner check``, ``runner jobs``): printed, never answered ----------
+
+
+class CheckFailed(Exception):
+    """A check's negative answer, its text the row's detail."""
+
+
+class AdminError(Exception):
+    """What to print and the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

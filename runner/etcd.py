@@ -21,12 +21,13 @@ import logging
 from typing import Any
 
 import aetcd
+import aetcd.exceptions
 import aetcd.watcher
 import grpc
 from aetcd import rpc
 
 from runner.config import Endpoint, EtcdSettings
-from runner.errors import ConfigError
+from runner.errors import ConfigError, StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,17 @@ GRPC_OPTIONS: dict[str, Any] = {"grpc.max_receive_message_length": 256 * 2**20}
 _AUTHENTICATE = (b"/etcdserverpb.Auth/Authenticate", "/etcdserverpb.Auth/Authenticate")
 # What etcd answers when the token must be renewed (rpctypes.ErrInvalidAuthToken, ErrAuthOldRevision).
 _STALE_TOKEN = ("invalid auth token", "revision of auth store is old")
+
+ETCD_ERRORS: tuple[type[Exception], ...] = (aetcd.exceptions.ClientError, grpc.RpcError, OSError, TimeoutError)
+"""What a call through aetcd raises when etcd does not answer as asked (down, refused, timed out, denied)."""
+
+
+def unavailable(exc: Exception) -> StateUnavailable:
+    """An etcd failure as the runner reports it (503 ``state-unavailable``); its cause goes to the log only.
+
+    Every module that calls etcd maps with ``except ETCD_ERRORS as exc: raise unavailable(exc) from exc``.
+    """
+    return StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}")
 
 
 def _stale_token(exc: grpc.aio.AioRpcError) -> bool:

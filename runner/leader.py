@@ -13,7 +13,7 @@ import uuid
 
 import aetcd
 
-from runner.state import _ETCD_ERRORS
+from runner.etcd import ETCD_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Leadership:
                             remaining = await self._lease.remaining_ttl()
                         if remaining <= 0:
                             self._step_down("lease expired")
-                except (*_ETCD_ERRORS, TimeoutError) as exc:
+                except ETCD_ERRORS as exc:
                     if self._lease is not None:
                         self._step_down(f"cannot refresh lease: {exc}")
                     else:
@@ -92,5 +92,5 @@ class Leadership:
         if lease is not None:
             try:
                 await lease.revoke()
-            except _ETCD_ERRORS as exc:
+            except ETCD_ERRORS as exc:
                 log.warning("leader: cannot revoke lease: %s", exc)

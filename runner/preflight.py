@@ -15,14 +15,10 @@ from pathlib import Path
 import asyncssh
 
 from runner.config import Settings
-from runner.configkeys import InvalidSettings
+from runner.errors import PreflightFailed
 
 # asyncssh's default client keys, tried when ssh.client-keys is empty (besides an SSH agent).
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
-
-
-class PreflightFailed(InvalidSettings):
-    """The settings are well formed but the runner could not work with them; one line per problem."""
 
 
 def _unreadable(field: str, path: Path, what: str = "file") -> str | None:

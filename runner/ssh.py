@@ -20,6 +20,7 @@ from typing import Protocol
 import asyncssh
 
 from runner.config import SshSettings
+from runner.errors import CommandIndeterminate, NodeUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +42,6 @@ class CommandOutput:
     @property
     def ok(self) -> bool:
         return self.exit_status == 0
-
-
-class TransportError(Exception):
-    """A command could not be run to completion on a node."""
-
-    def __init__(self, node: str, argv: list[str], reason: str) -> None:
-        self.node = node
-        self.argv = tuple(argv)
-        self.reason = reason
-        super().__init__(f"{node}: {shlex.join(argv[:4])}{' ...' if len(argv) > 4 else ''}: {reason}")
-
-
-class NodeUnreachable(TransportError):
-    """The node could not be reached; the command did not run."""
-
-
-class CommandIndeterminate(TransportError):
-    """The command was sent but no answer came back (timeout, dropped connection); it may have run."""
 
 
 class CommandRunner(Protocol):

@@ -20,9 +20,9 @@ from typing import Any
 
 import aetcd
 import aetcd.exceptions
-import grpc
 
 from runner.errors import Conflict, StateUnavailable
+from runner.etcd import ETCD_ERRORS, unavailable
 from runner.records import Change, JobRecord, JobState
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 20
 # Records per batched transaction: a finished job takes 4 operations, and etcd allows 128 per transaction.
 BATCH_RECORDS = 32
-
-
-def _unavailable(exc: Exception) -> StateUnavailable:
-    return StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}")
-
-
-_ETCD_ERRORS = (aetcd.exceptions.ClientError, grpc.RpcError, OSError, TimeoutError)
 
 
 def describe(record: JobRecord) -> str:
@@ -87,8 +80,8 @@ class StateStore:
                 ],
                 failure=[],
             )
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         if not ok:
             raise Conflict(f"job {record.job_id} exists")
         revision: int = responses[0].response_put.header.revision
@@ -101,8 +94,8 @@ class StateStore:
             active = got is not None
             if got is None:
                 got = await self.client.get(self._done_key(job_id))
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         if got is None:
             return None
         return JobRecord.model_validate_json(got.value), got.mod_revision, active
@@ -114,16 +107,16 @@ class StateStore:
     async def get_token(self, job_id: str) -> str | None:
         try:
             got = await self.client.get(self._token_key(job_id))
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return None if got is None else got.value.decode()
 
     async def get_session_secret(self, job_id: str) -> str | None:
         """The job's session secret while the job is active; None once it finished (or if it has none)."""
         try:
             got = await self.client.get(self._session_key(job_id))
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return None if got is None else got.value.decode()
 
     def _apply(self, current: JobRecord, change: Change) -> JobRecord | None:
@@ -156,8 +149,8 @@ class StateStore:
         ops = [op for _, _, new in writes for op in self._write_ops(new)]
         try:
             ok, _ = await self.client.transaction(compare=compare, success=ops, failure=[])
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         if ok:
             for current, _, new in writes:
                 if new.state != current.state:
@@ -208,14 +201,14 @@ class StateStore:
         prefix = f"{self.prefix}/jobs/active/".encode()
         try:
             rows = await self.client.get_prefix(prefix, keys_only=True)
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return [kv.key[len(prefix) :].decode() for kv in rows]
 
     async def active_jobs(self) -> list[tuple[JobRecord, int]]:
         """Every active record with its revision, in one range read."""
         try:
             rows = await self.client.get_prefix(f"{self.prefix}/jobs/active/".encode())
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return [(JobRecord.model_validate_json(kv.value), kv.mod_revision) for kv in rows]

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from runner.api.auth import require_frontend
 from runner.api.schemas import ErrorResponse
+from runner.etcd import ETCD_ERRORS
 from runner.metrics import RunnerMetrics
-from runner.state import _ETCD_ERRORS
 
 ETCD_TIMEOUT = 1.0  # seconds /ready waits for etcd: a probe must answer well within its own timeout
 Component = Literal["etcd", "leader", "command-nodes", "gateways"]
@@ -57,7 +57,7 @@ async def missing_components(leadership: LeaderView, nodes: CountsUp, gateways: 
     try:
         async with asyncio.timeout(ETCD_TIMEOUT):
             holder = await leadership.holder()  # one small read: answers whether etcd does, and who leads
-    except _ETCD_ERRORS:
+    except ETCD_ERRORS:
         missing.append("etcd")
     if holder is None and not leadership.is_leader:
         missing.append("leader")

@@ -1,7 +1,7 @@
 """The runner's gateways: one kept-open SSH node each, health, least-loaded choice, and batched rule edits.
 
-A gateway whose command cannot be delivered (:class:`~runner.ssh.NodeUnreachable`) or whose answer was lost
-(:class:`~runner.ssh.CommandIndeterminate`) is marked down: until ``down_retry_after`` seconds have passed
+A gateway whose command cannot be delivered (:class:`~runner.errors.NodeUnreachable`) or whose answer was lost
+(:class:`~runner.errors.CommandIndeterminate`) is marked down: until ``down_retry_after`` seconds have passed
 :meth:`GatewayPool.choose` skips it and its commands fail at once without touching the network (a stopped
 host would make each of them wait for a connect timeout); its next successful command marks it healthy again.
 A bounded probe that runs out of time on the gateway (:class:`ProbeTimedOut`) leaves it healthy: it answered.
@@ -23,11 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from runner.errors import ClusterUnavailable
+from runner.errors import (
+    CommandIndeterminate,
+    GatewayCommandFailed,
+    GatewayUnavailable,
+    NodeUnreachable,
+    ProbeTimedOut,
+)
 from runner.gateway import commands
 from runner.gateway.access import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE, GatewayAccess, SudoIptables
 from runner.gateway.iptables import DNAT_CHAIN, SNAT_CHAIN, ForwardRule, parse_forward_rules, parse_masquerade_rules
-from runner.ssh import CommandIndeterminate, CommandOutput, CommandRunner, NodeUnreachable
+from runner.ssh import CommandOutput, CommandRunner
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +42,6 @@ __all__ = ["SUDO_IPTABLES", "SUDO_IPTABLES_RESTORE", "Gateway", "GatewayPool"]
 RESOLVE_TTL = 60.0  # seconds a gateway's answer for a compute hostname is reused
 PROBE_SSH_SLACK = 5.0
 """Seconds a bounded probe's SSH command may take beyond its deadline before the gateway counts as not answering."""
-
-
-class GatewayUnavailable(ClusterUnavailable):
-    code = "gateway-unavailable"
-    default_public = "no gateway can be reached right now"
-
-
-class GatewayCommandFailed(ClusterUnavailable):
-    code = "gateway-command-failed"
-    default_public = "a gateway could not set up the forward"
-
-
-class ProbeTimedOut(ClusterUnavailable):
-    """A bounded probe ran out of time on the gateway; the gateway answered, so it is not marked down."""
-
-    code = "probe-timed-out"
-    default_public = "the gateway could not check the ports in time"
 
 
 @dataclass(eq=False)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.errors import Conflict, Forbidden, RunnerError
+from runner.errors import HostsNotAllocated, JobNotRunning, RunnerError, TargetOutsideNetworks
 from runner.records import JobRecord
 from runner.slurm import cli as slurm
 from runner.slurm.hostlist import expand
@@ -30,21 +30,6 @@ class SlurmQuery(Protocol):
     """The part of :class:`runner.slurm.cluster.Scheduler` the keyhole needs: one squeue for some jobs."""
 
     async def query(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]: ...
-
-
-class JobNotRunning(Conflict):
-    code = "job-not-running"
-    default_public = "the job is not running"
-
-
-class HostsNotAllocated(Forbidden):
-    code = "hosts-not-allocated"
-    default_public = "the request names hosts that Slurm did not allocate to this job"
-
-
-class TargetOutsideNetworks(Forbidden):
-    code = "target-outside-compute-networks"
-    default_public = "a node of the job resolves to an address outside the compute networks"
 
 
 @dataclass(frozen=True)

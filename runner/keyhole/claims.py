@@ -22,9 +22,8 @@ from enum import StrEnum
 import aetcd
 from pydantic import BaseModel
 
-from runner.errors import StateUnavailable
+from runner.etcd import ETCD_ERRORS, unavailable
 from runner.keyhole.protocol import Forward
-from runner.state import _ETCD_ERRORS
 
 
 class ClaimStatus(StrEnum):
@@ -65,10 +64,6 @@ class Claim:
     record: ClaimRecord | None = None
 
 
-def _unavailable(exc: Exception) -> StateUnavailable:
-    return StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}")
-
-
 class Claims:
     """The request and nonce records."""
 
@@ -90,8 +85,8 @@ class Claims:
         """Create the job's request record, or say what the existing records make of this request."""
         try:
             return await self._claim(job_id, nonce, digest, owner)
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def _claim(self, job_id: str, nonce: str, digest: str, owner: str) -> Claim:
         tx = self._client.transactions
@@ -147,27 +142,27 @@ class Claims:
         )
         try:
             await self._client.put(self._request_key(job_id), done.model_dump_json().encode())
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def abandon(self, job_id: str, nonce: str) -> None:
         """Forget a request that failed for a passing reason, so the client's retry starts afresh."""
         try:
             await self._client.delete(self._request_key(job_id))
             await self._client.delete(self._nonce_key(nonce))
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def forget(self, job_id: str) -> None:
         """Drop a finished job's request record (its nonce expires with its lease)."""
         try:
             await self._client.delete(self._request_key(job_id))
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def job_ids(self) -> list[str]:
         try:
             rows = await self._client.get_prefix(self._requests.encode(), keys_only=True)
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return [kv.key.decode()[len(self._requests) :] for kv in rows]

@@ -21,17 +21,12 @@ import time
 import aetcd
 from pydantic import BaseModel
 
-from runner.errors import StateUnavailable
-from runner.state import _ETCD_ERRORS
+from runner.errors import PortsExhausted, StateUnavailable
+from runner.etcd import ETCD_ERRORS, unavailable
 
 log = logging.getLogger(__name__)
 
 RANDOM_TRIES = 8
-
-
-class PortsExhausted(StateUnavailable):
-    code = "ports-exhausted"
-    default_public = "no free port is left in the keyhole port range"
 
 
 class PortRecord(BaseModel):
@@ -43,10 +38,6 @@ class PortRecord(BaseModel):
     external_ip: str | None = None
     internal_ip: str | None = None
     reserved_at: float = 0.0
-
-
-def _unavailable(exc: Exception) -> StateUnavailable:
-    return StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}")
 
 
 class PortBook:
@@ -68,8 +59,8 @@ class PortBook:
             ok, _ = await self._client.transaction(
                 compare=[tx.create(key) == 0], success=[tx.put(key, record.model_dump_json().encode())], failure=[]
             )
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return bool(ok)
 
     async def reserve(self, job_id: str, count: int, avoid: set[int] | None = None) -> list[int]:
@@ -110,8 +101,8 @@ class PortBook:
                 success=[tx.put(key, record.model_dump_json().encode())],
                 failure=[],
             )
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         if not ok:
             raise StateUnavailable(internal=f"port {record.port} changed while being placed")
 
@@ -128,8 +119,8 @@ class PortBook:
                 ok, _ = await self._client.transaction(
                     compare=[tx.mod(key) == current.mod_revision], success=[tx.delete(key)], failure=[]
                 )
-            except _ETCD_ERRORS as exc:
-                raise _unavailable(exc) from exc
+            except ETCD_ERRORS as exc:
+                raise unavailable(exc) from exc
             released += bool(ok)
         return released
 
@@ -137,8 +128,8 @@ class PortBook:
         """Every reservation, in one range read."""
         try:
             rows = await self._client.get_prefix(self._prefix.encode())
-        except _ETCD_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         return [PortRecord.model_validate_json(kv.value) for kv in rows]
 
     async def of_job(self, job_id: str) -> list[PortRecord]:

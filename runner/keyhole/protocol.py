@@ -29,7 +29,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from runner.errors import BadRequest, Forbidden, RunnerError, TooManyRequests
+from runner.errors import (
+    BadSignature,
+    MalformedRequest,
+    RequestTooLarge,
+    RunnerError,
+    StaleRequest,
+    TooManyRequests,
+)
 from runner.records import JOB_ID
 from runner.slurm.hostlist import DEFAULT_MAX_HOSTS
 
@@ -44,39 +51,9 @@ _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _FIELDS = frozenset({"job-id", "hostnames", "ports", "timestamp", "nonce", "signature"})
 
 
-class MalformedRequest(BadRequest):
-    """The body is not a well-formed keyhole request."""
-
-    code = "malformed-request"
-    status = 400
-    default_public = "malformed keyhole request"
-
-
-class RequestTooLarge(BadRequest):
-    """The body is over :data:`MAX_REQUEST_BYTES`; refused before anything parses it."""
-
-    code = "payload-too-large"
-    status = 413
-    default_public = "keyhole request body too large"
-
-
 def too_large_refusal(max_bytes: int) -> bytes:
     """The 413 body the keyhole listener sends (see :class:`runner.web.limits.BodyLimit`)."""
     return encode_refusal(RequestTooLarge(f"keyhole request body too large (limit {max_bytes} bytes)"))
-
-
-class BadSignature(Forbidden):
-    """The HMAC does not match the job's token."""
-
-    code = "bad-signature"
-    default_public = "keyhole request signature is invalid"
-
-
-class StaleRequest(Forbidden):
-    """The timestamp lies outside the accepted window (a replay, or a badly wrong clock)."""
-
-    code = "stale-request"
-    default_public = "keyhole request is too old or from the future"
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 import aetcd
 from pydantic import BaseModel
 
-from runner.errors import StateUnavailable, TooManyRequests
-from runner.state import _ETCD_ERRORS
+from runner.errors import StateUnavailable, TooManyRefusals
+from runner.etcd import ETCD_ERRORS, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,6 @@ BASE_DELAY = 1.0
 MAX_DELAY = 300.0
 FREE_REFUSALS = 1  # a first refusal costs no wait: a client may have had one honest mistake
 MAX_CAS_ATTEMPTS = 5
-
-
-class TooManyRefusals(TooManyRequests):
-    code = "too-many-refusals"
-    default_public = "this job's keyhole requests were refused too often; wait before asking again"
 
 
 class RefusalRecord(BaseModel):
@@ -62,8 +57,8 @@ class RefusalBackoff:
         """Raise :class:`TooManyRefusals` (with ``retry_after``) while ``job_id`` must wait."""
         try:
             got = await self._client.get(self._key(job_id))
-        except _ETCD_ERRORS as exc:
-            raise StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}") from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         if got is None:
             return
         record = RefusalRecord.model_validate_json(got.value)
@@ -96,6 +91,6 @@ class RefusalBackoff:
                         log.warning("keyhole: job %s: %d refused requests; next one waits %.0f s", job_id, count, wait)
                     return count
                 await lease.revoke()
-        except _ETCD_ERRORS as exc:
-            raise StateUnavailable(internal=f"etcd: {type(exc).__name__}: {exc}") from exc
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
         raise StateUnavailable(internal=f"job {job_id}: refusal count changed too often")

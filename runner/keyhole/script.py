@@ -20,7 +20,7 @@ import shlex
 from functools import cache
 from importlib import resources
 
-from runner.errors import TemplateError
+from runner.errors import KeyholeTemplateError
 from runner.records import JOB_ID
 
 DIRECTIVE = "#KEYHOLE-REQUEST-PORTS"
@@ -30,13 +30,6 @@ _DIRECTIVE_LINE = re.compile(r"[ \t]*#KEYHOLE-REQUEST-PORTS[ \t]+([0-9]+)[ \t]*"
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")  # URL-safe: it goes into session URLs and shell words unquoted
 _URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&()*+,;=%-]+")
-
-
-class KeyholeTemplateError(TemplateError):
-    """The template's keyhole line is malformed, repeated or asks for too many ports."""
-
-    code = "keyhole-template-error"
-    default_public = "invalid #KEYHOLE-REQUEST-PORTS line in the template"
 
 
 @cache

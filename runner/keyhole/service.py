@@ -22,18 +22,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from runner.config import Settings
-from runner.errors import BadRequest, ClusterUnavailable, Conflict, NoSuchRunningJob, RunnerError
-from runner.gateway.commands import REQUEST_PROBE_DEADLINE
-from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
-from runner.keyhole import protocol
-from runner.keyhole.allocation import (
-    Allocation,
+from runner.errors import (
+    ClusterUnavailable,
+    GatewayUnavailable,
     JobNotRunning,
-    SlurmQuery,
-    check_requested_hosts,
-    check_targets,
-    confirmed_allocation,
+    NoSuchRunningJob,
+    ReplayedRequest,
+    RequestInProgress,
+    RunnerError,
+    SecondRequest,
+    TooManyPorts,
+    UnresolvableHost,
 )
+from runner.gateway.commands import REQUEST_PROBE_DEADLINE
+from runner.gateway.pool import Gateway, GatewayPool
+from runner.keyhole import protocol
+from runner.keyhole.allocation import Allocation, SlurmQuery, check_requested_hosts, check_targets, confirmed_allocation
 from runner.keyhole.claims import Claim, ClaimRecord, Claims, Outcome
 from runner.keyhole.ports import PortBook, PortRecord, forward_rule
 from runner.keyhole.refusals import RefusalBackoff
@@ -46,31 +50,6 @@ Fault = Callable[[str], Awaitable[None]]
 PROBE_ROUNDS = 4
 GATEWAY_TRIES = 3
 _ASKING_STATES = {JobState.SUBMITTED, JobState.RUNNING}
-
-
-class TooManyPorts(BadRequest):
-    code = "too-many-ports"
-    default_public = "the job asks for more ports than allowed"
-
-
-class SecondRequest(Conflict):
-    code = "already-asked"
-    default_public = "this job has already asked for its ports; a job may ask only once"
-
-
-class ReplayedRequest(Conflict):
-    code = "replayed-request"
-    default_public = "this keyhole request was already used"
-
-
-class RequestInProgress(ClusterUnavailable):
-    code = "request-in-progress"
-    default_public = "the request is being handled; retry shortly"
-
-
-class UnresolvableHost(BadRequest):
-    code = "unresolvable-host"
-    default_public = "a host of the job cannot be resolved on the gateway"
 
 
 class KeyholeService:

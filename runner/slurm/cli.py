@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from runner.errors import SlurmParseError
 from runner.records import JobState
 
 JOB_NAME_PREFIX = "bwvisu-"
@@ -39,10 +40,6 @@ _ENDED = {
     "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
     "OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED",
 }  # fmt: skip
-
-
-class SlurmParseError(ValueError):
-    """Slurm printed something the runner does not understand."""
 
 
 def job_name(runner_job_id: str) -> str:

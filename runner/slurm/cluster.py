@@ -13,21 +13,22 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from runner.errors import ClusterUnavailable, SchedulerError, SubmissionIndeterminate
+from runner.errors import (
+    ClusterUnavailable,
+    CommandIndeterminate,
+    NodeUnreachable,
+    SchedulerError,
+    SchedulerUnavailable,
+    SlurmParseError,
+    SubmissionIndeterminate,
+)
 from runner.slurm import cli as slurm
-from runner.ssh import CommandIndeterminate, CommandOutput, CommandRunner, NodeUnreachable
+from runner.ssh import CommandOutput, CommandRunner
 
 log = logging.getLogger(__name__)
 
 # One squeue/sacct argument must stay below Linux's 128 KiB per-argument limit; ids are joined with commas.
 MAX_ID_LIST_CHARS = 100_000
-
-
-class SchedulerUnavailable(ClusterUnavailable):
-    """Slurm could not answer (controller down, no command node reachable)."""
-
-    code = "scheduler-unavailable"
-    default_public = "the scheduler cannot be reached right now"
 
 
 class Scheduler(Protocol):
@@ -147,7 +148,7 @@ class SlurmCluster:
             raise SchedulerError(f"sbatch failed: {text}", internal=f"exit {out.exit_status} on {out.node}")
         try:
             return slurm.parse_sbatch(out.stdout)
-        except slurm.SlurmParseError as exc:  # sbatch said it succeeded: the job may well exist
+        except SlurmParseError as exc:  # sbatch said it succeeded: the job may well exist
             raise SubmissionIndeterminate(internal=f"{exc} (on {out.node})") from exc
 
     async def find_by_names(self, names: list[str]) -> dict[str, str]:

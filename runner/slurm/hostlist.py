@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from itertools import product
 
-from runner.errors import BadRequest
+from runner.errors import HostlistError
 
 DEFAULT_MAX_HOSTS = 100_000
 
@@ -27,13 +27,6 @@ _LITERAL = re.compile(r"[A-Za-z0-9._-]+")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LAST_NUMBER = re.compile(r"^(.*?)([0-9]+)([^0-9]*)$")
-
-
-class HostlistError(BadRequest):
-    """A hostlist (or a host name to compress) is malformed or too large."""
-
-    code = "invalid-hostlist"
-    default_public = "invalid hostlist"
 
 
 # A parsed host expression: literal strings and bracket groups (lists of (lo, hi, width)).

@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from runner.errors import ProbeTimedOut
 from runner.gateway import commands
 from runner.gateway.access import gateway_access
 from runner.gateway.iptables import (
@@ -26,7 +27,7 @@ from runner.gateway.iptables import (
     parse_forward_rules,
     parse_masquerade_rules,
 )
-from runner.gateway.pool import SUDO_IPTABLES, Gateway, GatewayPool, ProbeTimedOut
+from runner.gateway.pool import SUDO_IPTABLES, Gateway, GatewayPool
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
 from tests.contract.support import scancel, submit, wait_state

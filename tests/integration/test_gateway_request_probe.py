@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from runner.config import SshSettings
+from runner.errors import ProbeTimedOut
 from runner.gateway import commands
-from runner.gateway.pool import Gateway, GatewayPool, ProbeTimedOut
+from runner.gateway.pool import Gateway, GatewayPool
 from runner.ssh import SshNode
 from simulator.cluster import SimCluster
 

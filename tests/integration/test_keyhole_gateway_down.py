@@ -16,7 +16,8 @@ import pytest
 
 from runner.app import Runner
 from runner.config import Settings
-from runner.gateway.pool import Gateway, GatewayPool, GatewayUnavailable
+from runner.errors import GatewayUnavailable
+from runner.gateway.pool import Gateway, GatewayPool
 from runner.ssh import CommandOutput, CommandRunner, SshNode
 from simulator import SimCluster
 from tests.integration.conftest import api_client

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runner.app import Runner
 from runner.config import ApiSettings, Settings
-from runner.gateway.pool import GatewayUnavailable
+from runner.errors import GatewayUnavailable
 from runner.web.server import ApiServer
 from simulator import SimCluster
 from simulator.etcd import EtcdServer

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.config import SshSettings
-from runner.ssh import NodeUnreachable, SshNode
+from runner.errors import NodeUnreachable
+from runner.ssh import SshNode
 from simulator import SimCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

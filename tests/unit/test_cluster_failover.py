@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ClusterUnavailable, SchedulerError, SubmissionIndeterminate
+from runner.errors import (
+    ClusterUnavailable,
+    CommandIndeterminate,
+    NodeUnreachable,
+    SchedulerError,
+    SchedulerUnavailable,
+    SubmissionIndeterminate,
+)
 from runner.slurm.cli import Account
-from runner.slurm.cluster import CommandNodes, SchedulerUnavailable, SlurmCluster
-from runner.ssh import CommandIndeterminate, CommandOutput, NodeUnreachable
+from runner.slurm.cluster import CommandNodes, SlurmCluster
+from runner.ssh import CommandOutput
 
 pytestmark = pytest.mark.unit
 

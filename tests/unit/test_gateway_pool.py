@@ -8,19 +8,12 @@ from collections import Counter
 
 import pytest
 
-from runner.errors import ClusterUnavailable
+from runner.errors import ClusterUnavailable, GatewayCommandFailed, GatewayUnavailable, NodeUnreachable, ProbeTimedOut
 from runner.gateway import commands
 from runner.gateway.access import ForwardHelper, SudoIptables, gateway_access
 from runner.gateway.iptables import ForwardRule
-from runner.gateway.pool import (
-    PROBE_SSH_SLACK,
-    Gateway,
-    GatewayCommandFailed,
-    GatewayPool,
-    GatewayUnavailable,
-    ProbeTimedOut,
-)
-from runner.ssh import CommandOutput, NodeUnreachable
+from runner.gateway.pool import PROBE_SSH_SLACK, Gateway, GatewayPool
+from runner.ssh import CommandOutput
 
 pytestmark = pytest.mark.unit
 

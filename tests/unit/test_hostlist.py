@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.errors import BadRequest
-from runner.slurm.hostlist import DEFAULT_MAX_HOSTS, HostlistError, compress, expand
+from runner.errors import BadRequest, HostlistError
+from runner.slurm.hostlist import DEFAULT_MAX_HOSTS, compress, expand
 
 pytestmark = pytest.mark.unit
 

@@ -6,15 +6,8 @@ import ipaddress
 
 import pytest
 
-from runner.keyhole.allocation import (
-    Allocation,
-    HostsNotAllocated,
-    JobNotRunning,
-    TargetOutsideNetworks,
-    check_requested_hosts,
-    check_targets,
-    confirmed_allocation,
-)
+from runner.errors import HostsNotAllocated, JobNotRunning, TargetOutsideNetworks
+from runner.keyhole.allocation import Allocation, check_requested_hosts, check_targets, confirmed_allocation
 from runner.records import JobRecord, submitted_as
 from runner.watcher import observed
 

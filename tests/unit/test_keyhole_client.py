@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.errors import HostlistError
 from runner.keyhole import client, protocol
 from runner.slurm import hostlist
 
@@ -49,7 +50,7 @@ HOSTLIST_CORPUS = [
 def _expand_both(text: str) -> tuple[object, object]:
     try:
         ours: object = hostlist.expand(text)
-    except hostlist.HostlistError:
+    except HostlistError:
         ours = "error"
     try:
         theirs: object = client.expand_hostlist(text)

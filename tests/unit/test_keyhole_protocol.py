@@ -6,13 +6,10 @@ import json
 
 import pytest
 
-from runner.errors import Forbidden, NoSuchJob
+from runner.errors import BadSignature, Forbidden, MalformedRequest, NoSuchJob, StaleRequest
 from runner.keyhole.protocol import (
-    BadSignature,
     Forward,
-    MalformedRequest,
     Refusal,
-    StaleRequest,
     build_request,
     canonical_bytes,
     encode_forwards,

@@ -6,10 +6,9 @@ import subprocess
 
 import pytest
 
-from runner.errors import TemplateError
+from runner.errors import KeyholeTemplateError, TemplateError
 from runner.keyhole.script import (
     HEREDOC_DELIMITER,
-    KeyholeTemplateError,
     client_source,
     expand_keyhole_request,
     keyhole_snippet,

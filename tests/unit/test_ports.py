@@ -7,8 +7,9 @@ import asyncio
 import aetcd
 import pytest
 
+from runner.errors import PortsExhausted
 from runner.gateway.iptables import ForwardRule
-from runner.keyhole.ports import PortBook, PortRecord, PortsExhausted, forward_rule
+from runner.keyhole.ports import PortBook, PortRecord, forward_rule
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

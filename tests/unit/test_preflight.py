@@ -10,7 +10,8 @@ import asyncssh
 import pytest
 
 from runner.config import settings_from_mapping
-from runner.preflight import PreflightFailed, preflight, require_preflight
+from runner.errors import PreflightFailed
+from runner.preflight import preflight, require_preflight
 from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
 from tests.unit.test_config import BWVISU_CONFIG
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.errors import SlurmParseError
 from runner.records import JobState
 from runner.slurm import cli as slurm
 
@@ -38,7 +39,7 @@ def test_parse_sbatch(out: str, job_id: str) -> None:
 
 @pytest.mark.parametrize("out", ["", "Submitted batch job\n", "abc\n"])
 def test_parse_sbatch_rejects_output_without_id(out: str) -> None:
-    with pytest.raises(slurm.SlurmParseError):
+    with pytest.raises(SlurmParseError):
         slurm.parse_sbatch(out)
 
 
@@ -62,7 +63,7 @@ def test_parse_squeue_rows() -> None:
 
 
 def test_parse_squeue_rejects_wrong_field_count() -> None:
-    with pytest.raises(slurm.SlurmParseError):
+    with pytest.raises(SlurmParseError):
         slurm.parse_squeue("17|RUNNING\n")
 
 
@@ -152,5 +153,5 @@ def test_getent_passwd_keeps_the_uid_of_system_accounts(name: str, stdout: str) 
     ],
 )
 def test_getent_passwd_rejects_anything_but_one_entry_for_the_name(stdout: str) -> None:
-    with pytest.raises(slurm.SlurmParseError):
+    with pytest.raises(SlurmParseError):
         slurm.parse_getent_passwd(stdout, "alice")
