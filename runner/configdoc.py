@@ -21,10 +21,12 @@ from pydantic_core import PydanticUndefined
 from runner.config import Settings
 from runner.configenv import env_name
 from runner.configkeys import hyphenated, is_section, model_of
+from runner.errors import route_table
 
 REFERENCE_FILE = "configuration.md"
 EXAMPLE_FILE = "config.example.json"
 REGENERATE = "python -m runner config reference --write docs"
+ERRORS_FILE = "errors.md"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 # A site's config.json in bwVisu's shape plus the runner's own sections. Files under /etc/runner are
@@ -245,9 +247,11 @@ def example_file() -> str:
 
 
 def write_docs(folder: Path) -> list[Path]:
-    """Write the reference page and the example into ``folder``; the paths written."""
+    """Write the reference page, the example and the page of each route's errors into ``folder``; the paths
+    written."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / REFERENCE_FILE, folder / EXAMPLE_FILE]
+    written = [folder / REFERENCE_FILE, folder / EXAMPLE_FILE, folder / ERRORS_FILE]
     written[0].write_text(reference_page())
     written[1].write_text(example_file())
+    written[2].write_text(route_table())
     return written

@@ -248,7 +248,7 @@ class ClusterUnavailable(RunnerError):
 
 
 class SchedulerUnavailable(ClusterUnavailable):
-    """Slurm could not answer (controller down, no command node reachable)."""
+    """Slurm gave no usable answer: the controller is down, no command node answered, or its output was unreadable."""
 
     code = "scheduler-unavailable"
     default_public = "the scheduler cannot be reached right now"
@@ -363,3 +363,89 @@ class AdminError(Exception):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+# --- what each route can answer ------------------------------------------------------------------------------
+
+ANY_PATH: tuple[type[RunnerError], ...] = (NotFound, MethodNotAllowed)
+"""Answered for any path of the REST API: no route there, or not with that method."""
+
+_AUTHENTICATED = (Unauthorized, RunnerError)
+_SCHEDULER = (SchedulerError, SchedulerUnavailable, StateUnavailable)
+_USER = (InvalidUser, RefusedUser, UnknownUser, ClusterUnavailable, SchedulerUnavailable)
+
+ROUTES: dict[str, tuple[type[RunnerError], ...]] = {
+    "POST /jobs": (
+        *_AUTHENTICATED,
+        PayloadTooLarge,
+        BadRequest,
+        *_USER,
+        InvalidTemplateName,
+        UnknownTemplate,
+        TemplateError,
+        KeyholeTemplateError,
+        InvalidVariable,
+        *_SCHEDULER,
+        SubmissionIndeterminate,
+    ),
+    "GET /jobs": (*_AUTHENTICATED, StateUnavailable),
+    "GET /jobs/{job_id}": (*_AUTHENTICATED, NoSuchJob, StateUnavailable),
+    "DELETE /jobs/{job_id}": (*_AUTHENTICATED, PayloadTooLarge, NoSuchRunningJob, *_SCHEDULER),
+    "GET /cluster/check-user/{username}": (*_AUTHENTICATED, InvalidUser, NoSuchUser, *_USER[3:]),
+    "GET /templates": _AUTHENTICATED,
+    "GET /metrics": _AUTHENTICATED,
+    "GET /health": (RunnerError,),
+    "GET /ready": (RunnerError,),  # not ready is a 503 of its own shape: ``{"missing": [...]}``
+    "GET /openapi.json": (RunnerError,),
+    "GET /docs": (RunnerError,),
+    "GET /redoc": (RunnerError,),
+    # The keyhole endpoint (its own listener; jobs sign their requests instead of sending credentials).
+    "POST /keyhole/v1/forwards": (
+        RunnerError,
+        MalformedRequest,
+        RequestTooLarge,
+        BadSignature,
+        StaleRequest,
+        NoSuchRunningJob,
+        TooManyRefusals,
+        TooManyPorts,
+        SecondRequest,
+        ReplayedRequest,
+        JobNotRunning,
+        HostsNotAllocated,
+        TargetOutsideNetworks,
+        UnresolvableHost,
+        RequestInProgress,
+        SchedulerUnavailable,
+        GatewayUnavailable,
+        GatewayCommandFailed,
+        ProbeTimedOut,
+        ClusterUnavailable,
+        PortsExhausted,
+        StateUnavailable,
+    ),
+}
+"""Every error each route can answer (``METHOD /path``, the path as its route declares it), besides
+:data:`ANY_PATH`. The OpenAPI document's error responses are built from it (:mod:`runner.api.openapi`), and
+``docs/errors.md`` is rendered from it."""
+
+
+def route_table() -> str:
+    """:data:`ROUTES` as a Markdown page: per route, each status and code with its public message."""
+    lines = [
+        "# Errors each route can answer",
+        "",
+        "<!-- Generated from runner/errors.py by `python -m runner config reference --write docs`; do not edit. -->",
+        "",
+        'Every error body is `{"response": <message>, "error": <code>}`; the message shown is the default one.',
+        "Any path may also answer "
+        + ", ".join(f"{kind.status} `{kind.code}`" for kind in ANY_PATH)
+        + "; a malformed body is 422 `bad-request` (or the code of the field it names).",
+        "",
+    ]
+    for route, kinds in ROUTES.items():
+        lines += [f"## `{route}`", "", "| status | code | message |", "| --- | --- | --- |"]
+        unique = sorted(set(kinds), key=lambda k: (k.status, k.code))
+        lines += [f"| {kind.status} | `{kind.code}` | {kind.default_public} |" for kind in unique]
+        lines.append("")
+    return "\n".join(lines)

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from runner.api.deps import ServiceDep
-from runner.api.openapi import errors
+from runner.api.openapi import answers
 from runner.api.schemas import USER_NAME_PATTERN, Message
-from runner.errors import ClusterUnavailable, InvalidUser, NoSuchUser, RunnerError, Unauthorized
+from runner.errors import InvalidUser, NoSuchUser
 from runner.users import user_name_problem
 
 router = APIRouter(prefix="/cluster", tags=["cluster"])
@@ -25,10 +25,7 @@ UserNameParam = Annotated[
 ]
 
 
-@router.get(
-    "/check-user/{username}",
-    responses=errors(Unauthorized, NoSuchUser, InvalidUser, RunnerError, ClusterUnavailable),
-)
+@router.get("/check-user/{username}", responses=answers("GET /cluster/check-user/{username}"))
 async def check_user(username: UserNameParam, service: ServiceDep) -> Message:
     """``success`` if the user exists on the cluster and jobs may run as them; 404 otherwise (also for root,
     system accounts and the runner's own)."""

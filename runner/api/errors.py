@@ -42,10 +42,24 @@ def _where(request: Request) -> str:
     return f"{request.method} {request.url.path!r}"
 
 
+def route_of(scope: Scope) -> str | None:
+    """``METHOD /path`` as the matched route declares it (the key of :data:`runner.errors.ROUTES`), if one matched."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return f"{scope.get('method')} {path}" if isinstance(path, str) else None
+
+
+def _answered(request: Request, code: str) -> dict[str, str | None]:
+    """What an error answer's log line carries besides its text: the route and the code (for log processors)."""
+    return {"route": route_of(request.scope), "code": code}
+
+
 async def _runner_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunnerError)
     level = logging.WARNING if exc.status >= 500 else logging.INFO
-    logger.log(level, "api %s -> %d %s: %s", _where(request), exc.status, exc.code, exc)
+    logger.log(
+        level, "api %s -> %d %s: %s", _where(request), exc.status, exc.code, exc, extra=_answered(request, exc.code)
+    )
     return _json(exc.status, exc.public, exc.code)
 
 
@@ -66,7 +80,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     public = "; ".join(_problem(e) for e in errors) or "invalid request"
     first: Sequence[Any] = errors[0].get("loc", ()) if errors else ()
     code = _FIELD_CODES.get(str(first[1]) if len(first) > 1 else "", BadRequest.code)
-    logger.info("api %s -> 422 %s: %s", _where(request), code, public)
+    logger.info("api %s -> 422 %s: %s", _where(request), code, public, extra=_answered(request, code))
     return _json(422, public, code)
 
 
@@ -85,7 +99,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if status == MethodNotAllowed.status:
         # Starlette names only the first route at the path; the answer must list every method the path has.
         headers["Allow"] = _allowed_methods(request)
-    logger.info("api %s -> %d %s: %s", _where(request), status, code, exc.detail)
+    logger.info("api %s -> %d %s: %s", _where(request), status, code, exc.detail, extra=_answered(request, code))
     return _json(status, public, code, headers)
 
 
@@ -126,7 +140,12 @@ class CatchUnexpected:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            logger.exception("api %s %r -> 500: unexpected error", scope.get("method"), scope.get("path"))
+            logger.exception(
+                "api %s %r -> 500: unexpected error",
+                scope.get("method"),
+                scope.get("path"),
+                extra={"route": route_of(scope), "code": RunnerError.code},
+            )
             if started:
                 raise
             await _json(500, RunnerError.default_public, RunnerError.code)(scope, receive, send)

@@ -7,27 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from runner.api.deps import ServiceDep
-from runner.api.openapi import errors
+from runner.api.openapi import answers
 from runner.api.schemas import JOB_ID_PATTERN, JobList, JobResponse, Message, SubmitRequest, SubmitResponse
-from runner.errors import (
-    BadRequest,
-    ClusterUnavailable,
-    InvalidTemplateName,
-    InvalidUser,
-    InvalidVariable,
-    NoSuchJob,
-    NoSuchRunningJob,
-    PayloadTooLarge,
-    RefusedUser,
-    RunnerError,
-    SchedulerError,
-    StateUnavailable,
-    SubmissionIndeterminate,
-    TemplateError,
-    Unauthorized,
-    UnknownTemplate,
-    UnknownUser,
-)
+from runner.errors import NoSuchJob, NoSuchRunningJob
 from runner.records import JOB_ID, JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -41,35 +23,13 @@ JobId = Annotated[
         examples=["3f2c9a7e5b1d4c6f8a0e2b4d6f8a0c1e"],
     ),
 ]
-_SUBMIT_REFUSALS = (
-    BadRequest,
-    InvalidUser,
-    RefusedUser,
-    UnknownUser,
-    InvalidTemplateName,
-    UnknownTemplate,
-    TemplateError,
-    InvalidVariable,
-)
 
 
 def _known_shape(job_id: str) -> bool:
     return JOB_ID.fullmatch(job_id) is not None
 
 
-@router.post(
-    "",
-    responses=errors(
-        Unauthorized,
-        PayloadTooLarge,
-        *_SUBMIT_REFUSALS,
-        RunnerError,
-        SchedulerError,
-        ClusterUnavailable,
-        SubmissionIndeterminate,
-        StateUnavailable,
-    ),
-)
+@router.post("", responses=answers("POST /jobs"))
 async def submit_job(body: SubmitRequest, service: ServiceDep) -> SubmitResponse:
     """Render the template with the variables and submit it to Slurm; answers once Slurm accepted the job."""
     # every check (user name, template, variables) is the job service's, so each refusal is counted once
@@ -77,13 +37,13 @@ async def submit_job(body: SubmitRequest, service: ServiceDep) -> SubmitResponse
     return SubmitResponse(job_id=job_id)
 
 
-@router.get("", responses=errors(Unauthorized, RunnerError, StateUnavailable))
+@router.get("", responses=answers("GET /jobs"))
 async def list_jobs(service: ServiceDep) -> JobList:
     """Ids of the jobs that have not finished."""
     return JobList(jobs=await service.list_active())
 
 
-@router.get("/{job_id}", responses=errors(Unauthorized, NoSuchJob, RunnerError, StateUnavailable))
+@router.get("/{job_id}", responses=answers("GET /jobs/{job_id}"))
 async def get_job(job_id: JobId, service: ServiceDep) -> JobResponse:
     """The job's submission, state, Slurm details and (once available) where to connect, with the session's
     password and URL."""
@@ -94,18 +54,7 @@ async def get_job(job_id: JobId, service: ServiceDep) -> JobResponse:
     return JobResponse.from_record(record, secret)
 
 
-@router.delete(
-    "/{job_id}",
-    responses=errors(
-        Unauthorized,
-        NoSuchRunningJob,
-        PayloadTooLarge,
-        RunnerError,
-        SchedulerError,
-        ClusterUnavailable,
-        StateUnavailable,
-    ),
-)
+@router.delete("/{job_id}", responses=answers("DELETE /jobs/{job_id}"))
 async def cancel_job(job_id: JobId, service: ServiceDep) -> Message:
     """Cancel a job that has not finished (``scancel``)."""
     if not _known_shape(job_id):

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from runner.api.schemas import ErrorResponse
-from runner.errors import RunnerError
+from runner.errors import ROUTES, RunnerError
 from runner.templates import TemplateStore
 
 logger = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ _EXAMPLES = {
 }
 
 
-def errors(*kinds: type[RunnerError]) -> dict[int | str, dict[str, Any]]:
+def _responses(*kinds: type[RunnerError]) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` of a route that may answer with these errors: per status, its codes and examples."""
     by_status: dict[int, list[type[RunnerError]]] = {}
-    for kind in kinds:
+    for kind in dict.fromkeys(kinds):
         by_status.setdefault(kind.status, []).append(kind)
     responses: dict[int | str, dict[str, Any]] = {}
     for status, group in sorted(by_status.items()):
@@ -75,6 +75,11 @@ def errors(*kinds: type[RunnerError]) -> dict[int | str, dict[str, Any]]:
             },
         }
     return responses
+
+
+def answers(route: str) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of ``route`` (``"POST /jobs"``): what :data:`~runner.errors.ROUTES` lists."""
+    return _responses(*ROUTES[route])
 
 
 def _tidy(document: dict[str, Any]) -> None:

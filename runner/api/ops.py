@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from runner.api.auth import require_frontend
-from runner.api.schemas import ErrorResponse
+from runner.api.openapi import answers
 from runner.etcd import ETCD_ERRORS
 from runner.metrics import RunnerMetrics
 
@@ -111,7 +111,7 @@ async def ready(ops: OpsDep) -> JSONResponse:
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
-        401: {"model": ErrorResponse, "description": "Missing or wrong basic credentials"},
+        **answers("GET /metrics"),
     },
 )
 async def metrics(ops: OpsDep) -> Response:

@@ -7,16 +7,16 @@ import logging
 from fastapi import APIRouter
 
 from runner.api.deps import TemplatesDep
-from runner.api.openapi import errors
+from runner.api.openapi import answers
 from runner.api.schemas import TemplateInfo, TemplateList
-from runner.errors import RunnerError, Unauthorized
+from runner.errors import RunnerError
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 
-@router.get("", responses=errors(Unauthorized, RunnerError))
+@router.get("", responses=answers("GET /templates"))
 async def list_templates(templates: TemplatesDep) -> TemplateList:
     """Every usable template; a broken one is left out and logged."""
     infos: list[TemplateInfo] = []

@@ -26,6 +26,8 @@ from runner.web.limits import BodyLimit
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+ROUTE = f"POST {protocol.REQUEST_PATH}"
+"""The endpoint's one route, as :data:`runner.errors.ROUTES` names it."""
 
 
 def create_keyhole_app(service: KeyholeService) -> Starlette:
@@ -37,11 +39,11 @@ def create_keyhole_app(service: KeyholeService) -> Starlette:
             answer = await service.handle(body)
         except RunnerError as exc:
             level = logging.WARNING if exc.status < 500 else logging.ERROR
-            log.log(level, "keyhole: refused (%s): %s", exc.code, exc)
+            log.log(level, "keyhole: refused (%s): %s", exc.code, exc, extra={"route": ROUTE, "code": exc.code})
             headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
             return Response(protocol.encode_refusal(exc), status_code=exc.status, media_type=JSON, headers=headers)
         except Exception:
-            log.exception("keyhole: request failed")
+            log.exception("keyhole: request failed", extra={"route": ROUTE, "code": RunnerError.code})
             return Response(protocol.encode_refusal(RunnerError()), status_code=500, media_type=JSON)
         return Response(protocol.encode_forwards(answer), media_type=JSON)
 

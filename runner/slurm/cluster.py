@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from runner.errors import (
     ClusterUnavailable,
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # One squeue/sacct argument must stay below Linux's 128 KiB per-argument limit; ids are joined with commas.
 MAX_ID_LIST_CHARS = 100_000
+
+Rows = TypeVar("Rows")
 
 
 class Scheduler(Protocol):
@@ -153,40 +155,42 @@ class SlurmCluster:
 
     async def find_by_names(self, names: list[str]) -> dict[str, str]:
         """Slurm ids of jobs with these names, still in the controller's memory."""
-        out = await self._query_command(slurm.squeue_by_name_argv(names))
-        return {row["job-name"]: slurm_id for slurm_id, row in slurm.parse_squeue(out).items()}
+        rows = await self._read(slurm.squeue_by_name_argv(names), slurm.parse_squeue)
+        return {row["job-name"]: slurm_id for slurm_id, row in rows.items()}
 
-    async def _query_command(self, argv: list[str]) -> str:
+    async def _read(self, argv: list[str], parse: Callable[[str], Rows]) -> Rows:
+        """A query as the runner's account, parsed; every failure, an unreadable answer included, is
+        :class:`SchedulerUnavailable` (a query's answer is never guessed)."""
         try:
             out = await self.nodes.run(argv)
         except CommandIndeterminate as exc:
             raise SchedulerUnavailable(internal=str(exc)) from exc
         if slurm.squeue_missing_ids(out.exit_status, out.stderr):
-            return ""
+            return parse("")
         if not out.ok:
             raise SchedulerUnavailable(internal=slurm.SlurmErrorText.from_stderr(out.stderr).text)
-        return out.stdout
+        try:
+            return parse(out.stdout)
+        except SlurmParseError as exc:
+            raise SchedulerUnavailable(internal=f"{exc} (on {out.node})") from exc
 
     async def query(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]:
         """squeue rows for ``slurm_ids``: one call per 100 KB of ids (one call for 10,000 jobs)."""
         rows: dict[str, dict[str, str]] = {}
         for chunk in _chunks(slurm_ids):
-            rows.update(slurm.parse_squeue(await self._query_command(slurm.squeue_argv(chunk))))
+            rows.update(await self._read(slurm.squeue_argv(chunk), slurm.parse_squeue))
         return rows
 
     async def accounting(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]:
         rows: dict[str, dict[str, str]] = {}
         for chunk in _chunks(slurm_ids):
-            rows.update(slurm.parse_sacct(await self._query_command(slurm.sacct_argv(chunk))))
+            rows.update(await self._read(slurm.sacct_argv(chunk), slurm.parse_sacct))
         return rows
 
     async def cancel(self, uid: str, slurm_id: str) -> bool:
         """``scancel`` as the job's user; False when Slurm no longer knows the job."""
-        try:
-            out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id, self.helper))
-        except CommandIndeterminate:
-            # scancel is idempotent: asking again is safe.
-            out = await self.nodes.run(slurm.scancel_argv(uid, slurm_id, self.helper))
+        # scancel is idempotent: asking again after a lost answer is safe.
+        out = await self._twice(slurm.scancel_argv(uid, slurm_id, self.helper), SchedulerUnavailable)
         if slurm.scancel_unknown_job(out.stderr):
             return False
         if slurm.controller_unreachable(out.stderr):
@@ -197,13 +201,22 @@ class SlurmCluster:
 
     async def user_account(self, name: str) -> slurm.Account | None:
         """``getent passwd NAME`` on a command node: exit 2 is glibc's "no such key"."""
-        argv = slurm.getent_argv(name)
-        try:
-            out = await self.nodes.run(argv)
-        except CommandIndeterminate:
-            out = await self.nodes.run(argv)  # a read: asking again is safe
+        out = await self._twice(slurm.getent_argv(name), ClusterUnavailable)  # a read: asking again is safe
         if out.exit_status == 2:
             return None
         if not out.ok:
             raise ClusterUnavailable(internal=f"getent exit {out.exit_status}: {out.stderr.strip()[:200]}")
-        return slurm.parse_getent_passwd(out.stdout, name)
+        try:
+            return slurm.parse_getent_passwd(out.stdout, name)
+        except SlurmParseError as exc:
+            raise ClusterUnavailable(internal=f"{exc} (on {out.node})") from exc
+
+    async def _twice(self, argv: list[str], unavailable: type[ClusterUnavailable]) -> CommandOutput:
+        """``argv``, asked once more after a lost answer; a second lost answer is ``unavailable``."""
+        try:
+            return await self.nodes.run(argv)
+        except CommandIndeterminate:
+            try:
+                return await self.nodes.run(argv)
+            except CommandIndeterminate as again:
+                raise unavailable(internal=f"no answer twice: {again}") from again

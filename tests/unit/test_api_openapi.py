@@ -115,9 +115,15 @@ async def test_each_route_lists_only_its_own_errors_and_codes() -> None:
         "invalid-template-name",
         "unknown-template",
         "template-error",
+        "keyhole-template-error",
         "invalid-variable",
     }
-    assert set(submit["503"]) == {"cluster-unavailable", "submission-indeterminate", "state-unavailable"}
+    assert set(submit["503"]) == {
+        "cluster-unavailable",
+        "scheduler-unavailable",
+        "submission-indeterminate",
+        "state-unavailable",
+    }
     check_user = _error_codes(paths["/cluster/check-user/{username}"]["get"])
     assert check_user["404"] == ["no-such-user"]
     assert check_user["422"] == ["invalid-user"]

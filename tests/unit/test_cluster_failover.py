@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,3 +245,50 @@ async def test_a_helper_refusal_is_a_scheduler_error_with_its_reason() -> None:
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10), "/usr/local/sbin/bwvisu-slurm-as")
     with pytest.raises(SchedulerError, match="sbatch failed: bwvisu-slurm-as: refused: root has uid 0"):
         await cluster.submit("root", "job1", "/root", "#!/bin/bash\n")
+
+
+# --- nothing from below the boundary leaks: every outcome is a RunnerError with a stable code -------------
+
+
+def _lost(node: str = "a") -> CommandIndeterminate:
+    return CommandIndeterminate(node, ["x"], "connection lost")
+
+
+async def test_a_second_indeterminate_scancel_is_scheduler_unavailable() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [_lost(), _lost()])], down_retry_after=10))
+    with pytest.raises(SchedulerUnavailable) as caught:
+        await cluster.cancel("alice", "7")
+    assert "connection lost" in (caught.value.internal or "")
+
+
+async def test_a_second_indeterminate_getent_is_cluster_unavailable() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [_lost(), _lost()])], down_retry_after=10))
+    with pytest.raises(ClusterUnavailable) as caught:
+        await cluster.user_account("alice")
+    assert caught.value.code == "cluster-unavailable"
+    assert "connection lost" in (caught.value.internal or "")
+
+
+async def test_unreadable_getent_output_is_cluster_unavailable() -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out("alice:x:1000\n")])], down_retry_after=10))
+    with pytest.raises(ClusterUnavailable) as caught:
+        await cluster.user_account("alice")
+    assert "fields" in (caught.value.internal or "")
+    assert "alice:x" not in caught.value.public
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        lambda c: c.query(["7"]),
+        lambda c: c.accounting(["7"]),
+        lambda c: c.find_by_names(["bwvisu-x"]),
+    ],
+    ids=["squeue", "sacct", "squeue-by-name"],
+)
+async def test_unreadable_squeue_or_sacct_output_is_scheduler_unavailable(ask: Any) -> None:
+    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out("garbage|line\n")])], down_retry_after=10))
+    with pytest.raises(SchedulerUnavailable) as caught:
+        await ask(cluster)
+    assert "fields" in (caught.value.internal or "")
+    assert caught.value.public == SchedulerUnavailable.default_public
