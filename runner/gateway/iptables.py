@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from runner.records import JOB_ID
@@ -106,6 +106,17 @@ def _job_of(options: dict[str, str]) -> str | None:
     return comment.removeprefix(COMMENT_PREFIX) if comment.startswith(COMMENT_PREFIX) else None
 
 
+def _tagged(output: str, chain: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """``(job id, options)`` of each rule of ``chain`` in ``-S`` output that carries the runner's job tag."""
+    for line in output.splitlines():
+        parsed = _options(line)
+        if parsed is None or parsed[0] != chain:
+            continue
+        job_id = _job_of(parsed[1])
+        if job_id is not None:
+            yield job_id, parsed[1]
+
+
 def parse_forward_rules(output: str, *, chain: str = DNAT_CHAIN) -> list[ForwardRule]:
     """The runner's DNAT rules in ``iptables -t nat -S <chain>`` (or ``iptables-save``) output.
 
@@ -113,20 +124,9 @@ def parse_forward_rules(output: str, *, chain: str = DNAT_CHAIN) -> list[Forward
     the reconciler finds those as rules it does not expect.
     """
     rules = []
-    for line in output.splitlines():
-        parsed = _options(line)
-        if parsed is None or parsed[0] != chain:
-            continue
-        options = parsed[1]
-        job_id = _job_of(options)
-        target = options.get("--to-destination", "")
-        ip, _, port = target.rpartition(":")
-        if (
-            job_id is None
-            or options.get("-j") != "DNAT"
-            or not port.isdigit()
-            or not options.get("--dport", "").isdigit()
-        ):
+    for job_id, options in _tagged(output, chain):
+        ip, _, port = options.get("--to-destination", "").rpartition(":")
+        if options.get("-j") != "DNAT" or not port.isdigit() or not options.get("--dport", "").isdigit():
             continue
         try:
             rules.append(ForwardRule(job_id, int(options["--dport"]), ip, int(port)))
@@ -138,14 +138,9 @@ def parse_forward_rules(output: str, *, chain: str = DNAT_CHAIN) -> list[Forward
 def parse_masquerade_rules(output: str, *, chain: str = SNAT_CHAIN) -> list[tuple[str, str, int]]:
     """``(job id, internal ip, internal port)`` of the runner's MASQUERADE rules in ``-S`` output."""
     rules = []
-    for line in output.splitlines():
-        parsed = _options(line)
-        if parsed is None or parsed[0] != chain:
-            continue
-        options = parsed[1]
-        job_id = _job_of(options)
+    for job_id, options in _tagged(output, chain):
         dest = options.get("-d", "").removesuffix("/32")
-        if job_id is None or options.get("-j") != "MASQUERADE" or not options.get("--dport", "").isdigit():
+        if options.get("-j") != "MASQUERADE" or not options.get("--dport", "").isdigit():
             continue
         rules.append((job_id, dest, int(options["--dport"])))
     return rules
