@@ -105,6 +105,7 @@ class Runner:
                 runner_accounts=runner_accounts(s),
             ),
             expand_keyhole=self._expand_keyhole,
+            max_jobs_per_user=s.max_jobs_per_user,
             on_submitted=self.watch_loop.wake,
             metrics=self.metrics,
         )

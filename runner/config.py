@@ -263,6 +263,12 @@ class Settings(BaseSettings):
     max_uid: int = Field(
         default=59999, ge=1, description="users above this uid (packages' system accounts, e.g. slurm) are refused"
     )
+    max_jobs_per_user: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="most unfinished jobs one user may have at once, across every runner process; unset: no limit",
+    )
     command_node_helper: str | None = Field(
         default=None,
         pattern=_HELPER_PATH,

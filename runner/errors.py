@@ -163,6 +163,13 @@ class TooManyRequests(RunnerError):
         self.retry_after = retry_after
 
 
+class TooManyJobs(TooManyRequests):
+    """The user has as many unfinished jobs as ``max-jobs-per-user`` allows; a job that ends frees a place."""
+
+    code = "too-many-jobs"
+    default_public = "too many unfinished jobs for this user"
+
+
 # --- 4xx of the keyhole endpoint: a job's request for its ports is refused ---------------------------
 
 
@@ -385,6 +392,7 @@ ROUTES: dict[str, tuple[type[RunnerError], ...]] = {
         TemplateError,
         KeyholeTemplateError,
         InvalidVariable,
+        TooManyJobs,
         *_SCHEDULER,
         SubmissionIndeterminate,
     ),

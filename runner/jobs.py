@@ -39,6 +39,7 @@ class Jobs:
         *,
         users: ClusterUsers,
         expand_keyhole: KeyholeExpander | None = None,
+        max_jobs_per_user: int | None = None,
         on_submitted: Callable[[], None] | None = None,
         metrics: RunnerMetrics | None = None,
     ) -> None:
@@ -48,6 +49,7 @@ class Jobs:
         self._templates = templates
         self._home_prefix = home_prefix.rstrip("/")
         self._expand_keyhole = expand_keyhole
+        self._max_jobs_per_user = max_jobs_per_user  # taken with the record's creation (runner.state)
         self._on_submitted = on_submitted
         self._metrics = metrics or RunnerMetrics()
 
@@ -74,7 +76,7 @@ class Jobs:
             variables=dict(variables),
             session_url=self._templates.session_url(template_name),
         )
-        revision = await self._store.create_job(record, token, session_secret)
+        revision = await self._store.create_job(record, token, session_secret, max_active=self._max_jobs_per_user)
         workdir = f"{self._home_prefix}/{uid}"
         try:
             slurm_id = await self._scheduler.submit(uid, job_id, workdir, script)

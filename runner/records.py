@@ -67,6 +67,9 @@ class JobRecord(BaseModel):
     details: dict[str, str] = Field(default_factory=dict)
     forwards: list[Forward] = Field(default_factory=list)
     session_url: str | None = Field(default=None, description="the template's session URL pattern, if it has one")
+    quota_slot: int | None = Field(
+        default=None, description="the user's place this job holds under max-jobs-per-user (runner.state)"
+    )
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 

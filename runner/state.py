@@ -6,22 +6,29 @@ Layout under the configured prefix ``P``::
     P/jobs/done/<job id>     JobRecord JSON of a finished job
     P/tokens/<job id>        the job's keyhole token (deleted when the job finishes)
     P/sessions/<job id>      the job's session secret: what its application asks its user for (likewise)
+    P/quota/<uid>/<slot>     the job id holding one of the user's places under ``max-jobs-per-user``
 
 Moving a record from ``active`` to ``done`` happens in one transaction, so listing active jobs is one range
 read and never sees a job twice. Updates are compare-and-swap on the key's revision, so the job watcher and
 the keyhole service never overwrite each other's changes.
+
+With a limit on unfinished jobs per user, a job is created together with one of its user's place keys
+(``slot`` 0 .. limit-1) in one transaction that requires the key to be absent, so runner processes submitting
+at once for one user never accept more than the limit. The record names its place (``quota_slot``); the write
+that finishes the job, or first asks to cancel it, deletes the key and clears the field together.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any
 
 import aetcd
 import aetcd.exceptions
 
-from runner.errors import Conflict, StateUnavailable
+from runner.errors import Conflict, StateUnavailable, TooManyJobs
 from runner.etcd import ETCD_ERRORS, unavailable
 from runner.records import Change, JobRecord, JobState
 
@@ -66,26 +73,63 @@ class StateStore:
     def _session_key(self, job_id: str) -> bytes:
         return f"{self.prefix}/sessions/{job_id}".encode()
 
-    async def create_job(self, record: JobRecord, token: str, session_secret: str | None = None) -> int:
-        """Store a new job, its token and session secret; Conflict if the id exists. Returns the revision."""
-        key = self._active_key(record.job_id)
-        tx = self.client.transactions
+    def _slot_key(self, uid: str, slot: int | None = None) -> bytes:
+        return f"{self.prefix}/quota/{uid}/{'' if slot is None else f'{slot:05d}'}".encode()
+
+    async def create_job(
+        self, record: JobRecord, token: str, session_secret: str | None = None, *, max_active: int | None = None
+    ) -> int:
+        """Store a new job, its token and session secret; Conflict if the id exists. Returns the revision.
+
+        With ``max_active``, the job also takes a free place of its user's, or :class:`TooManyJobs` is raised
+        and nothing is stored.
+        """
+        for _ in range(MAX_CAS_ATTEMPTS):
+            if max_active is not None:
+                record.quota_slot = await self._free_slot(record.uid, max_active)
+            created = await self._create(record, token, session_secret)
+            if created is not None:
+                return created
+        raise StateUnavailable(internal=f"user {record.uid}: places changed too often")
+
+    async def _free_slot(self, uid: str, limit: int) -> int:
         try:
-            ok, responses = await self.client.transaction(
-                compare=[tx.create(key) == 0, tx.create(self._done_key(record.job_id)) == 0],
-                success=[
-                    tx.put(key, record.model_dump_json().encode()),
-                    tx.put(self._token_key(record.job_id), token.encode()),
-                    *([tx.put(self._session_key(record.job_id), session_secret.encode())] if session_secret else []),
-                ],
-                failure=[],
-            )
+            rows = await self.client.get_prefix(self._slot_key(uid), keys_only=True)
         except ETCD_ERRORS as exc:
             raise unavailable(exc) from exc
-        if not ok:
+        taken = {int(kv.key.rsplit(b"/", 1)[1]) for kv in rows}
+        free = [slot for slot in range(limit) if slot not in taken]
+        if not free:
+            raise TooManyJobs(
+                f"user {uid} has {len(taken)} unfinished jobs; at most {limit} are allowed",
+                internal=f"max-jobs-per-user {limit}",
+            )
+        return random.choice(free)  # noqa: S311 - concurrent submissions spread over the free places
+
+    async def _create(self, record: JobRecord, token: str, session_secret: str | None) -> int | None:
+        """One try; None when the place was taken meanwhile."""
+        key = self._active_key(record.job_id)
+        tx = self.client.transactions
+        compare = [tx.create(key) == 0, tx.create(self._done_key(record.job_id)) == 0]
+        success = [
+            tx.put(key, record.model_dump_json().encode()),
+            tx.put(self._token_key(record.job_id), token.encode()),
+            *([tx.put(self._session_key(record.job_id), session_secret.encode())] if session_secret else []),
+        ]
+        if record.quota_slot is not None:
+            slot = self._slot_key(record.uid, record.quota_slot)
+            compare.append(tx.create(slot) == 0)
+            success.append(tx.put(slot, record.job_id.encode()))
+        try:
+            ok, responses = await self.client.transaction(compare=compare, success=success, failure=[tx.get(key)])
+        except ETCD_ERRORS as exc:
+            raise unavailable(exc) from exc
+        if ok:
+            revision: int = responses[0].response_put.header.revision
+            return revision
+        if record.quota_slot is None or responses[0]:  # no place was asked for, or the id exists
             raise Conflict(f"job {record.job_id} exists")
-        revision: int = responses[0].response_put.header.revision
-        return revision
+        return None
 
     async def _read(self, job_id: str) -> tuple[JobRecord, int, bool] | None:
         """The record, its key's mod revision, and whether it is active."""
@@ -125,17 +169,23 @@ class StateStore:
         new = change(JobRecord.model_validate_json(before))
         if new is None or new.model_dump_json() == before:
             return None
+        if new.quota_slot is not None and (not new.active or new.cancel_requested):
+            new.quota_slot = None  # the write deletes the place's key (_write_ops)
         new.updated_at = time.time()
         return new
 
-    def _write_ops(self, new: JobRecord) -> list[Any]:
-        """Store ``new``; a finished job moves to ``done`` and loses its token and session secret."""
+    def _write_ops(self, current: JobRecord, new: JobRecord) -> list[Any]:
+        """Store ``new``; a finished job moves to ``done`` and loses its token and session secret; a place
+        ``current`` held and ``new`` gave up is freed."""
         tx = self.client.transactions
         key = self._active_key(new.job_id)
         body = new.model_dump_json().encode()
+        freed = current.quota_slot is not None and new.quota_slot is None
+        release = [tx.delete(self._slot_key(current.uid, current.quota_slot))] if freed else []
         if new.active:
-            return [tx.put(key, body)]
+            return [tx.put(key, body), *release]
         return [
+            *release,
             tx.delete(key),
             tx.put(self._done_key(new.job_id), body),
             tx.delete(self._token_key(new.job_id)),
@@ -146,7 +196,7 @@ class StateStore:
         """Write every ``(current, revision, new)`` in one transaction if none changed since it was read."""
         tx = self.client.transactions
         compare = [tx.mod(self._active_key(current.job_id)) == revision for current, revision, _ in writes]
-        ops = [op for _, _, new in writes for op in self._write_ops(new)]
+        ops = [op for current, _, new in writes for op in self._write_ops(current, new)]
         try:
             ok, _ = await self.client.transaction(compare=compare, success=ops, failure=[])
         except ETCD_ERRORS as exc:
