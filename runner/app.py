@@ -19,6 +19,7 @@ from runner.api import create_app
 from runner.api.ops import Ops, missing_components
 from runner.config import Endpoint, Settings
 from runner.etcd import describe_link, etcd_client
+from runner.events import JobFeed
 from runner.jobs import Jobs
 from runner.keyhole.assembly import Keyhole
 from runner.keyhole.service import Fault
@@ -35,6 +36,7 @@ from runner.watcher import JobWatcher
 
 log = logging.getLogger(__name__)
 
+FEED_RESTART = 1.0  # seconds before a broken job-feed watch is started again
 # Submissions wake the job watcher so new jobs are seen promptly; a burst of them still costs a few ticks.
 WOKEN_TICK_GAP = 0.5
 
@@ -93,6 +95,9 @@ class Runner:
             self.leadership.wait_leader,
             min_gap=min(s.watcher.interval, WOKEN_TICK_GAP),
         )
+        self.feed = JobFeed(self.etcd, s.etcd_prefix)
+        # one watch for every follower of a job; when it breaks it is started again a second later
+        self.feed_loop = Loop("job-feed", self.feed.run, FEED_RESTART)
         self.jobs = Jobs(
             self.store,
             self.scheduler,
@@ -106,6 +111,7 @@ class Runner:
             ),
             expand_keyhole=self._expand_keyhole,
             max_jobs_per_user=s.max_jobs_per_user,
+            feed=self.feed,
             on_submitted=self.watch_loop.wake,
             metrics=self.metrics,
         )
@@ -128,6 +134,7 @@ class Runner:
             asyncio.create_task(self.leadership.run(), name="leadership"),
             asyncio.create_task(self.watch_loop.run(), name="job-watcher"),
             asyncio.create_task(self.keyhole.loop.run(), name="keyhole-watcher"),
+            asyncio.create_task(self.feed_loop.run(), name="job-feed"),
         ]
         stack.push_async_callback(self._stop_tasks)
         etcd = ", ".join(f"{e.ip}:{e.port}" for e in s.etcd_servers)

@@ -8,12 +8,14 @@ sbatch and the frontend only through :meth:`Jobs.session_secret` (the authentica
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from runner.errors import InvalidUser, NoSuchJob, NoSuchRunningJob, RunnerError, SubmissionIndeterminate
+from runner.events import RESYNC, JobFeed
 from runner.metrics import RunnerMetrics
 from runner.records import JobRecord, JobState, submission_failed, submitted_as
 from runner.slurm.cluster import Scheduler
@@ -40,6 +42,7 @@ class Jobs:
         users: ClusterUsers,
         expand_keyhole: KeyholeExpander | None = None,
         max_jobs_per_user: int | None = None,
+        feed: JobFeed | None = None,
         on_submitted: Callable[[], None] | None = None,
         metrics: RunnerMetrics | None = None,
     ) -> None:
@@ -50,6 +53,7 @@ class Jobs:
         self._home_prefix = home_prefix.rstrip("/")
         self._expand_keyhole = expand_keyhole
         self._max_jobs_per_user = max_jobs_per_user  # taken with the record's creation (runner.state)
+        self._feed = feed
         self._on_submitted = on_submitted
         self._metrics = metrics or RunnerMetrics()
 
@@ -106,6 +110,47 @@ class Jobs:
         record = await self._store.get_job(job_id)
         if record is None:
             raise NoSuchJob
+        return record
+
+    async def changes(self, job_id: str, *, keepalive: float | None = None) -> AsyncGenerator[JobRecord | None, None]:
+        """The job's record now, then each newer one until one is finished; None after ``keepalive`` seconds
+        without a change. NoSuchJob (at the first step) if the job is unknown."""
+        if self._feed is None:
+            raise RunnerError(internal="no job feed: pushed job state is not available")
+        async with self._feed.follow(job_id) as follower:  # before the read: no change between them is missed
+            found = await self._store.read_job(job_id)
+            if found is None:
+                raise NoSuchJob
+            record, revision = found
+            yield record
+            while record.active:
+                got = await follower.next(revision, keepalive)
+                if got is None:
+                    yield None
+                    continue
+                if got == RESYNC:
+                    found = await self._store.read_job(job_id)
+                    if found is None:
+                        return
+                    got = found[1], found[0]
+                revision, record = got
+                yield record
+
+    async def wait_for(self, job_id: str, state: JobState, timeout: float) -> JobRecord:
+        """The record once the job is in ``state`` (or finished: it never will be), or as it is at ``timeout``."""
+        stream = self.changes(job_id)
+        record = await anext(stream)
+        assert record is not None  # no keepalive asked for
+        try:
+            async with asyncio.timeout(timeout):
+                while record.state is not state and record.active:
+                    got = await anext(stream)
+                    record = got if got is not None else record
+        except TimeoutError:
+            found = await self._store.read_job(job_id)
+            record = found[0] if found is not None else record
+        finally:
+            await stream.aclose()
         return record
 
     async def session_secret(self, job_id: str) -> str | None:

@@ -6,10 +6,10 @@ the cluster. Every method raises :mod:`runner.errors` types for the caller's mis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Protocol
 
-from runner.records import JobRecord
+from runner.records import JobRecord, JobState
 
 
 class JobService(Protocol):
@@ -29,6 +29,15 @@ class JobService(Protocol):
 
     async def get(self, job_id: str) -> JobRecord:
         """The stored record; NoSuchJob if unknown. Never calls Slurm."""
+        ...
+
+    def changes(self, job_id: str, *, keepalive: float | None = None) -> AsyncGenerator[JobRecord | None, None]:
+        """The record now, then each newer one (fed by the runner's one etcd watch) until one is finished;
+        None after ``keepalive`` seconds without a change; NoSuchJob at the first step if unknown."""
+        ...
+
+    async def wait_for(self, job_id: str, state: JobState, timeout: float) -> JobRecord:
+        """The record once the job is in ``state`` or finished, or as it is after ``timeout`` seconds."""
         ...
 
     async def session_secret(self, job_id: str) -> str | None:

@@ -144,6 +144,11 @@ class StateStore:
             return None
         return JobRecord.model_validate_json(got.value), got.mod_revision, active
 
+    async def read_job(self, job_id: str) -> tuple[JobRecord, int] | None:
+        """The record (active or done) and the revision it was last written at; None if unknown."""
+        found = await self._read(job_id)
+        return None if found is None else (found[0], found[1])
+
     async def get_job(self, job_id: str) -> JobRecord | None:
         found = await self._read(job_id)
         return None if found is None else found[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -75,6 +75,14 @@ class FakeJobService:
         self._call("session_secret", job_id)
         record = self.jobs.get(job_id)
         return self.secrets.get(job_id) if record is not None and record.active else None
+
+    async def changes(self, job_id: str, *, keepalive: float | None = None) -> AsyncGenerator[JobRecord | None, None]:
+        """The stored record once (the in-memory service pushes no later changes)."""
+        yield await self.get(job_id)
+
+    async def wait_for(self, job_id: str, state: JobState, timeout: float) -> JobRecord:
+        self._call("wait_for", job_id, state, timeout)
+        return await self.get(job_id)
 
     async def list_active(self) -> list[str]:
         self._call("list_active")

@@ -84,7 +84,13 @@ async def test_openapi_docs_served() -> None:
         docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
-    assert set(schema["paths"]) == {"/jobs", "/jobs/{job_id}", "/cluster/check-user/{username}", "/templates"}
+    assert set(schema["paths"]) == {
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/events",
+        "/cluster/check-user/{username}",
+        "/templates",
+    }
     submit = schema["components"]["schemas"]["SubmitRequest"]
     assert set(submit["properties"]) == {"uid", "template-name", "variables"}
     assert "job-id" in schema["components"]["schemas"]["JobResponse"]["properties"]

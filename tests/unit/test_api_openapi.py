@@ -98,6 +98,7 @@ async def test_each_route_lists_only_its_own_errors_and_codes() -> None:
     assert _error_codes(paths["/templates"]["get"]) == {"401": ["unauthorized"], "500": ["internal-error"]}
     assert _error_codes(paths["/jobs/{job_id}"]["get"]) == {
         "401": ["unauthorized"],
+        "422": ["bad-request"],
         "404": ["no-such-job"],
         "500": ["internal-error"],
         "503": ["state-unavailable"],
@@ -106,7 +107,7 @@ async def test_each_route_lists_only_its_own_errors_and_codes() -> None:
     assert cancel["404"] == ["no-such-running-job"]
     assert "422" not in cancel
     submit = _error_codes(paths["/jobs"]["post"])
-    assert set(submit) == {"401", "413", "422", "500", "502", "503"}
+    assert set(submit) == {"401", "413", "422", "429", "500", "502", "503"}
     assert set(submit["422"]) == {
         "bad-request",
         "invalid-user",

@@ -1,0 +1,129 @@
+"""Pushed job state: one etcd watch per runner process over every job record, handed to whoever follows a job.
+
+:class:`JobFeed` keeps a single watch on ``P/jobs/`` (active and done records alike), however many clients
+follow jobs, so a change is seen the same way whichever runner process wrote it. Each follower of a job holds a
+:class:`Follower`: the newest record the watch delivered for that job, coalesced (a slow client sees the latest
+state, not a backlog). An idle follower costs nothing between changes: it waits on its own event.
+
+When the watch breaks (etcd restarted, the connection dropped) the feed starts a new one from the current
+revision and tells every follower to read its job again, so a change made while the watch was down is not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from runner.etcd import ETCD_ERRORS
+from runner.records import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+RESYNC: Literal["resync"] = "resync"
+"""What :meth:`Follower.next` answers when the watch was restarted: changes may be missed; read the job again."""
+
+
+class Follower:
+    """The newest record of one job the feed delivered, and a wake-up when a newer one comes."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self._latest: tuple[int, JobRecord] | None = None
+        self._resync = False
+        self._changed = asyncio.Event()
+
+    def offer(self, revision: int, record: JobRecord) -> None:
+        if self._latest is None or revision > self._latest[0]:
+            self._latest = (revision, record)
+            self._changed.set()
+
+    def resync(self) -> None:
+        self._resync = True
+        self._changed.set()
+
+    async def next(self, after: int, timeout: float | None = None) -> tuple[int, JobRecord] | Literal["resync"] | None:
+        """The first record newer than revision ``after``; :data:`RESYNC` when the feed restarted its watch;
+        None after ``timeout`` seconds with neither."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self._resync:
+                        self._resync = False
+                        return RESYNC
+                    if self._latest is not None and self._latest[0] > after:
+                        return self._latest
+                    self._changed.clear()
+                    await self._changed.wait()
+        return None
+
+
+class JobFeed:
+    """One watch over the job records of ``prefix``; followers subscribe per job."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
+        self._prefix = f"{prefix.rstrip('/')}/jobs/".encode()
+        self._followers: dict[str, set[Follower]] = {}
+        self.watches = 0  # watches started (1 while the first one lasts)
+        self.ready = asyncio.Event()  # set while a watch is open
+
+    @contextlib.asynccontextmanager
+    async def follow(self, job_id: str) -> AsyncIterator[Follower]:
+        follower = Follower(job_id)
+        self._followers.setdefault(job_id, set()).add(follower)
+        try:
+            yield follower
+        finally:
+            followers = self._followers.get(job_id, set())
+            followers.discard(follower)
+            if not followers:
+                self._followers.pop(job_id, None)
+
+    @property
+    def following(self) -> int:
+        """How many followers are subscribed."""
+        return sum(len(f) for f in self._followers.values())
+
+    async def run(self) -> None:
+        """Follow the records until the watch breaks (the caller's loop starts it again)."""
+        try:
+            await self._follow()
+        except ETCD_ERRORS as exc:
+            log.warning("job feed: watch lost (%s: %s); starting again", type(exc).__name__, exc)
+
+    async def _follow(self) -> None:
+        watch = await self._client.watch_prefix(self._prefix)
+        self.watches += 1
+        if self.watches > 1:
+            log.info("job feed: watch restarted; %d followers read their jobs again", self.following)
+            for followers in list(self._followers.values()):
+                for follower in followers:
+                    follower.resync()
+        self.ready.set()
+        try:
+            async for event in watch:
+                if event.kind == "PUT":
+                    self._deliver(event.kv.key, event.kv.value, event.kv.mod_revision)
+        finally:
+            self.ready.clear()
+            with contextlib.suppress(Exception):
+                await watch.cancel()
+
+    def _deliver(self, key: bytes, value: bytes, revision: int) -> None:
+        job_id = key.rsplit(b"/", 1)[-1].decode(errors="replace")
+        followers = self._followers.get(job_id)
+        if not followers:
+            return
+        try:
+            record = JobRecord.model_validate_json(value)
+        except ValidationError:
+            log.warning("job feed: unreadable record at %r; ignored", key[:200])
+            return
+        for follower in followers:
+            follower.offer(revision, record)
