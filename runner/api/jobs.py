@@ -111,7 +111,10 @@ async def job_events(job_id: JobId, service: ServiceDep) -> StreamingResponse:
                         yield f"event: job\ndata: {data}\n\n"
                     if record.state is JobState.FINISHED:
                         return
-                record = await anext(changes)
+                try:
+                    record = await anext(changes)
+                except StopAsyncIteration:  # the job's record went away (not seen in practice)
+                    return
         finally:
             await changes.aclose()
 
