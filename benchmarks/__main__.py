@@ -2,9 +2,10 @@
 
 Sections (issue 6's items): ``submit`` (1), ``status`` (2), ``watcher`` (3 and the memory figures, 7),
 ``keyhole`` (readiness, 4; gateways at scale, 5), ``iptables`` (raw rule install time, 5), ``simulator``
-(the simulated cluster's own cost) and ``containers`` (6: only with Docker). A section that cannot run is
-listed as skipped with the reason; one that fails is listed as failed and the others still run. Results go
-to ``DIR/results.json`` and ``DIR/*.png`` (default ``benchmarks/results/``).
+(the simulated cluster's own cost), ``events`` (pushed job state: 1,000 open streams) and ``containers``
+(6: only with Docker). A section that cannot run is listed as skipped with the reason; one that fails is
+listed as failed and the others still run. Results go to ``DIR/results.json`` and ``DIR/*.png`` (default
+``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import adapters, bench_status, bench_submit, bench_watcher, plots
+from benchmarks import adapters, bench_events, bench_status, bench_submit, bench_watcher, plots
 from benchmarks.common import BenchResult, raised_file_limit
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -37,6 +38,10 @@ async def _status(smoke: bool) -> BenchResult:
     return await bench_status.bench(bench_status.SMOKE if smoke else bench_status.FULL)
 
 
+async def _events(smoke: bool) -> BenchResult:
+    return await bench_events.bench(bench_events.SMOKE if smoke else bench_events.FULL)
+
+
 async def _watcher(smoke: bool) -> BenchResult:
     return await bench_watcher.bench(bench_watcher.SMOKE if smoke else bench_watcher.FULL)
 
@@ -45,6 +50,7 @@ SECTIONS: dict[str, Callable[[bool], Awaitable[BenchResult]]] = {
     "submit": _submit,
     "status": _status,
     "watcher": _watcher,
+    "events": _events,
     "keyhole": adapters.keyhole,
     "iptables": adapters.iptables,
     "simulator": adapters.simulator,

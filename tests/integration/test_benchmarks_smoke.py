@@ -40,6 +40,13 @@ FIGURES = {
         "watcher.cpu_per_job_vs_smallest",
         "memory.runner_rss_mb",
     },
+    "events": {
+        "events.open_seconds",
+        "events.rss_kb_per_stream",
+        "events.idle_cpu_us_per_stream_s",
+        "events.latency_p50_ms",
+        "events.latency_p99_ms",
+    },
     "keyhole": {
         "gateways.max_over_mean",
         "gateways.spread_seconds",
