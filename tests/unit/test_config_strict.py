@@ -14,8 +14,10 @@ from runner.config import Settings, config_search_paths, load_settings, settings
 from runner.configenv import environment_report
 from runner.configkeys import InvalidSettings
 from runner.errors import ConfigError
-from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
-from tests.unit.test_config import BWVISU_CONFIG
+from tests.unit.config_support import (
+    BWVISU_CONFIG,
+    clean_environment,  # noqa: F401 - autouse fixture
+)
 
 pytestmark = pytest.mark.unit
 
