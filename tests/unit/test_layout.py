@@ -32,3 +32,18 @@ def test_only_the_dev_wiring_imports_the_simulator() -> None:
         if any(name == "simulator" or name.startswith("simulator.") for name in _imported_modules(path))
     )
     assert importers == ["runner/dev.py"]
+
+
+TESTS = Path(__file__).parents[1]
+
+
+def test_no_test_module_imports_from_another_test_module() -> None:
+    """Shared helpers live in support modules (``*_support.py``, ``conftest.py``, ``polling.py``, ``scripted.py``...),
+    so a test module can be moved, split or deleted without breaking another."""
+    offenders = sorted(
+        f"{path.relative_to(TESTS.parent)} imports {name}"
+        for path in TESTS.rglob("*.py")
+        for name in _imported_modules(path)
+        if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")
+    )
+    assert offenders == []
