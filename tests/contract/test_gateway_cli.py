@@ -210,7 +210,12 @@ async def test_request_probe_answers_open_closed_and_timed_out_alike(backend: Ba
 
         # parallel ncs share stderr: netcat writes a failure in pieces ("nc: ", the message, the reason) and a
         # success whole, without the "nc: " prefix, so a prefix may land before another process's line
-        out = await backend.gateway.run(commands.request_probe_argv(targets))
+        out = await eventually(
+            lambda: backend.gateway.run(commands.request_probe_argv(targets)),
+            lambda out: (address, port) in commands.parse_probe(out.stderr),
+            30,
+            f"port {port} on {node}, probed by hand",
+        )
         assert (out.exit_status, out.stdout) == (0, "")  # the status is wait's
         assert commands.parse_probe(out.stderr) == {(address, port)}
         assert f"connect to {address} port {port + 1} (tcp) failed" in out.stderr
