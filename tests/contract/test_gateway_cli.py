@@ -1,10 +1,11 @@
-"""A gateway as the runner uses it (its nat chains, getent, nc, timeout and sh), the same on the simulator and for
-real, in both set-ups: through ``bwvisu-forward`` (a site following ``bwvisu_site``) and with bwVisu's plain
-``sudo iptables``.
+"""A gateway as the runner uses it, through its own :class:`runner.gateway.pool.GatewayPool` (name resolution,
+chain set-up, forwards added and removed, probes, and how failures map to :mod:`runner.errors`), the same on the
+simulator and for real, in both set-ups: through ``bwvisu-forward`` (a site following ``bwvisu_site``) and with
+bwVisu's plain ``sudo iptables``.
 
-Rules are built by :mod:`runner.gateway.iptables` / :mod:`runner.gateway.commands`, privileged calls by
-:mod:`runner.gateway.access`, and answers read back with their parsers. Each test uses its own job id in the
-rule comments (and its own chain), so a shared gateway's other rules are never touched.
+What the pool did is checked from where an administrator stands (``iptables-save`` as root). Raw commands remain
+only where the command line itself is the subject (iptables' chain texts, ``timeout -s KILL``). Each test uses its
+own job id in the rule comments (and its own chain), so a shared gateway's other rules are never touched.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import uuid
 
 import pytest
 
-from runner.errors import ProbeTimedOut
+from runner.config import SshSettings
+from runner.errors import GatewayCommandFailed, GatewayUnavailable, ProbeTimedOut
 from runner.gateway import commands
-from runner.gateway.access import gateway_access
 from runner.gateway.iptables import (
-    DNAT_CHAIN,
-    SNAT_CHAIN,
     ForwardRule,
     dnat_rule_args,
     list_command,
@@ -28,9 +27,10 @@ from runner.gateway.iptables import (
     parse_masquerade_rules,
 )
 from runner.gateway.pool import SUDO_IPTABLES, Gateway, GatewayPool
-from runner.ssh import CommandOutput
+from runner.ssh import CommandOutput, SshNode
+from simulator.etcd import free_port
 from tests.contract.backends import Backend
-from tests.contract.support import scancel, submit, wait_state
+from tests.contract.support import DOWN_RETRY_AFTER, cancel, gateway_pool, submit, wait_state
 from tests.polling import eventually
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(120)]
@@ -41,26 +41,18 @@ def ok(out: CommandOutput) -> str:
     return out.stdout
 
 
-async def resolve(backend: Backend, names: list[str]) -> dict[str, str]:
-    out = await backend.gateway.run(commands.resolve_argv(names))
-    return commands.parse_ahostsv4(ok(out), names)
-
-
-async def test_getent_ahostsv4_resolves_compute_hosts(backend: Backend) -> None:
-    out = await backend.gateway.run(commands.resolve_argv(backend.compute_hosts))
-    assert out.exit_status == 0
-    found = commands.parse_ahostsv4(out.stdout, backend.compute_hosts)
+async def test_resolve_finds_compute_hosts_and_leaves_unknown_names_out(backend: Backend) -> None:
+    pool = gateway_pool(backend)
+    found = await pool.resolve(pool.gateways[0], [*backend.compute_hosts, "no-such-host"])
     assert set(found) == set(backend.compute_hosts)
     assert len(set(found.values())) == len(found)
     for address in found.values():
         ipaddress.IPv4Address(address)
-    first = out.stdout.splitlines()[0].split()
-    assert first[1:] == ["STREAM", backend.compute_hosts[0]]
-    unknown = await backend.gateway.run(commands.resolve_argv(["no-such-host"]))
-    assert (unknown.exit_status, unknown.stdout) == (2, "")
+    assert await pool.resolve(pool.gateways[0], ["no-such-host"]) == {}
 
 
 async def test_iptables_chain_append_list_delete_with_bwvisus_rules(compat_backend: Backend) -> None:
+    """iptables' own answers to the check/create pairs of the runner's chain set-up (``SudoIptables``)."""
     backend = compat_backend
     chain = f"CT-{uuid.uuid4().hex[:8].upper()}"
     rule = ForwardRule(f"contract-{uuid.uuid4().hex[:8]}", 52001, "10.9.8.7", 5901)
@@ -91,142 +83,155 @@ async def test_iptables_chain_append_list_delete_with_bwvisus_rules(compat_backe
     assert (await run(commands.chain_check_argv(chain, SUDO_IPTABLES))).exit_status == 1
 
 
-async def ensure_chains(backend: Backend) -> None:
-    """The runner's chain set-up (runner.gateway.pool.GatewayPool.ensure_chains), call for call, twice."""
-    for _ in range(2):  # idempotent
-        for check, create in gateway_access(backend.gateway_helper).setup_steps():
-            if check is None:
-                ok(await backend.gateway.run(create))
-                continue
-            if not (await backend.gateway.run(check)).ok:
-                await backend.gateway.run(create)
-            ok(await backend.gateway.run(check))
+async def check_pool_adds_and_deletes_forwards(backend: Backend) -> None:
+    """A forward added and removed through the runner's :class:`GatewayPool`, as root's ``iptables-save`` sees it."""
+    pool = gateway_pool(backend)
+    gateway = pool.gateways[0]
+    await pool.ensure_chains(gateway)
+    again = gateway_pool(backend)  # a second runner process: the set-up is idempotent
+    await again.ensure_chains(again.gateways[0])
     tables = (await backend.gateway_tables()).splitlines()
     for chain, hook in commands.CHAINS:
         assert tables.count(f"-A {hook} -j {chain}") == 1
         assert tables.count(f":{chain} -") == 1
-
-
-async def check_restore_adds_and_deletes_forwards(backend: Backend) -> None:
-    await ensure_chains(backend)
-    access = gateway_access(backend.gateway_helper)
+    before = await backend.gateway_tables()
     job = f"contract-{uuid.uuid4().hex[:8]}"
-    first, second = (await resolve(backend, backend.compute_hosts[:2])).values()
+    first, second = (await pool.resolve(gateway, backend.compute_hosts[:2])).values()
     rules = [ForwardRule(job, 52011, first, 5901), ForwardRule(job, 52012, second, 5902)]
-    run = backend.gateway.run
-    restore = access.restore_argv()
 
-    async def mine() -> tuple[list[ForwardRule], list[tuple[str, str, int]]]:
-        dnat = ok(await run(access.list_argv(DNAT_CHAIN)))
-        masq = ok(await run(access.list_argv(SNAT_CHAIN)))
+    async def mine() -> tuple[list[ForwardRule], list[ForwardRule]]:
+        current = await pool.current(gateway)
         return (
-            sorted(r for r in parse_forward_rules(dnat) if r.job_id == job),
-            sorted(m for m in parse_masquerade_rules(masq) if m[0] == job),
+            sorted(r for r in current.dnat if r.job_id == job),
+            sorted(m for m in current.masquerade if m.job_id == job),
         )
 
-    ok(await run(restore, commands.edit_input(add=rules)))
+    def masquerade(*kept: ForwardRule) -> list[ForwardRule]:
+        return [ForwardRule(r.job_id, 1, r.internal_ip, r.internal_port) for r in kept]  # no port of its own
+
+    await pool.install(gateway, rules)
     try:
-        assert await mine() == (sorted(rules), sorted([(job, first, 5901), (job, second, 5902)]))
-        # All or nothing: deleting one present and one absent rule changes nothing; iptables-restore says why.
+        assert await mine() == (sorted(rules), sorted(masquerade(*rules)))
+        saved = await backend.gateway_tables()  # root's view, not the runner's listing
+        assert sorted(r for r in parse_forward_rules(saved) if r.job_id == job) == sorted(rules)
+        masquerades = sorted(m for m in parse_masquerade_rules(saved) if m[0] == job)
+        assert masquerades == sorted([(job, first, 5901), (job, second, 5902)])
+        # All or nothing: deleting one present and one absent rule changes nothing, and the gateway stays up.
         absent = ForwardRule(job, 52013, first, 5903)
-        failed = await run(restore, commands.edit_input(delete_dnat=[rules[0], absent]))
-        assert (failed.exit_status, failed.stdout) == (1, "")
-        assert "line 3 failed" in failed.stderr
-        assert (await mine())[0] == sorted(rules)
-        ok(await run(restore, commands.edit_input(delete_dnat=[rules[0]], delete_masquerade=[rules[0]])))
-        assert await mine() == ([rules[1]], [(job, second, 5902)])
+        with pytest.raises(GatewayCommandFailed) as caught:
+            await pool.edit(gateway, delete_dnat=[rules[0], absent])
+        assert (caught.value.status, caught.value.code) == (503, "gateway-command-failed")
+        assert "exit 1" in (caught.value.internal or "")
+        assert caught.value.public == "a gateway could not set up the forward"
+        assert not pool.is_down(gateway)
+        assert await backend.gateway_tables() == saved
+        await pool.edit(gateway, delete_dnat=[rules[0]], delete_masquerade=[rules[0]])
+        assert await mine() == ([rules[1]], masquerade(rules[1]))
     finally:
-        current = await mine()
-        left = current[0]
-        masq_left = [ForwardRule(j, 1, ip, port) for j, ip, port in current[1]]
-        ok(await run(restore, commands.edit_input(delete_dnat=left, delete_masquerade=masq_left)))
+        left, masq_left = await mine()
+        await pool.edit(gateway, delete_dnat=left, delete_masquerade=masq_left)
     assert await mine() == ([], [])
+    assert await backend.gateway_tables() == before
 
 
-async def test_restore_adds_and_deletes_forwards_through_the_helper(backend: Backend) -> None:
-    await check_restore_adds_and_deletes_forwards(backend)
+async def test_pool_adds_and_deletes_forwards_through_the_helper(backend: Backend) -> None:
+    await check_pool_adds_and_deletes_forwards(backend)
 
 
-async def test_restore_adds_and_deletes_forwards_with_bwvisus_rules(compat_backend: Backend) -> None:
-    await check_restore_adds_and_deletes_forwards(compat_backend)
+async def test_pool_adds_and_deletes_forwards_with_bwvisus_rules(compat_backend: Backend) -> None:
+    await check_pool_adds_and_deletes_forwards(compat_backend)
 
 
-async def test_nc_probe_from_a_gateway_sees_a_jobs_port(backend: Backend) -> None:
-    port = 47020
+async def test_an_unreachable_gateway_is_marked_down_and_unavailable(backend: Backend) -> None:
+    dead = SshNode("127.0.0.1", free_port(), "nobody", SshSettings(connect_timeout=5, command_timeout=10))
+    live = gateway_pool(backend).gateways[0]
+    # nothing listens there: refused at once (the addresses are labels in the pool's books)
+    pool = GatewayPool([Gateway(dead, "192.0.2.1", "192.0.2.1"), live], down_retry_after=DOWN_RETRY_AFTER)
+    with pytest.raises(GatewayUnavailable) as caught:
+        await pool.resolve(pool.gateways[0], backend.compute_hosts[:1])
+    assert (caught.value.status, caught.value.code) == (503, "gateway-unavailable")
+    assert "cannot connect" in (caught.value.internal or "")
+    assert pool.health() == {"192.0.2.1": False, live.internal_ip: True}
+    assert pool.choose("contract-job") is live
+    assert set(await pool.resolve(live, backend.compute_hosts[:1])) == set(backend.compute_hosts[:1])
+    await dead.close()
+
+
+async def listening_job(backend: Backend, port: int) -> tuple[str, str, str, str]:
+    """A running job listening on ``port``: its id, its node, that node's address and another node's."""
     job_id = await submit(backend, backend.listener_script(port), tag="listener")
+    node = (await wait_state(backend, job_id, {"RUNNING"}))["node-list"]
+    pool = gateway_pool(backend)
+    addresses = await pool.resolve(pool.gateways[0], backend.compute_hosts)
+    other = next(a for h, a in addresses.items() if h != node)
+    return job_id, node, addresses[node], other
+
+
+async def test_the_readiness_sweep_probe_sees_a_jobs_port(backend: Backend) -> None:
+    port = 47020
+    job_id, node, address, other = await listening_job(backend, port)
     try:
-        node = (await wait_state(backend, job_id, {"RUNNING"}))["node-list"]
-        addresses = await resolve(backend, backend.compute_hosts)
-        address = addresses[node]
-        other = next(a for h, a in addresses.items() if h != node)
-
-        async def probe() -> set[tuple[str, int]]:
-            out = await backend.gateway.run(commands.probe_argv([(address, port), (address, port + 1), (other, port)]))
-            return commands.parse_probe(out.stderr)
-
-        open_ports = await eventually(probe, lambda found: (address, port) in found, 30, f"port {port} on {node}")
+        pool = gateway_pool(backend)
+        gateway = pool.gateways[0]
+        targets = [(address, port), (address, port + 1), (other, port)]
+        open_ports = await eventually(
+            lambda: pool.probe(gateway, targets), lambda found: (address, port) in found, 30, f"port {port} on {node}"
+        )
         assert open_ports == {(address, port)}
-        single = await backend.gateway.run(["nc", "-z", "-w1", address, str(port)])
-        assert (single.exit_status, single.stdout) == (0, "")
-        closed = await backend.gateway.run(["nc", "-z", "-w1", address, str(port + 1)])
-        assert closed.exit_status == 1
-        verbose = await backend.gateway.run(commands.probe_argv([(address, port)]))
-        assert verbose.exit_status == 0
-        assert commands.parse_probe(verbose.stderr) == {(address, port)}
+        assert await pool.probe(gateway, [(address, port)]) == {(address, port)}
+        assert await pool.probe(gateway, [(address, port + 1)]) == set()
     finally:
-        await scancel(backend, job_id)
+        await cancel(backend, job_id)
 
 
 async def test_request_probe_answers_open_closed_and_timed_out_alike(backend: Backend) -> None:
-    """The runner's bounded probe (``timeout N sh -c 'nc ... & ... & wait'``), exactly as it sends it."""
+    """The runner's bounded probe (``timeout N sh -c 'nc ... & ... & wait'``) through the pool."""
     port = 47030
-    job_id = await submit(backend, backend.listener_script(port), tag="listener")
+    job_id, node, address, other = await listening_job(backend, port)
     try:
-        node = (await wait_state(backend, job_id, {"RUNNING"}))["node-list"]
-        addresses = await resolve(backend, backend.compute_hosts)
-        address = addresses[node]
-        other = next(a for h, a in addresses.items() if h != node)
-        run = backend.gateway.run
-
-        async def probe(
-            targets: list[tuple[str, int]], deadline: float = commands.REQUEST_PROBE_DEADLINE
-        ) -> CommandOutput:
-            return await run(commands.request_probe_argv(targets, deadline=deadline))
-
-        # open: reported; closed (on the job's host and another): refused at once; the status is wait's, 0
-        out = await eventually(
-            lambda: probe([(address, port), (address, port + 1), (other, port)]),
-            lambda out: (address, port) in commands.parse_probe(out.stderr),
+        pool = gateway_pool(backend)
+        gateway = pool.gateways[0]
+        targets = [(address, port), (address, port + 1), (other, port)]
+        # open: reported; closed (on the job's host and another): refused at once
+        found = await eventually(
+            lambda: pool.probe(gateway, targets, deadline=commands.REQUEST_PROBE_DEADLINE),
+            lambda found: (address, port) in found,
             30,
             f"port {port} on {node}",
         )
-        assert (out.exit_status, out.stdout) == (0, "")
-        assert commands.parse_probe(out.stderr) == {(address, port)}
+        assert found == {(address, port)}
+        assert await pool.probe(gateway, [(address, port + 1), (other, port)], deadline=5) == set()
+
         # parallel ncs share stderr: netcat writes a failure in pieces ("nc: ", the message, the reason) and a
         # success whole, without the "nc: " prefix, so a prefix may land before another process's line
+        out = await eventually(
+            lambda: backend.gateway.run(commands.request_probe_argv(targets)),
+            lambda out: (address, port) in commands.parse_probe(out.stderr),
+            30,
+            f"port {port} on {node}, probed by hand",
+        )
+        assert (out.exit_status, out.stdout) == (0, "")  # the status is wait's
+        assert commands.parse_probe(out.stderr) == {(address, port)}
         assert f"connect to {address} port {port + 1} (tcp) failed" in out.stderr
         assert f"connect to {other} port {port} (tcp) failed" in out.stderr
         assert out.stderr.count(": Connection refused") == 2
-        closed = await probe([(address, port + 1), (other, port)])
-        assert (closed.exit_status, commands.parse_probe(closed.stderr)) == (0, set())
 
-        # timed out: a host that never answers outlasts the deadline; the gateway ends the probe and exits 124,
-        # with what was written by then (the open port) and nothing about the silent host
+        # timed out: a host that never answers outlasts the deadline; the gateway ends the probe (exit 124), the
+        # pool says so and keeps the gateway, which answered
         silent = backend.silent_address()
-        timed = await probe([(address, port), (silent, port)], deadline=0.5)
-        assert timed.exit_status == 124
+        with pytest.raises(ProbeTimedOut) as caught:
+            await pool.probe(gateway, [(address, port), (silent, port)], deadline=0.5)
+        assert (caught.value.status, caught.value.code) == (503, "probe-timed-out")
+        assert not pool.is_down(gateway)
+        timed = await backend.gateway.run(commands.request_probe_argv([(address, port), (silent, port)], deadline=0.5))
         assert timed.exit_status in commands.TIMED_OUT_STATUSES
-        assert commands.parse_probe(timed.stderr) == {(address, port)}
+        assert commands.parse_probe(timed.stderr) == {(address, port)}  # what was written by then
         assert silent not in timed.stderr
-        pool = GatewayPool([Gateway(backend.gateway, backend.gateway.host, backend.gateway.host)], down_retry_after=60)
-        with pytest.raises(ProbeTimedOut):
-            await pool.probe(pool.gateways[0], [(silent, port)], deadline=0.5)
-        assert not pool.is_down(pool.gateways[0])
 
         # Why the runner lets timeout send TERM: with -s KILL, timeout kills itself with its process group and
         # the login shell had exec'd it, so sshd reports an exit signal (asyncssh: status -1), not status 137.
         script = shlex.join(["nc", "-z", "-v", "-w1", silent, str(port)]) + " & wait"
-        killed = await run(["timeout", "-s", "KILL", "0.5", "sh", "-c", script])
+        killed = await backend.gateway.run(["timeout", "-s", "KILL", "0.5", "sh", "-c", script])
         assert killed.exit_status == -1
     finally:
-        await scancel(backend, job_id)
+        await cancel(backend, job_id)

@@ -3,6 +3,9 @@
 The account may sudo only ``bwvisu-slurm-as`` and ``bwvisu-forward``: every other sudo is refused by sudo itself,
 and every request outside the helpers' limits by the helper, with the same text and exit status on both clusters
 and nothing changed on the gateway (its tables as root sees them are the same before and after).
+The runner's own classes (:class:`~runner.slurm.cluster.SlurmCluster`, :class:`~runner.gateway.pool.GatewayPool`)
+go through the helpers and turn their refusals into :mod:`runner.errors`; the attacks are raw commands, since an
+attacker holding the account is not limited to what the runner would send.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import uuid
 
 import pytest
 
+from runner.errors import GatewayCommandFailed, SchedulerError
 from runner.gateway import commands
 from runner.gateway.iptables import ForwardRule
 from runner.slurm import cli as slurm
 from runner.ssh import CommandOutput
 from tests.contract.backends import Backend
-from tests.contract.support import scancel, squeue, submit, wait_state
+from tests.contract.support import cancel, gateway_pool, scheduler, squeue, submit, wait_state
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(120)]
 
@@ -94,11 +98,32 @@ async def test_slurm_as_runs_the_job_as_the_user_and_refuses_without_sudo(backen
     try:
         assert (await squeue(backend, [job_id]))[job_id]["user"] == backend.user
     finally:
-        await scancel(backend, job_id)
+        assert await cancel(backend, job_id) is True
     await wait_state(backend, job_id, {"CANCELLED"})
     assert backend.slurm_helper is not None
     direct = await backend.command.run(slurm.sbatch_argv("alice", "x", "/tmp", backend.slurm_helper)[2:], stdin=SLEEP)
     assert answer(direct) == (78, "", f"bwvisu-slurm-as: configuration: {NOT_ROOT}")
+
+
+@pytest.mark.parametrize(
+    ("user", "reason"),
+    [
+        ("root", "root has uid 0, below min-uid 1000: not an ordinary user"),
+        ("slurm", "slurm has uid 64030, above max-uid 59999: not an ordinary user"),
+        ("bwvisu", "bwvisu is the runner's own account"),
+    ],
+)
+async def test_the_runners_submit_and_cancel_for_a_refused_user_are_scheduler_errors(
+    backend: Backend, user: str, reason: str
+) -> None:
+    cluster = scheduler(backend)
+    with pytest.raises(SchedulerError) as caught:
+        await cluster.submit(user, "site", "/tmp", SLEEP)
+    assert caught.value.public == f"sbatch failed: bwvisu-slurm-as: refused: {reason}"
+    assert caught.value.internal == f"exit 77 on {backend.command.name}"
+    with pytest.raises(SchedulerError) as cancelled:
+        await cluster.cancel(user, "1")
+    assert cancelled.value.public == f"scancel failed: bwvisu-slurm-as: refused: {reason}"
 
 
 def nat(*lines: str) -> str:
@@ -169,16 +194,39 @@ async def test_forward_edits_only_the_runners_chains_within_the_limits(
 
 async def test_forward_accepts_the_runners_own_edits_and_refuses_without_sudo(backend: Backend) -> None:
     assert backend.gateway_helper is not None
-    helper = ["sudo", "-n", backend.gateway_helper]
-    address = (await backend.gateway.run(commands.resolve_argv(backend.compute_hosts[:1]))).stdout.split()[0]
+    pool = gateway_pool(backend)
+    gateway = pool.gateways[0]
+    [address] = (await pool.resolve(gateway, backend.compute_hosts[:1])).values()
     rule = ForwardRule(f"contract-{uuid.uuid4().hex[:8]}", 52101, address, 5901)
-    assert answer(await backend.gateway.run([*helper, "ensure-chains"])) == (0, "", "")
+    await pool.ensure_chains(gateway)
     before = await backend.gateway_tables()
-    assert answer(await backend.gateway.run([*helper, "restore"], commands.edit_input(add=[rule]))) == (0, "", "")
+    await pool.install(gateway, [rule])
     added = await backend.gateway_tables()
     assert f"--comment {rule.comment}" in added or f'--comment "{rule.comment}"' in added
-    remove = commands.edit_input(delete_dnat=[rule], delete_masquerade=[rule])
-    assert answer(await backend.gateway.run([*helper, "restore"], remove)) == (0, "", "")
+    assert [r for r in (await pool.current(gateway)).dnat if r.job_id == rule.job_id] == [rule]
+    await pool.edit(gateway, delete_dnat=[rule], delete_masquerade=[rule])
     assert await backend.gateway_tables() == before
     direct = await backend.gateway.run([backend.gateway_helper, "list", "BWVISU"])
     assert answer(direct) == (78, "", f"bwvisu-forward: configuration: {NOT_ROOT}")
+
+
+@pytest.mark.parametrize(
+    ("port", "outside", "reason"),
+    [(40000, False, "port 40000 is outside 50000-60000"), (52102, True, OUTSIDE)],
+)
+async def test_a_forward_the_helper_refuses_fails_in_the_pool_and_changes_nothing(
+    backend: Backend, port: int, outside: bool, reason: str
+) -> None:
+    pool = gateway_pool(backend)
+    gateway = pool.gateways[0]
+    [address] = (await pool.resolve(gateway, backend.compute_hosts[:1])).values()
+    rule = ForwardRule(f"contract-{uuid.uuid4().hex[:8]}", port, "8.8.8.8" if outside else address, 5901)
+    await pool.ensure_chains(gateway)
+    before = await backend.gateway_tables()
+    with pytest.raises(GatewayCommandFailed) as caught:
+        await pool.install(gateway, [rule])
+    assert (caught.value.status, caught.value.code) == (503, "gateway-command-failed")
+    assert f"exit 65: bwvisu-forward: refused: line 2: {reason}" in (caught.value.internal or "")
+    assert "bwvisu-forward" not in caught.value.public
+    assert not pool.is_down(gateway)  # it answered
+    assert await backend.gateway_tables() == before

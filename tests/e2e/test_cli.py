@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import pytest
 
 from containers import runner_process
 from containers.cleanup import list_runs
+from tests.e2e.e2e_support import exec_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -53,15 +53,6 @@ answer = conn.getresponse()
 print(answer.status)
 print(answer.read().decode(), end="")
 """
-
-
-def exec_in(container: str, argv: list[str], user: str = "") -> tuple[int, str]:
-    client = docker.from_env()
-    try:
-        done = client.containers.get(container).exec_run(argv, user=user)
-        return int(done.exit_code), done.output.decode(errors="replace")
-    finally:
-        client.close()
 
 
 def from_public_network(run: str, url: str) -> tuple[int, str]:

@@ -7,19 +7,13 @@ which cannot reach the compute node directly.
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
-from containers.nodes import ExecResult, wait_until
+from containers.nodes import wait_until
 from containers.testbed import FORWARD, SLURM_AS, Testbed
-from runner.gateway import commands
-from runner.gateway.iptables import ForwardRule
+from tests.e2e.e2e_support import AS_ALICE, SUBMIT, forward, ok, port_open_from, sacct_state, squeue_row, wait_running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-AS_ALICE = f"sudo -n {SLURM_AS} alice"
-SUBMIT = f"{AS_ALICE} sbatch --parsable --chdir=/home/alice"
 
 
 def listener_script(port: int) -> str:
@@ -38,42 +32,6 @@ while True:
     c.close()
 '
 """
-
-
-def ok(result: ExecResult) -> str:
-    assert result.ok, f"exit {result.exit_code}: {result.stderr or result.stdout}"
-    return result.stdout
-
-
-def squeue_row(testbed: Testbed, job_id: str) -> list[str]:
-    out = ok(testbed.ssh("command1", f"squeue -h -o '%i|%T|%N|%u' -j {job_id}"))
-    return out.strip().split("|") if out.strip() else []
-
-
-def wait_running(testbed: Testbed, job_id: str) -> str:
-    """Wait until squeue shows the job RUNNING; returns its node."""
-    wait_until(f"job {job_id} RUNNING", lambda: squeue_row(testbed, job_id)[1:2] == ["RUNNING"], 60)
-    return squeue_row(testbed, job_id)[2]
-
-
-def sacct_state(testbed: Testbed, job_id: str) -> str:
-    return ok(testbed.ssh("command1", f"sacct -P -n -X -o State -j {job_id}")).strip()
-
-
-def port_open_from(testbed: Testbed, hostname: str, host: str, port: int) -> bool:
-    return testbed.node(hostname).exec(["nc", "-z", "-w", "2", host, str(port)]).ok
-
-
-def forward(testbed: Testbed, gateway: str, action: str, port: int, target: str) -> ExecResult:
-    """Add (-A) or delete (-D) a forward gateway:port -> target as the runner does: through bwvisu-forward."""
-    address, _, internal = target.rpartition(":")
-    rule = ForwardRule("e2e", port, address, int(internal))
-    if action == "-A":
-        text = commands.edit_input(add=[rule])
-    else:
-        text = commands.edit_input(delete_dnat=[rule], delete_masquerade=[rule])
-    chains = testbed.ssh(gateway, shlex.join(["sudo", "-n", FORWARD, "ensure-chains"]))
-    return chains if not chains.ok else testbed.ssh(gateway, shlex.join(["sudo", "-n", FORWARD, "restore"]), text)
 
 
 def test_cluster_is_ready(testbed: Testbed) -> None:

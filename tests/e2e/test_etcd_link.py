@@ -15,27 +15,9 @@ from containers.testbed import Testbed
 from runner.config import settings_from_mapping
 from runner.errors import StateUnavailable
 from runner.etcd import EtcdClient, etcd_client
-from runner.records import JobRecord
-from runner.state import StateStore
+from tests.e2e.e2e_support import TOKEN, round_trip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-TOKEN = "e2e-job-token"
-
-
-async def round_trip(testbed: Testbed, name: str, **etcd: str) -> str | None:
-    """Store a job with its token through the runner's etcd configuration (``etcd`` overrides), read it back."""
-    config = testbed.runner_config()
-    config["etcd"] = {**config["etcd"], **etcd}
-    settings = settings_from_mapping(config)
-    client = etcd_client(settings.etcd_servers, settings.etcd, timeout=10)
-    await client.connect()
-    try:
-        store = StateStore(client, f"{ETCD_PREFIX}/e2e-{testbed.run_id}-{name}")
-        await store.create_job(JobRecord(job_id="j1", uid="alice", template_name="t.txt", variables={}), TOKEN)
-        return await store.get_token("j1")
-    finally:
-        await client.close()
 
 
 async def test_runner_configuration_reaches_etcd(testbed: Testbed) -> None:

@@ -17,7 +17,7 @@ from containers.nodes import wait_until
 from containers.testbed import COMPAT_USER, FORWARD, SLURM_AS, Testbed
 from runner.gateway import commands
 from runner.gateway.iptables import ForwardRule
-from tests.e2e.test_cluster import ok
+from tests.e2e.e2e_support import ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

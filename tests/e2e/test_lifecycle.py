@@ -11,7 +11,7 @@ import pytest
 from containers import readiness
 from containers.nodes import LABEL_RUN, WaitTimeout
 from containers.testbed import FORWARD, Testbed, TestbedSpec
-from tests.e2e.test_etcd_link import TOKEN, round_trip
+from tests.e2e.e2e_support import TOKEN, round_trip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

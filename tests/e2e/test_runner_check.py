@@ -16,7 +16,7 @@ from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed
 from runner.app import Runner
 from runner.config import settings_from_mapping
-from tests.e2e.test_runner_path import runner_settings
+from tests.e2e.e2e_support import runner_settings
 from tests.runner_cli import check_table, run_runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

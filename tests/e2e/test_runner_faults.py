@@ -21,7 +21,7 @@ from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed, TestbedSpec
 from runner.app import Runner
 from runner.config import Settings, settings_from_mapping
-from tests.e2e.test_runner_path import API_AUTH, TEMPLATES, runner_settings
+from tests.e2e.e2e_support import API_AUTH, TEMPLATES, runner_settings
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

@@ -11,59 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-import runner
 from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed
 from runner.app import Runner
 from runner.config import ApiSettings, settings_from_mapping
 from runner.web.server import ApiServer
 from tests.e2e.browser import SENT_BACK, Visit, need_chromium, open_xpra
-from tests.e2e.test_cluster import ok, port_open_from
-from tests.e2e.test_xpra import fetch
+from tests.e2e.e2e_support import API_AUTH, fetch, ok, port_open_from, runner_settings
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-API_AUTH = ("bwvisu-web", "e2e-password")
-# The runner's shipped templates, so the shipped Xpra template is the one proven on real Xpra.
-TEMPLATES = Path(runner.__file__).parent / "templates"
 XPRA_VARIABLES = {
     "expected_runtime_in_minutes": "15",
     "number_of_nodes": "1",
     "tasks_per_node": "1",
     "image_name": "ubuntu_nemo.simg",
 }
-
-
-def free_port_on(ip: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def runner_settings(testbed: Testbed, prefix: str, templates: Path = TEMPLATES) -> dict[str, Any]:
-    host_ip = testbed.endpoints.cluster_host_ip
-    return {
-        **testbed.runner_config(keyhole_ip=host_ip, keyhole_port=free_port_on(host_ip)),
-        "etcd_prefix": prefix,
-        "templates_dir": str(templates),
-        "api": {"user": API_AUTH[0], "password": API_AUTH[1]},
-        "ssh": {
-            "client_keys": [str(testbed.ssh_key.private_path)],
-            "known_hosts": str(testbed.known_hosts_path),
-            "command_timeout": 20,
-            "connect_timeout": 10,
-        },
-        "watcher": {"interval": 0.5, "leader_ttl": 3},
-    }
 
 
 async def visit(url: str, screenshot: Path) -> Visit:

@@ -14,7 +14,7 @@ from containers import runner_process
 from containers.etcd_members import ETCD_PREFIX
 from containers.testbed import Testbed
 from tests.deploy_unit import exec_start, service_section
-from tests.e2e.test_cli import exec_in
+from tests.e2e.e2e_support import exec_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

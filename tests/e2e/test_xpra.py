@@ -12,7 +12,7 @@ import pytest
 
 from containers.nodes import wait_until
 from containers.testbed import Testbed
-from tests.e2e.test_cluster import AS_ALICE, SUBMIT, forward, ok, port_open_from, sacct_state, wait_running
+from tests.e2e.e2e_support import AS_ALICE, SUBMIT, fetch, forward, ok, port_open_from, sacct_state, wait_running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -20,13 +20,6 @@ XPRA_OPTIONS = (
     "--html=on --start=xterm --daemon=no --mdns=no --pulseaudio=no --notifications=no --systemd-run=no "
     "--webcam=no --printing=no --dbus-proxy=no --dbus-launch= --dbus-control=no"
 )
-
-FETCH = """
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
-    sys.stdout.write("%d\\n" % response.status)
-    sys.stdout.write(response.read().decode(errors="replace"))
-"""
 
 
 PASSWORD = "cluster-test-session-pw_1"
@@ -38,12 +31,6 @@ def xpra_script(port: int) -> str:
         f'printf %s {PASSWORD} >"$d/pw"\n'
         f'exec xpra start --bind-tcp=0.0.0.0:{port} --tcp-auth="file:filename=$d/pw" {XPRA_OPTIONS}\n'
     )
-
-
-def fetch(testbed: Testbed, url: str) -> tuple[int, str]:
-    out = ok(testbed.node("client").exec(["python3", "-c", FETCH, url], user="alice"))
-    status, _, body = out.partition("\n")
-    return int(status), body
 
 
 def test_xpra_session_through_gateway(testbed: Testbed) -> None:

@@ -14,7 +14,7 @@ import asyncssh
 import pytest
 
 from runner.configdoc import EXAMPLE_FILE, REFERENCE_FILE
-from tests.unit.test_config import BWVISU_CONFIG
+from tests.unit.config_support import BWVISU_CONFIG
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -29,7 +29,7 @@ from simulator.certs import TestCA
 from simulator.etcd import EtcdServer
 from simulator.etcd_auth import EtcdAuth
 from tests.integration.conftest import API_AUTH, api_client, runner_config
-from tests.integration.test_runner_lifecycle import submit, wait_state
+from tests.integration.jobs_support import submit, wait_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

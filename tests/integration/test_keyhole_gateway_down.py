@@ -18,10 +18,11 @@ from runner.app import Runner
 from runner.config import Settings
 from runner.errors import GatewayUnavailable
 from runner.gateway.pool import Gateway, GatewayPool
-from runner.ssh import CommandOutput, CommandRunner, SshNode
+from runner.ssh import CommandRunner, SshNode
 from simulator import SimCluster
 from tests.integration.conftest import api_client
 from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_available
+from tests.scripted import Call, ScriptedRunner
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -61,22 +62,13 @@ async def test_gateway_dying_before_the_rule_fails_over_within_the_request(
         assert "retrying" not in job_logs(sim_cluster), "the client had to retry: the request did not fail over"
 
 
-class DiesOnProbe:
+def dies_on_probe(inner: CommandRunner, cluster: SimCluster, node: str) -> ScriptedRunner:
     """A gateway's runner that takes its node down just before the first port probe, as a crash would."""
 
-    def __init__(self, inner: CommandRunner, cluster: SimCluster, node: str) -> None:
-        self.inner, self.cluster, self.node = inner, cluster, node
-        self.name = inner.name
-        self.fired = False
+    async def crash(call: Call) -> None:
+        await cluster.node_down(node)
 
-    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-        if not self.fired and "nc" in " ".join(argv):
-            self.fired = True
-            await self.cluster.node_down(self.node)
-        return await self.inner.run(argv, stdin, timeout)
-
-    async def close(self) -> None:
-        await self.inner.close()
+    return ScriptedRunner(inner.name, inner=inner).on(lambda argv: "nc" in " ".join(argv), crash, times=1)
 
 
 async def test_ports_reserved_for_a_gateway_that_died_are_released(
@@ -84,11 +76,11 @@ async def test_ports_reserved_for_a_gateway_that_died_are_released(
 ) -> None:
     async with Runner(make_settings(templates_dir=str(EXAMPLES))) as started, api_client(started) as api:
         first = started.keyhole.pool.gateways[0]  # least loaded by configuration order: the first request's pick
-        dying = DiesOnProbe(first.runner, sim_cluster, sim_cluster.gateway_nodes[0].node)
+        dying = dies_on_probe(first.runner, sim_cluster, sim_cluster.gateway_nodes[0].node)
         first.runner = dying
         job_id = await submit(api, "template_webapp.txt", WEBAPP_VARIABLES)
         body = await wait_available(api, job_id, 40)
-        assert dying.fired
+        assert any("nc" in " ".join(argv) for argv in dying.calls)
         assert body["services"][0]["external-ip"] != first.external_ip
         await assert_held_only_forwarded(started, job_id, body)
 

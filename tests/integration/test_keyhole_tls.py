@@ -25,7 +25,7 @@ from runner.keyhole.script import expand_keyhole_request
 from simulator import SimCluster
 from tests.integration.conftest import api_client
 from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_available
-from tests.integration.test_api_server import self_signed
+from tests.integration.tls_support import self_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

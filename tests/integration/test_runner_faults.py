@@ -13,7 +13,7 @@ from runner.config import Settings
 from simulator import SimCluster
 from tests.hostile_inputs import HOSTILE_RAW_BODIES, HOSTILE_SUBMISSIONS, HUGE_VALUE_SUBMISSION, Hostile
 from tests.integration.conftest import api_client
-from tests.integration.test_runner_lifecycle import submit, wait_state
+from tests.integration.jobs_support import submit, wait_state
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -8,36 +8,10 @@ import pytest
 from runner.app import Runner
 from simulator import SimCluster
 from simulator.testing import wait_for
+from tests.integration.jobs_support import submit, wait_state
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-async def submit(api: httpx.AsyncClient, template: str = "sleep.txt", **variables: str) -> str:
-    body = {"uid": "alice", "template-name": template, "variables": variables or {"minutes": "5", "seconds": "600"}}
-    response = await api.post("/jobs", json=body)
-    assert response.status_code == 200, response.text
-    job_id: str = response.json()["job-id"]
-    return job_id
-
-
-async def state_of(api: httpx.AsyncClient, job_id: str) -> str:
-    response = await api.get(f"/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    state: str = response.json()["state"]
-    return state
-
-
-async def wait_state(api: httpx.AsyncClient, job_id: str, state: str, timeout: float = 30) -> dict[str, object]:
-    seen: list[str] = []
-
-    async def reached() -> bool:
-        seen.append(await state_of(api, job_id))
-        return seen[-1] == state
-
-    await wait_until(reached, timeout, f"job {job_id} never reached {state}; saw {seen[-5:]}")
-    body: dict[str, object] = (await api.get(f"/jobs/{job_id}")).json()
-    return body
 
 
 async def test_submit_runs_the_job_as_the_user_and_reports_slurm_details(

@@ -18,7 +18,7 @@ from runner.config import ApiSettings, Settings
 from runner.web.server import ApiServer
 from simulator import SimCluster
 from tests.integration.conftest import API_AUTH, api_client
-from tests.integration.test_runner_lifecycle import wait_state
+from tests.integration.jobs_support import wait_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

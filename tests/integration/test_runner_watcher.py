@@ -15,7 +15,7 @@ from runner.leader import Leadership
 from simulator import SimCluster
 from simulator.testing import wait_for
 from tests.integration.conftest import api_client
-from tests.integration.test_runner_lifecycle import submit
+from tests.integration.jobs_support import submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

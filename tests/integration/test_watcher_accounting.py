@@ -6,8 +6,11 @@ import aetcd
 import pytest
 
 from runner.records import JobRecord, JobState, submitted_as
+from runner.slurm.cli import SACCT_FIELDS, SQUEUE_FIELDS
+from runner.slurm.cluster import CommandNodes, SlurmCluster
 from runner.state import StateStore
 from runner.watcher import JobWatcher
+from tests.scripted import Answer, Call, ScriptedRunner, answer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -40,21 +43,32 @@ def acct(state: str, name: str = "allocation", nodes: str = "c1") -> dict[str, s
     }
 
 
-class ScriptedScheduler:
-    """Answers squeue and sacct from the test's script."""
+SACCT_KEYS = {
+    "JobID": "slurm-job-id", "JobName": "job-name", "State": "end-reason", "ExitCode": "exit-code",
+    "Start": "start-time", "End": "end-time", "Elapsed": "elapsed", "NodeList": "node-list",
+}  # fmt: skip
+
+
+class ScriptedScheduler(SlurmCluster):
+    """The runner's :class:`SlurmCluster` over a command node answering squeue and sacct from the test's rows."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, str]] = {}
         self.accounts: dict[str, dict[str, str]] = {}
+        node = ScriptedRunner("command1").on("squeue", self._squeue).on("sacct", self._sacct)
+        super().__init__(CommandNodes([node], down_retry_after=10))
 
-    async def query(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]:
-        return {i: self.rows[i] for i in slurm_ids if i in self.rows}
+    @staticmethod
+    def _ids(call: Call) -> list[str]:
+        return call.argv[call.argv.index("-j") + 1].split(",") if "-j" in call.argv else []  # by name: none
 
-    async def accounting(self, slurm_ids: list[str]) -> dict[str, dict[str, str]]:
-        return {i: self.accounts[i] for i in slurm_ids if i in self.accounts}
+    def _squeue(self, call: Call) -> Answer:
+        rows = [self.rows[i] for i in self._ids(call) if i in self.rows]
+        return answer("".join("|".join(row[key] for _, key in SQUEUE_FIELDS) + "\n" for row in rows))
 
-    async def find_by_names(self, names: list[str]) -> dict[str, str]:
-        return {}
+    def _sacct(self, call: Call) -> Answer:
+        rows = [self.accounts[i] for i in self._ids(call) if i in self.accounts]
+        return answer("".join("|".join(row[SACCT_KEYS[f]] for f in SACCT_FIELDS) + "\n" for row in rows))
 
 
 @pytest.fixture
@@ -68,7 +82,7 @@ async def store(etcd_client: aetcd.Client, etcd_prefix: str) -> StateStore:
 
 async def test_lagging_accounting_is_waited_for_while_squeue_lists_the_job(store: StateStore) -> None:
     scheduler = ScriptedScheduler()
-    watcher = JobWatcher(store, scheduler, pending_grace=60)  # type: ignore[arg-type]
+    watcher = JobWatcher(store, scheduler, pending_grace=60)
     scheduler.rows["7"] = SQUEUE_ENDED
     scheduler.accounts["7"] = acct("PENDING")
     await watcher.tick()
@@ -89,7 +103,7 @@ async def test_lagging_accounting_is_waited_for_while_squeue_lists_the_job(store
 async def test_without_accounting_the_controllers_end_state_finishes_the_job(store: StateStore) -> None:
     scheduler = ScriptedScheduler()
     scheduler.rows["7"] = SQUEUE_ENDED
-    await JobWatcher(store, scheduler, pending_grace=60).tick()  # type: ignore[arg-type]
+    await JobWatcher(store, scheduler, pending_grace=60).tick()
     finished = await store.get_job("j1")
     assert finished is not None
     assert finished.state is JobState.FINISHED
@@ -99,7 +113,7 @@ async def test_without_accounting_the_controllers_end_state_finishes_the_job(sto
 async def test_a_job_gone_from_squeue_takes_its_end_from_accounting(store: StateStore) -> None:
     scheduler = ScriptedScheduler()
     scheduler.accounts["7"] = acct("TIMEOUT", name="bwvisu-j1", nodes="c[1-2]")
-    await JobWatcher(store, scheduler, pending_grace=60).tick()  # type: ignore[arg-type]
+    await JobWatcher(store, scheduler, pending_grace=60).tick()
     finished = await store.get_job("j1")
     assert finished is not None
     assert finished.details["slurm-state"] == "TIMEOUT"

@@ -10,8 +10,6 @@ import pytest
 
 from runner.errors import (
     ClusterUnavailable,
-    CommandIndeterminate,
-    NodeUnreachable,
     SchedulerError,
     SchedulerUnavailable,
     SubmissionIndeterminate,
@@ -19,31 +17,9 @@ from runner.errors import (
 from runner.slurm.cli import Account
 from runner.slurm.cluster import CommandNodes, SlurmCluster
 from runner.ssh import CommandOutput
+from tests.scripted import ScriptedRunner, answer, indeterminate, unreachable
 
 pytestmark = pytest.mark.unit
-
-
-class ScriptedNode:
-    """A command runner that answers from a script of outcomes; records what it was asked."""
-
-    def __init__(self, name: str, outcomes: list[CommandOutput | Exception] | None = None) -> None:
-        self.name = name
-        self.outcomes = outcomes or []
-        self.calls: list[list[str]] = []
-
-    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-        self.calls.append(argv)
-        outcome = self.outcomes.pop(0) if self.outcomes else CommandOutput(self.name, tuple(argv), 0, "", "")
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    async def close(self) -> None:
-        return None
-
-
-def out(stdout: str = "", status: int = 0, stderr: str = "") -> CommandOutput:
-    return CommandOutput("n", (), status, stdout, stderr)
 
 
 class Clock:
@@ -55,8 +31,8 @@ class Clock:
 
 
 async def test_unreachable_node_is_skipped_then_retried_after_the_delay() -> None:
-    a = ScriptedNode("a", [NodeUnreachable("a", ["x"], "refused")])
-    b = ScriptedNode("b")
+    a = ScriptedRunner("a", [unreachable("refused")])
+    b = ScriptedRunner("b")
     clock = Clock()
     nodes = CommandNodes([a, b], down_retry_after=10, clock=clock)
     await nodes.run(["squeue"])
@@ -68,16 +44,16 @@ async def test_unreachable_node_is_skipped_then_retried_after_the_delay() -> Non
 
 
 async def test_all_nodes_down_is_scheduler_unavailable() -> None:
-    a = ScriptedNode("a", [NodeUnreachable("a", ["x"], "refused")])
-    b = ScriptedNode("b", [NodeUnreachable("b", ["x"], "refused")])
+    a = ScriptedRunner("a", [unreachable("refused")])
+    b = ScriptedRunner("b", [unreachable("refused")])
     with pytest.raises(SchedulerUnavailable):
         await CommandNodes([a, b], down_retry_after=10).run(["squeue"])
 
 
 async def test_indeterminate_sbatch_finds_the_job_instead_of_submitting_twice() -> None:
     row = "77|PENDING|Priority|bwvisu-j1|alice|debug|1||1:00:00|2026-11-28T10:00:00|N/A\n"
-    a = ScriptedNode("a", [CommandIndeterminate("a", ["sbatch"], "dropped")])
-    b = ScriptedNode("b", [out(row)])
+    a = ScriptedRunner("a", [indeterminate("dropped")])
+    b = ScriptedRunner("b", [answer(row)])
     cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
     assert await cluster.submit("alice", "j1", "/home/alice", "#!/bin/bash\n") == "77"
     assert [c[4] for c in a.calls] == ["sbatch"]
@@ -85,16 +61,16 @@ async def test_indeterminate_sbatch_finds_the_job_instead_of_submitting_twice() 
 
 
 async def test_indeterminate_sbatch_not_found_is_submitted_once_more() -> None:
-    a = ScriptedNode("a", [CommandIndeterminate("a", ["sbatch"], "dropped")])
-    b = ScriptedNode("b", [out(""), out("78\n")])
+    a = ScriptedRunner("a", [indeterminate("dropped")])
+    b = ScriptedRunner("b", [answer(""), answer("78\n")])
     cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
     assert await cluster.submit("alice", "j2", "/home/alice", "#!/bin/bash\n") == "78"
     assert [c[0] for c in b.calls] == ["squeue", "sudo"]
 
 
 async def test_a_second_indeterminate_sbatch_is_a_submission_indeterminate() -> None:
-    a = ScriptedNode("a", [CommandIndeterminate("a", ["sbatch"], "dropped")])
-    b = ScriptedNode("b", [out(""), CommandIndeterminate("b", ["sbatch"], "timed out")])
+    a = ScriptedRunner("a", [indeterminate("dropped")])
+    b = ScriptedRunner("b", [answer(""), indeterminate("timed out")])
     cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
     with pytest.raises(SubmissionIndeterminate) as caught:
         await cluster.submit("alice", "j4", "/home/alice", "#!/bin/bash\n")
@@ -104,7 +80,7 @@ async def test_a_second_indeterminate_sbatch_is_a_submission_indeterminate() -> 
 
 
 async def test_unreadable_sbatch_output_is_a_submission_indeterminate() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out("Submitted batch jab\n")])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [answer("Submitted batch jab\n")])], down_retry_after=10))
     with pytest.raises(SubmissionIndeterminate) as caught:
         await cluster.submit("alice", "j5", "/home/alice", "#!/bin/bash\n")
     assert "sbatch printed no job id" in str(caught.value.internal)
@@ -112,26 +88,26 @@ async def test_unreadable_sbatch_output_is_a_submission_indeterminate() -> None:
 
 async def test_sbatch_refusal_is_a_scheduler_error_with_slurms_text() -> None:
     err = "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out(status=1, stderr=err)])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [answer(status=1, stderr=err)])], down_retry_after=10))
     with pytest.raises(SchedulerError, match="Invalid partition name specified"):
         await cluster.submit("alice", "j3", "/home/alice", "#!/bin/bash\n")
 
 
 async def test_controller_down_is_unavailable_not_empty() -> None:
     err = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out(status=1, stderr=err)])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [answer(status=1, stderr=err)])], down_retry_after=10))
     with pytest.raises(SchedulerUnavailable):
         await cluster.query(["1"])
 
 
 async def test_query_of_only_unknown_ids_is_empty() -> None:
     err = "slurm_load_jobs error: Invalid job id specified\n"
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out(status=1, stderr=err)])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [answer(status=1, stderr=err)])], down_retry_after=10))
     assert await cluster.query(["1"]) == {}
 
 
 async def test_ten_thousand_ids_are_one_squeue() -> None:
-    node = ScriptedNode("a")
+    node = ScriptedRunner("a")
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
     await cluster.query([str(1_000_000 + i) for i in range(10_000)])
     assert len(node.calls) == 1
@@ -154,7 +130,7 @@ def captured(name: str) -> CommandOutput:
 
 
 async def test_scancel_of_a_job_slurm_no_longer_knows_is_reported_as_such() -> None:
-    node = ScriptedNode("a", [captured("scancel_unknown_verbose")])
+    node = ScriptedRunner("a", [captured("scancel_unknown_verbose")])
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
     assert await cluster.cancel("alice", "999999") is False
     assert "--verbose" in node.calls[0]
@@ -162,7 +138,7 @@ async def test_scancel_of_a_job_slurm_no_longer_knows_is_reported_as_such() -> N
 
 async def test_scancel_with_the_controller_down_is_unavailable() -> None:
     cluster = SlurmCluster(
-        CommandNodes([ScriptedNode("a", [captured("scancel_controller_down")])], down_retry_after=10)
+        CommandNodes([ScriptedRunner("a", [captured("scancel_controller_down")])], down_retry_after=10)
     )
     with pytest.raises(SchedulerUnavailable):
         await cluster.cancel("alice", "3")
@@ -170,7 +146,7 @@ async def test_scancel_with_the_controller_down_is_unavailable() -> None:
 
 async def test_scancel_refused_is_a_scheduler_error() -> None:
     cluster = SlurmCluster(
-        CommandNodes([ScriptedNode("a", [captured("scancel_other_users_job")])], down_retry_after=10)
+        CommandNodes([ScriptedRunner("a", [captured("scancel_other_users_job")])], down_retry_after=10)
     )
     with pytest.raises(SchedulerError, match="Access/permission denied"):
         await cluster.cancel("bob", "2")
@@ -178,37 +154,41 @@ async def test_scancel_refused_is_a_scheduler_error() -> None:
 
 @pytest.mark.parametrize("name", ["squeue_controller_down", "squeue_controller_unresponsive"])
 async def test_real_squeue_failures_are_unavailable(name: str) -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured(name)])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [captured(name)])], down_retry_after=10))
     with pytest.raises(SchedulerUnavailable):
         await cluster.query(["1"])
 
 
 async def test_real_squeue_of_an_unknown_id_is_empty() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("squeue_j_unknown")])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [captured("squeue_j_unknown")])], down_retry_after=10))
     assert await cluster.query(["999999"]) == {}
 
 
 async def test_real_sbatch_with_controller_down_is_unavailable() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("sbatch_controller_down")])], down_retry_after=10))
+    cluster = SlurmCluster(
+        CommandNodes([ScriptedRunner("a", [captured("sbatch_controller_down")])], down_retry_after=10)
+    )
     with pytest.raises(SchedulerUnavailable):
         await cluster.submit("alice", "j", "/home/alice", "#!/bin/bash\n")
 
 
 async def test_user_account_is_one_getent_parsed_from_real_output() -> None:
-    node = ScriptedNode("a", [captured("getent_passwd_alice")])
+    node = ScriptedRunner("a", [captured("getent_passwd_alice")])
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
     assert await cluster.user_account("alice") == Account("alice", 2001, 2001, "/home/alice", "/bin/bash")
     assert node.calls == [["getent", "passwd", "alice"]]
 
 
 async def test_user_account_of_an_unknown_name_is_none() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [captured("getent_passwd_unknown")])], down_retry_after=10))
+    cluster = SlurmCluster(
+        CommandNodes([ScriptedRunner("a", [captured("getent_passwd_unknown")])], down_retry_after=10)
+    )
     assert await cluster.user_account("nosuchuser") is None
 
 
 async def test_user_account_asks_again_after_an_indeterminate_answer() -> None:
-    a = ScriptedNode("a", [CommandIndeterminate("a", ["getent"], "dropped")])
-    b = ScriptedNode("b", [captured("getent_passwd_alice")])
+    a = ScriptedRunner("a", [indeterminate("dropped")])
+    b = ScriptedRunner("b", [captured("getent_passwd_alice")])
     cluster = SlurmCluster(CommandNodes([a, b], down_retry_after=10))
     account = await cluster.user_account("alice")
     assert account is not None
@@ -216,7 +196,7 @@ async def test_user_account_asks_again_after_an_indeterminate_answer() -> None:
 
 
 async def test_user_account_when_getent_fails_otherwise_is_unavailable() -> None:
-    node = ScriptedNode("a", [out(status=1, stderr="Unknown database: passwd\n")])
+    node = ScriptedRunner("a", [answer(status=1, stderr="Unknown database: passwd\n")])
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10))
     with pytest.raises(ClusterUnavailable):
         await cluster.user_account("alice")
@@ -224,7 +204,7 @@ async def test_user_account_when_getent_fails_otherwise_is_unavailable() -> None
 
 async def test_with_a_site_helper_only_sbatch_and_scancel_go_through_it() -> None:
     helper = "/usr/local/sbin/bwvisu-slurm-as"
-    node = ScriptedNode("a", [out("42\n"), out(), out(), out()])
+    node = ScriptedRunner("a", [answer("42\n"), answer(), answer(), answer()])
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10), helper)
     assert await cluster.submit("alice", "job1", "/home/alice", "#!/bin/bash\n") == "42"
     await cluster.query(["42"])
@@ -241,7 +221,7 @@ async def test_with_a_site_helper_only_sbatch_and_scancel_go_through_it() -> Non
 
 async def test_a_helper_refusal_is_a_scheduler_error_with_its_reason() -> None:
     refusal = "bwvisu-slurm-as: refused: root has uid 0, below min-uid 1000: not an ordinary user\n"
-    node = ScriptedNode("a", [out(status=77, stderr=refusal)])
+    node = ScriptedRunner("a", [answer(status=77, stderr=refusal)])
     cluster = SlurmCluster(CommandNodes([node], down_retry_after=10), "/usr/local/sbin/bwvisu-slurm-as")
     with pytest.raises(SchedulerError, match="sbatch failed: bwvisu-slurm-as: refused: root has uid 0"):
         await cluster.submit("root", "job1", "/root", "#!/bin/bash\n")
@@ -250,19 +230,15 @@ async def test_a_helper_refusal_is_a_scheduler_error_with_its_reason() -> None:
 # --- nothing from below the boundary leaks: every outcome is a RunnerError with a stable code -------------
 
 
-def _lost(node: str = "a") -> CommandIndeterminate:
-    return CommandIndeterminate(node, ["x"], "connection lost")
-
-
 async def test_a_second_indeterminate_scancel_is_scheduler_unavailable() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [_lost(), _lost()])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [indeterminate(), indeterminate()])], down_retry_after=10))
     with pytest.raises(SchedulerUnavailable) as caught:
         await cluster.cancel("alice", "7")
     assert "connection lost" in (caught.value.internal or "")
 
 
 async def test_a_second_indeterminate_getent_is_cluster_unavailable() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [_lost(), _lost()])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [indeterminate(), indeterminate()])], down_retry_after=10))
     with pytest.raises(ClusterUnavailable) as caught:
         await cluster.user_account("alice")
     assert caught.value.code == "cluster-unavailable"
@@ -270,7 +246,7 @@ async def test_a_second_indeterminate_getent_is_cluster_unavailable() -> None:
 
 
 async def test_unreadable_getent_output_is_cluster_unavailable() -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out("alice:x:1000\n")])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [answer("alice:x:1000\n")])], down_retry_after=10))
     with pytest.raises(ClusterUnavailable) as caught:
         await cluster.user_account("alice")
     assert "fields" in (caught.value.internal or "")
@@ -287,7 +263,7 @@ async def test_unreadable_getent_output_is_cluster_unavailable() -> None:
     ids=["squeue", "sacct", "squeue-by-name"],
 )
 async def test_unreadable_squeue_or_sacct_output_is_scheduler_unavailable(ask: Any) -> None:
-    cluster = SlurmCluster(CommandNodes([ScriptedNode("a", [out("garbage|line\n")])], down_retry_after=10))
+    cluster = SlurmCluster(CommandNodes([ScriptedRunner("a", [answer("garbage|line\n")])], down_retry_after=10))
     with pytest.raises(SchedulerUnavailable) as caught:
         await ask(cluster)
     assert "fields" in (caught.value.internal or "")

@@ -17,25 +17,9 @@ from runner.config import (
     settings_from_mapping,
 )
 from runner.errors import ConfigError
-from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
+from tests.unit.config_support import BWVISU_CONFIG, clean_environment  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.unit
-
-# The shape of bwVisu's published config.json, hyphenated keys and all.
-BWVISU_CONFIG: dict[str, Any] = {
-    "bwvisu-home-prefix": "/home/bwvisu",
-    "gateway-nodes": [
-        {"internal-ip": "10.0.0.10", "external-ip": "193.196.1.10", "user": "runner", "port": 22},
-        {"internal-ip": "10.0.0.11", "external-ip": "193.196.1.11", "user": "runner", "port": 2222},
-    ],
-    "command-nodes": [{"ip": "10.0.0.2", "user": "runner", "port": 22}, {"ip": "10.0.0.3", "user": "runner"}],
-    "keyholed-servers": [{"ip": "10.0.0.5", "port": 4243}],
-    "keyholed-port-range": {"min": 51000, "max": 52000},
-    "keyholed-max-forwarders-per-job": 2,
-    "etcd-servers": [{"ip": "10.0.0.6", "port": 2379}],
-    "debug": {"keyholed-static-forwarding": 55555},
-    "forwarding-hostname-suffix": "-ib0",
-}
 
 
 def test_bwvisu_json_accepted_as_is() -> None:

@@ -13,8 +13,10 @@ import pytest
 from runner.config import Settings, config_search_paths, load_settings, settings_from_mapping
 from runner.configenv import environment_report
 from runner.errors import ConfigError, InvalidSettings
-from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
-from tests.unit.test_config import BWVISU_CONFIG
+from tests.unit.config_support import (
+    BWVISU_CONFIG,
+    clean_environment,  # noqa: F401 - autouse fixture
+)
 
 pytestmark = pytest.mark.unit
 

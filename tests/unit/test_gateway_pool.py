@@ -8,30 +8,14 @@ from collections import Counter
 
 import pytest
 
-from runner.errors import ClusterUnavailable, GatewayCommandFailed, GatewayUnavailable, NodeUnreachable, ProbeTimedOut
+from runner.errors import ClusterUnavailable, GatewayCommandFailed, GatewayUnavailable, ProbeTimedOut
 from runner.gateway import commands
 from runner.gateway.access import ForwardHelper, SudoIptables, gateway_access
 from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import PROBE_SSH_SLACK, Gateway, GatewayPool
-from runner.ssh import CommandOutput
+from tests.scripted import Answer, Call, ScriptedRunner, answer
 
 pytestmark = pytest.mark.unit
-
-
-class FakeNode:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.down = False
-        self.calls: list[list[str]] = []
-
-    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-        self.calls.append(argv)
-        if self.down:
-            raise NodeUnreachable(self.name, argv, "connection refused")
-        return CommandOutput(self.name, tuple(argv), 0, "", "")
-
-    async def close(self) -> None:
-        return None
 
 
 class Clock:
@@ -41,8 +25,8 @@ class Clock:
         return self.now
 
 
-def pool(n: int, clock: Clock) -> tuple[GatewayPool, list[FakeNode]]:
-    nodes = [FakeNode(f"gw{i}") for i in range(n)]
+def pool(n: int, clock: Clock) -> tuple[GatewayPool, list[ScriptedRunner]]:
+    nodes = [ScriptedRunner(f"gw{i}") for i in range(n)]
     gateways = [Gateway(node, f"10.0.0.{i}", f"192.0.2.{i}") for i, node in enumerate(nodes)]
     return GatewayPool(gateways, down_retry_after=30, clock=clock), nodes
 
@@ -118,7 +102,7 @@ async def test_concurrent_installs_on_one_gateway_go_out_in_few_restore_calls() 
 
 async def test_with_a_site_helper_every_privileged_call_goes_through_it() -> None:
     helper = "/usr/local/sbin/bwvisu-forward"
-    node = FakeNode("gw")
+    node = ScriptedRunner("gw")
     p = GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, access=ForwardHelper(helper))
     gw = p.gateways[0]
     rule = ForwardRule("j-1", 50001, "10.1.0.1", 5901)
@@ -136,12 +120,7 @@ async def test_with_a_site_helper_every_privileged_call_goes_through_it() -> Non
 
 
 async def test_a_refused_helper_call_fails_the_set_up_with_its_reason() -> None:
-    class Refusing(FakeNode):
-        async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-            self.calls.append(argv)
-            return CommandOutput(self.name, tuple(argv), 78, "", "bwvisu-forward: configuration: cannot read\n")
-
-    node = Refusing("gw")
+    node = ScriptedRunner("gw").on("sudo", answer(status=78, stderr="bwvisu-forward: configuration: cannot read\n"))
     p = GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, access=gateway_access("/x"))
     with pytest.raises(GatewayCommandFailed) as caught:
         await p.ensure_chains(p.gateways[0])
@@ -168,16 +147,15 @@ def test_without_a_helper_access_is_bwvisus_sudo_iptables() -> None:
     assert len(access.setup_steps()) == 4
 
 
-class ResolvingNode(FakeNode):
-    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-        self.calls.append(argv)
-        out = "".join(f"10.1.0.{i} STREAM {name}\n" for i, name in enumerate(argv[2:], start=1))
-        return CommandOutput(self.name, tuple(argv), 0 if argv[2:] != ["nowhere"] else 2, out, "")
+def ahostsv4(call: Call) -> Answer:
+    """``getent ahostsv4 NAME...``: 10.1.0.N for the N-th name asked."""
+    out = "".join(f"10.1.0.{i} STREAM {name}\n" for i, name in enumerate(call.argv[2:], start=1))
+    return answer(out, 0 if call.argv[2:] != ["nowhere"] else 2)
 
 
 async def test_resolutions_are_reused_for_a_while_so_a_request_costs_one_ssh_call_less() -> None:
     clock = Clock()
-    node = ResolvingNode("gw0")
+    node = ScriptedRunner("gw0").on("getent", ahostsv4)
     p = GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, clock=clock)
     gw = p.gateways[0]
     assert await p.resolve(gw, ["c1", "c2"]) == {"c1": "10.1.0.1", "c2": "10.1.0.2"}
@@ -190,23 +168,10 @@ async def test_resolutions_are_reused_for_a_while_so_a_request_costs_one_ssh_cal
     assert node.calls[-1] == ["getent", "ahostsv4", "c1"]  # asked again once the answer is old
 
 
-class ProbingNode(FakeNode):
-    """Answers every command with one canned exit status and netcat line, recording the SSH timeout asked for."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__("gw0")
-        self.status = status
-        self.timeouts: list[float | None] = []
-
-    async def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> CommandOutput:
-        self.calls.append(argv)
-        self.timeouts.append(timeout)
-        line = "Connection to 10.1.0.1 50001 port [tcp/*] succeeded!\n"
-        return CommandOutput(self.name, tuple(argv), self.status, "", line)
-
-
-def probing_pool(status: int) -> tuple[GatewayPool, ProbingNode]:
-    node = ProbingNode(status)
+def probing_pool(status: int) -> tuple[GatewayPool, ScriptedRunner]:
+    """A gateway answering every command with exit ``status`` and one netcat success line."""
+    line = "Connection to 10.1.0.1 50001 port [tcp/*] succeeded!\n"
+    node = ScriptedRunner("gw0").on(lambda argv: True, answer(status=status, stderr=line))
     return GatewayPool([Gateway(node, "10.0.0.0", "192.0.2.0")], down_retry_after=30, clock=Clock()), node
 
 
@@ -215,7 +180,7 @@ async def test_a_bounded_probe_is_one_timeout_command_with_an_ssh_timeout_just_b
     targets = [("10.1.0.1", 50001), ("10.1.0.2", 50001)]
     assert await p.probe(p.gateways[0], targets, deadline=3) == {("10.1.0.1", 50001)}
     assert node.calls == [commands.request_probe_argv(targets, deadline=3)]
-    assert node.timeouts == [3 + PROBE_SSH_SLACK]
+    assert [c.timeout for c in node.log] == [3 + PROBE_SSH_SLACK]
 
 
 async def test_a_probe_without_deadline_is_the_sequential_sweep_as_before() -> None:
@@ -223,7 +188,7 @@ async def test_a_probe_without_deadline_is_the_sequential_sweep_as_before() -> N
     targets = [("10.1.0.1", 50001), ("10.1.0.2", 50001)]
     assert await p.probe(p.gateways[0], targets) == {("10.1.0.1", 50001)}
     assert node.calls == [commands.probe_argv(targets)]
-    assert node.timeouts == [None]
+    assert [c.timeout for c in node.log] == [None]
 
 
 @pytest.mark.parametrize("status", [124, 137])

@@ -1,13 +1,11 @@
-"""The production package's boundaries: only the dev wiring (``runner/dev.py``) imports the simulator, and the
-production path (``serve``, the app, the API) loads neither it nor the simulator; every runner error class lives in
-``runner/errors.py`` (the in-job client, which imports nothing of the runner, has its own)."""
+"""The production package's boundaries: only the dev wiring (``runner/dev.py``) imports the simulator (what the
+production path loads is checked in a fresh interpreter: tests/integration/test_layout_imports.py); every runner
+error class lives in ``runner/errors.py`` (the in-job client, which imports nothing of the runner, has its own)."""
 
 from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,13 +36,19 @@ def test_only_the_dev_wiring_imports_the_simulator() -> None:
     assert importers == ["runner/dev.py"]
 
 
-def test_the_production_path_loads_neither_the_dev_wiring_nor_the_simulator() -> None:
-    probe = (
-        "import sys, runner.__main__, runner.app, runner.api.app, runner.check, runner.admin\n"
-        "print(sorted(m for m in sys.modules if m == 'runner.dev' or m.split('.')[0] == 'simulator'))"
+TESTS = Path(__file__).parents[1]
+
+
+def test_no_test_module_imports_from_another_test_module() -> None:
+    """Shared helpers live in support modules (``*_support.py``, ``conftest.py``, ``polling.py``, ``scripted.py``...),
+    so a test module can be moved, split or deleted without breaking another."""
+    offenders = sorted(
+        f"{path.relative_to(TESTS.parent)} imports {name}"
+        for path in TESTS.rglob("*.py")
+        for name in _imported_modules(path)
+        if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert offenders == []
 
 
 # The in-job client runs in the job with the standard library only (see runner/keyhole/client.py).

@@ -12,8 +12,10 @@ import pytest
 from runner.config import settings_from_mapping
 from runner.errors import PreflightFailed
 from runner.preflight import preflight, require_preflight
-from tests.unit.config_support import clean_environment  # noqa: F401 - autouse fixture
-from tests.unit.test_config import BWVISU_CONFIG
+from tests.unit.config_support import (
+    BWVISU_CONFIG,
+    clean_environment,  # noqa: F401 - autouse fixture
+)
 
 pytestmark = pytest.mark.unit
 

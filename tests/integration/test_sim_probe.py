@@ -14,7 +14,7 @@ from simulator.faults import Faults
 from simulator.probe import nc
 from simulator.testing import wait_for
 
-pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 HOST = "127.0.8.1"
 

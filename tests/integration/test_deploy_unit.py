@@ -14,7 +14,7 @@ import pytest
 
 from tests.deploy_unit import UNIT, exec_start, need_systemd_analyze, service_section
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 MAX_EXPOSURE = "1.5"
 # What the security review must see as done (its ✓ lines), one per promise of deploy/README.md.
