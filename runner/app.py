@@ -130,6 +130,7 @@ class Runner:
         await self.keyhole.start()
         stack.push_async_callback(self.keyhole.close)
         stack.push_async_callback(self.leadership.resign)
+        stack.push_async_callback(self.job_watcher.close)
         self._tasks = [
             asyncio.create_task(self.leadership.run(), name="leadership"),
             asyncio.create_task(self.watch_loop.run(), name="job-watcher"),

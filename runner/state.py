@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aetcd
@@ -33,6 +34,9 @@ from runner.etcd import ETCD_ERRORS, unavailable
 from runner.records import Change, JobRecord, JobState
 
 log = logging.getLogger(__name__)
+
+Written = Callable[[JobRecord, int], None]
+"""``(record, revision)`` of a record a batch wrote."""
 
 MAX_CAS_ATTEMPTS = 20
 # Records per batched transaction: a finished job takes 4 operations, and etcd allows 128 per transaction.
@@ -60,6 +64,7 @@ class StateStore:
     def __init__(self, client: aetcd.Client, prefix: str) -> None:
         self.client = client
         self.prefix = prefix.rstrip("/")
+        self.on_written: list[Written] = []  # told of every record this store writes, with its revision
 
     def _active_key(self, job_id: str) -> bytes:
         return f"{self.prefix}/jobs/active/{job_id}".encode()
@@ -126,6 +131,7 @@ class StateStore:
             raise unavailable(exc) from exc
         if ok:
             revision: int = responses[0].response_put.header.revision
+            self._written(record, revision)
             return revision
         if record.quota_slot is None or responses[0]:  # no place was asked for, or the id exists
             raise Conflict(f"job {record.job_id} exists")
@@ -197,20 +203,29 @@ class StateStore:
             tx.delete(self._session_key(new.job_id)),
         ]
 
-    async def _commit(self, writes: list[tuple[JobRecord, int, JobRecord]]) -> bool:
-        """Write every ``(current, revision, new)`` in one transaction if none changed since it was read."""
+    async def _commit(self, writes: list[tuple[JobRecord, int, JobRecord]]) -> int | None:
+        """Write every ``(current, revision, new)`` in one transaction if none changed since it was read; the
+        revision written at, or None if one had changed."""
         tx = self.client.transactions
         compare = [tx.mod(self._active_key(current.job_id)) == revision for current, revision, _ in writes]
         ops = [op for current, _, new in writes for op in self._write_ops(current, new)]
         try:
-            ok, _ = await self.client.transaction(compare=compare, success=ops, failure=[])
+            ok, responses = await self.client.transaction(compare=compare, success=ops, failure=[])
         except ETCD_ERRORS as exc:
             raise unavailable(exc) from exc
-        if ok:
-            for current, _, new in writes:
-                if new.state != current.state:
-                    log.info("%s: %s -> %s", describe(new), current.state.value, new.state.value)
-        return bool(ok)
+        if not ok:
+            return None
+        first = responses[0]  # every operation of a transaction is at the transaction's revision
+        written: int = getattr(first, first.WhichOneof("response")).header.revision
+        for current, _, new in writes:
+            if new.state != current.state:
+                log.info("%s: %s -> %s", describe(new), current.state.value, new.state.value)
+            self._written(new, written)
+        return written
+
+    def _written(self, record: JobRecord, revision: int) -> None:
+        for hook in self.on_written:
+            hook(record, revision)
 
     async def update_job(
         self,
@@ -233,7 +248,7 @@ class StateStore:
             new = self._apply(current, change)
             if new is None:
                 return current
-            if await self._commit([(current, revision, new)]):
+            if await self._commit([(current, revision, new)]) is not None:
                 return new
         raise StateUnavailable(internal=f"job {job_id}: too many concurrent updates")
 
@@ -244,7 +259,7 @@ class StateStore:
         written = 0
         for start in range(0, len(pending), BATCH_RECORDS):
             batch = pending[start : start + BATCH_RECORDS]
-            if await self._commit([(c, r, n) for c, r, n, _ in batch]):
+            if await self._commit([(c, r, n) for c, r, n, _ in batch]) is not None:
                 written += len(batch)
                 continue
             for current, revision, _, change in batch:

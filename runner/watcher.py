@@ -1,5 +1,8 @@
 """The job watcher: one batched ``squeue`` per tick for every active runner job, mapped to bwVisu's states.
 
+The active jobs come from :class:`runner.active.ActiveJobs`: read from etcd once, then kept by a watch, so a
+tick in which nothing changed reads nothing from etcd.
+
 A job missing from a *successful* squeue has ended; its end state and exit code come from ``sacct``. A failed
 squeue never ends a job: the last state stays and the job's details say the scheduler state is unknown.
 Records whose submission was interrupted (no Slurm id saved) are looked up by their Slurm job name.
@@ -11,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from runner.active import ActiveJobs
 from runner.errors import RunnerError
 from runner.records import Change, JobRecord, JobState, submission_failed, submitted_as
 from runner.slurm import cli as slurm
@@ -37,11 +41,12 @@ class TickStats:
 class JobWatcher:
     def __init__(self, store: StateStore, scheduler: Scheduler, pending_grace: float) -> None:
         self._store = store
+        self.view = ActiveJobs(store)  # read in full once, then kept by an etcd watch
         self._scheduler = scheduler
         self._pending_grace = pending_grace  # how long a submission may legitimately be in flight
 
     async def tick(self) -> TickStats:
-        jobs = await self._store.active_jobs()
+        jobs = await self.view.snapshot()
         stats = TickStats(active=len(jobs))
         await self._adopt_interrupted(jobs)
         tracked = [(r, rev) for r, rev in jobs if r.slurm_id is not None]
@@ -80,6 +85,9 @@ class JobWatcher:
         # One transaction per batch of records: a tick where thousands of jobs start costs few round trips.
         stats.updated = await self._store.update_jobs(changes)
         return stats
+
+    async def close(self) -> None:
+        await self.view.close()
 
     async def _adopt_interrupted(self, jobs: list[tuple[JobRecord, int]]) -> None:
         """Find the Slurm job of records saved before sbatch whose submitter went away."""

@@ -1,0 +1,104 @@
+"""The active job records as a long-lived view: one full read, then an etcd watch resumed from it.
+
+The job watcher ticks every second or so over every active job; reading every record from etcd each tick costs
+bytes and CPU in proportion to the job count even when nothing changed. :class:`ActiveJobs` reads them once,
+then applies the watch's events (a new or changed record, a record that left ``active``), so a steady tick reads
+nothing from etcd. When the watch is lost (etcd restarted, the revision was compacted, the connection dropped)
+the next :meth:`ActiveJobs.snapshot` reads everything again and starts a new watch.
+
+The watch is started *before* the full read, and every event carries its revision: an event older than the
+record the read returned is dropped, so the view never goes back in time whichever arrives first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.etcd import ETCD_ERRORS
+from runner.records import JobRecord
+from runner.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class ActiveJobs:
+    """``job id -> (record, revision)`` of every active job, kept current by one etcd watch."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._prefix = f"{store.prefix}/jobs/active/".encode()
+        self._jobs: dict[str, tuple[JobRecord, int]] = {}
+        # revision at which the caller saw a job leave active, until the watch's own delete arrives
+        self._gone: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.full_reads = 0  # how often everything was read (1 while the first watch lasts)
+        store.on_written.append(self.wrote)  # this process's own writes are seen at once
+
+    @property
+    def following(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def snapshot(self) -> list[tuple[JobRecord, int]]:
+        """Every active record with its revision; read in full only when no watch is running."""
+        if not self.following:
+            await self._resync()
+        return list(self._jobs.values())
+
+    def wrote(self, record: JobRecord, revision: int) -> None:
+        """A record this process wrote at ``revision``: seen at once, before its event arrives."""
+        self._apply(record.job_id, record if record.active else None, revision)
+
+    async def _resync(self) -> None:
+        watch = await self._store.client.watch_prefix(self._prefix)
+        try:
+            jobs = await self._store.active_jobs()
+        except BaseException:
+            await watch.cancel()
+            raise
+        self.full_reads += 1
+        if self.full_reads > 1:
+            log.info("watcher: job view read again (%d active jobs): its watch was lost", len(jobs))
+        self._jobs = {record.job_id: (record, revision) for record, revision in jobs}
+        self._gone.clear()
+        self._task = asyncio.create_task(self._follow(watch), name="active-jobs-watch")
+
+    async def _follow(self, watch: Any) -> None:
+        try:
+            async for event in watch:
+                job_id = event.kv.key[len(self._prefix) :].decode(errors="replace")
+                if event.kind == "DELETE":
+                    self._apply(job_id, None, event.kv.mod_revision)
+                    self._gone.pop(job_id, None)  # the watch is in revision order: nothing older follows
+                    continue
+                try:
+                    record = JobRecord.model_validate_json(event.kv.value)
+                except ValidationError:
+                    log.warning("watcher: unreadable record of job %r ignored", job_id[:64])
+                    continue
+                self._apply(job_id, record, event.kv.mod_revision)
+        except ETCD_ERRORS as exc:
+            log.warning("watcher: watch of active jobs lost (%s: %s)", type(exc).__name__, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await watch.cancel()
+
+    def _apply(self, job_id: str, record: JobRecord | None, revision: int) -> None:
+        held = self._jobs.get(job_id)
+        newest = max(held[1] if held else 0, self._gone.get(job_id, 0))
+        if revision <= newest:
+            return  # older than what the view holds
+        if record is None:
+            self._jobs.pop(job_id, None)
+            self._gone[job_id] = revision
+        else:
+            self._jobs[job_id] = (record, revision)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
