@@ -35,6 +35,7 @@ class ActiveJobs:
         self._jobs: dict[str, tuple[JobRecord, int]] = {}
         # revision at which the caller saw a job leave active, until the watch's own delete arrives
         self._gone: dict[str, int] = {}
+        self._raw: dict[str, tuple[bytes, int]] = {}  # records from the watch, parsed when a snapshot is taken
         self._task: asyncio.Task[None] | None = None
         self.full_reads = 0  # how often everything was read (1 while the first watch lasts)
         store.on_written.append(self.wrote)  # this process's own writes are seen at once
@@ -47,6 +48,7 @@ class ActiveJobs:
         """Every active record with its revision; read in full only when no watch is running."""
         if not self.following:
             await self._resync()
+        self._parse_pending()
         return list(self._jobs.values())
 
     def wrote(self, record: JobRecord, revision: int) -> None:
@@ -65,6 +67,7 @@ class ActiveJobs:
             log.info("watcher: job view read again (%d active jobs): its watch was lost", len(jobs))
         self._jobs = {record.job_id: (record, revision) for record, revision in jobs}
         self._gone.clear()
+        self._raw.clear()
         self._task = asyncio.create_task(self._follow(watch), name="active-jobs-watch")
 
     async def _follow(self, watch: Any) -> None:
@@ -75,28 +78,37 @@ class ActiveJobs:
                     self._apply(job_id, None, event.kv.mod_revision)
                     self._gone.pop(job_id, None)  # the watch is in revision order: nothing older follows
                     continue
-                try:
-                    record = JobRecord.model_validate_json(event.kv.value)
-                except ValidationError:
-                    log.warning("watcher: unreadable record of job %r ignored", job_id[:64])
-                    continue
-                self._apply(job_id, record, event.kv.mod_revision)
+                if self._newer(job_id, event.kv.mod_revision):
+                    # parsed when a snapshot needs it: this process's own write usually arrives first
+                    # through :meth:`wrote`, and then the event's copy is never parsed at all
+                    self._raw[job_id] = (event.kv.value, event.kv.mod_revision)
         except ETCD_ERRORS as exc:
             log.warning("watcher: watch of active jobs lost (%s: %s)", type(exc).__name__, exc)
         finally:
             with contextlib.suppress(Exception):
                 await watch.cancel()
 
+    def _newer(self, job_id: str, revision: int) -> bool:
+        held, raw = self._jobs.get(job_id), self._raw.get(job_id)
+        return revision > max(held[1] if held else 0, raw[1] if raw else 0, self._gone.get(job_id, 0))
+
     def _apply(self, job_id: str, record: JobRecord | None, revision: int) -> None:
-        held = self._jobs.get(job_id)
-        newest = max(held[1] if held else 0, self._gone.get(job_id, 0))
-        if revision <= newest:
+        if not self._newer(job_id, revision):
             return  # older than what the view holds
+        self._raw.pop(job_id, None)
         if record is None:
             self._jobs.pop(job_id, None)
             self._gone[job_id] = revision
         else:
             self._jobs[job_id] = (record, revision)
+
+    def _parse_pending(self) -> None:
+        pending, self._raw = self._raw, {}
+        for job_id, (value, revision) in pending.items():
+            try:
+                self._jobs[job_id] = (JobRecord.model_validate_json(value), revision)
+            except ValidationError:
+                log.warning("watcher: unreadable record of job %r ignored", job_id[:64])
 
     async def close(self) -> None:
         if self._task is not None:
