@@ -5,7 +5,8 @@ benchmarks.runner_process``) reads the runner's settings as the first JSON line 
 :class:`~runner.app.Runner` with an idle job watcher, and then answers one JSON line per request:
 
 - ``{"op": "tick"}``: one :meth:`JobWatcher.tick`, with the Slurm commands it sent (``CommandNodes.calls``),
-  the bytes of ``squeue`` output it parsed, its CPU time (``time.process_time``) and wall time;
+  the bytes of ``squeue`` output it parsed, its CPU time (``time.process_time``) and wall time, and whether it
+  read every active record from etcd (its view's watch was started, or lost);
 - ``{"op": "rss"}``: the process's resident set size after a garbage collection;
 - ``{"op": "quit"}``.
 """
@@ -71,6 +72,7 @@ async def child(config: dict[str, Any]) -> None:
                 continue
             calls = runner.nodes.calls
             squeue = sum(n.stdout_bytes.get("squeue", 0) for n in nodes)
+            reads = runner.job_watcher.view.full_reads
             cpu, wall = time.process_time(), time.perf_counter()
             stats = await runner.job_watcher.tick()
             answer = {
@@ -79,6 +81,7 @@ async def child(config: dict[str, Any]) -> None:
                 "calls": runner.nodes.calls - calls,
                 "squeue_bytes": sum(n.stdout_bytes.get("squeue", 0) for n in nodes) - squeue,
                 "stats": asdict(stats),
+                "etcd_full_reads": runner.job_watcher.view.full_reads - reads,
             }
             print(json.dumps(answer), flush=True)
 

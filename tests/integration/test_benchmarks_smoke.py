@@ -37,6 +37,7 @@ FIGURES = {
         "watcher.squeue_bytes_per_tick",
         "watcher.cpu_ms_per_tick",
         "watcher.transition_cpu_ms",
+        "watcher.steady_etcd_full_reads",
         "watcher.cpu_per_job_vs_smallest",
         "memory.runner_rss_mb",
     },
