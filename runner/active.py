@@ -13,13 +13,12 @@ record the read returned is dropped, so the view never goes back in time whichev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from pydantic import ValidationError
 
-from runner.etcd import ETCD_ERRORS
+from runner.etcd import ETCD_ERRORS, cancel_watch
 from runner.records import JobRecord
 from runner.state import StateStore
 
@@ -60,7 +59,7 @@ class ActiveJobs:
         try:
             jobs = await self._store.active_jobs()
         except BaseException:
-            await watch.cancel()
+            await cancel_watch(watch)
             raise
         self.full_reads += 1
         if self.full_reads > 1:
@@ -85,8 +84,7 @@ class ActiveJobs:
         except ETCD_ERRORS as exc:
             log.warning("watcher: watch of active jobs lost (%s: %s)", type(exc).__name__, exc)
         finally:
-            with contextlib.suppress(Exception):
-                await watch.cancel()
+            await cancel_watch(watch)
 
     def _newer(self, job_id: str, revision: int) -> bool:
         held, raw = self._jobs.get(job_id), self._raw.get(job_id)

@@ -16,6 +16,7 @@ since aetcd 1.0 opens insecure channels only:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from typing import Any
@@ -40,6 +41,17 @@ _STALE_TOKEN = ("invalid auth token", "revision of auth store is old")
 
 ETCD_ERRORS: tuple[type[Exception], ...] = (aetcd.exceptions.ClientError, grpc.RpcError, OSError, TimeoutError)
 """What a call through aetcd raises when etcd does not answer as asked (down, refused, timed out, denied)."""
+
+
+WATCH_CANCEL_TIMEOUT = 2.0  # seconds a watch's cancel may take before it is left to the channel's close
+
+
+async def cancel_watch(watch: Any) -> None:
+    """Cancel an aetcd watch, bounded: its cancel waits on the watch stream's lock, which a stream being torn
+    down (etcd gone, the client closing) may hold for good."""
+    with contextlib.suppress(Exception, TimeoutError):
+        async with asyncio.timeout(WATCH_CANCEL_TIMEOUT):
+            await watch.cancel()
 
 
 def unavailable(exc: Exception) -> StateUnavailable:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from runner.etcd import ETCD_ERRORS
+from runner.etcd import ETCD_ERRORS, cancel_watch
 from runner.records import JobRecord
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ class JobFeed:
                     self._deliver(event.kv.key, event.kv.value, event.kv.mod_revision)
         finally:
             self.ready.clear()
-            with contextlib.suppress(Exception):
-                await watch.cancel()
+            await cancel_watch(watch)
 
     def _deliver(self, key: bytes, value: bytes, revision: int) -> None:
         job_id = key.rsplit(b"/", 1)[-1].decode(errors="replace")
