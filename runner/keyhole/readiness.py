@@ -80,7 +80,7 @@ class KeyholeWatcher:
         records = await self._ports.all()
         ended = [r for r in records if r.job_id not in jobs and not await self._still_active(r.job_id)]
         live = [r for r in records if r not in ended]
-        self._pool.set_load([(r.job_id, r.gateway) for r in live if r.gateway])
+        self._pool.set_load([(r.job_id, r.gateway_ssh_ip) for r in live if r.gateway_ssh_ip])
         if ended:
             stats.cleaned_jobs = await self.cleanup(ended)
         await self._probe(jobs, health=self.sweeps % self._health_every == 0, stats=stats)
@@ -97,7 +97,7 @@ class KeyholeWatcher:
         """Remove the rules and reservations of ended jobs; a gateway that cannot be reached keeps them for later."""
         ended_jobs = {r.job_id for r in ended}
         done_gateways: set[str | None] = {None}
-        for ip in sorted({r.gateway for r in ended if r.gateway}):
+        for ip in sorted({r.gateway_ssh_ip for r in ended if r.gateway_ssh_ip}):
             gateway = self._pool.by_ip.get(ip)
             if gateway is None:
                 done_gateways.add(ip)  # no longer configured: nothing to remove there
@@ -117,7 +117,7 @@ class KeyholeWatcher:
             done_gateways.add(ip)
         cleaned: set[str] = set()
         for record in ended:
-            if record.gateway in done_gateways:
+            if record.gateway_ssh_ip in done_gateways:
                 await self._ports.release(record.job_id, [record.port])
                 cleaned.add(record.job_id)
         for job_id in cleaned:
@@ -134,7 +134,7 @@ class KeyholeWatcher:
         kept: dict[str, dict[tuple[str, int], Target]] = {}
         for record, _ in wanted:
             for f in record.forwards:
-                kept.setdefault(f.gateway, {})[(f.internal_ip, f.internal_port)] = Target(
+                kept.setdefault(f.gateway_ssh_ip, {})[(f.internal_ip, f.internal_port)] = Target(
                     record, f.internal_ip, f.internal_port
                 )
         targets: dict[str, set[tuple[str, int]]] = {}
@@ -154,7 +154,7 @@ class KeyholeWatcher:
             open_now[ip] = result
             stats.probed += len(targets[ip])
         for record, rev in wanted:
-            if not any(f.gateway in open_now for f in record.forwards):
+            if not any(f.gateway_ssh_ip in open_now for f in record.forwards):
                 continue
             stored = await self._store.update_job(record.job_id, _observe(open_now), known=(record, rev))
             if stored is not None and stored.state is JobState.AVAILABLE and record.state is not JobState.AVAILABLE:
@@ -174,14 +174,15 @@ class KeyholeWatcher:
         for gateway in self._pool.healthy():
             try:
                 current = await self._pool.current(gateway)
-                records = [r for r in await self._ports.all() if r.gateway == gateway.internal_ip]
+                records = [r for r in await self._ports.all() if r.gateway_ssh_ip == gateway.internal_ip]
                 jobs = {job.job_id: job for job, _ in await self._store.active_jobs()}
                 settled = time.time() - self.placement_grace
                 placed = [r for r in records if r.reserved_at <= settled]
                 recent = {r.job_id for r in records if r.reserved_at > settled}
-                verdicts = await self._guard.judge(
-                    gateway, [Target(jobs.get(r.job_id), r.internal_ip or "", r.port) for r in placed]
-                )
+                targets = [
+                    Target(jobs.get(r.job_id), r.forward.internal_ip if r.forward else "", r.port) for r in placed
+                ]
+                verdicts = await self._guard.judge(gateway, targets)
                 # a forward that breaks the rules is not written back; one not yet decidable is left alone
                 desired = {forward_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
                 recent |= {r.job_id for r, v in zip(placed, verdicts, strict=True) if v is Verdict.UNDECIDED}
@@ -238,8 +239,8 @@ def _observe(open_now: dict[str, set[tuple[str, int]]]) -> Callable[[JobRecord],
         if record.state not in (*_WAITING, JobState.AVAILABLE):
             return None
         forwards = [
-            f.model_copy(update={"reachable": (f.internal_ip, f.internal_port) in open_now[f.gateway]})
-            if f.gateway in open_now
+            f.model_copy(update={"reachable": (f.internal_ip, f.internal_port) in open_now[f.gateway_ssh_ip]})
+            if f.gateway_ssh_ip in open_now
             else f
             for f in record.forwards
         ]
