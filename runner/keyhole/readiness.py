@@ -193,21 +193,8 @@ class KeyholeWatcher:
     async def _reconcile_one(
         self, gateway: Gateway, current: CurrentRules, desired: set[ForwardRule], recent: set[str], stats: SweepStats
     ) -> None:
-        masq_of = {_masq(r): r for r in desired}
-        seen_dnat: set[ForwardRule] = set()
-        stray_dnat = []
-        for rule in current.dnat:
-            if rule in desired and rule not in seen_dnat:
-                seen_dnat.add(rule)
-            elif rule.job_id not in recent:
-                stray_dnat.append(rule)
-        seen_masq: set[ForwardRule] = set()
-        stray_masq = []
-        for rule in current.masquerade:
-            if rule in masq_of and rule not in seen_masq:
-                seen_masq.add(rule)
-            elif rule.job_id not in recent:
-                stray_masq.append(rule)
+        seen_dnat, stray_dnat = _sort_rules(current.dnat, desired, recent)
+        seen_masq, stray_masq = _sort_rules(current.masquerade, {_masq(r) for r in desired}, recent)
         add = []
         for rule in desired:
             has_dnat, has_masq = rule in seen_dnat, _masq(rule) in seen_masq
@@ -228,6 +215,20 @@ class KeyholeWatcher:
             await self._pool.edit(gateway, add=add, delete_dnat=stray_dnat, delete_masquerade=stray_masq)
         stats.strays_removed += len(stray_dnat) + len(stray_masq)
         stats.missing_restored += len(add)
+
+
+def _sort_rules(
+    present: list[ForwardRule], wanted: set[ForwardRule], recent: set[str]
+) -> tuple[set[ForwardRule], list[ForwardRule]]:
+    """The wanted rules present (each once), and the strays: duplicates and unwanted rules of settled jobs."""
+    seen: set[ForwardRule] = set()
+    strays = []
+    for rule in present:
+        if rule in wanted and rule not in seen:
+            seen.add(rule)
+        elif rule.job_id not in recent:
+            strays.append(rule)
+    return seen, strays
 
 
 def _masq(rule: ForwardRule) -> ForwardRule:

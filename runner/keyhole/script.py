@@ -19,6 +19,7 @@ import re
 import shlex
 from functools import cache
 from importlib import resources
+from typing import TypedDict, Unpack
 
 from runner.errors import TemplateError
 from runner.records import JOB_ID
@@ -141,6 +142,14 @@ def requested_ports(script: str, *, max_ports: int) -> int | None:
     return ports
 
 
+class SnippetTuning(TypedDict, total=False):
+    """The optional arguments of :func:`keyhole_snippet`, passed on by :func:`expand_keyhole_request`."""
+
+    deadline_seconds: float
+    initial_delay: float
+    ca_pem: str | None
+
+
 def expand_keyhole_request(
     script: str,
     *,
@@ -149,9 +158,7 @@ def expand_keyhole_request(
     session_secret: str,
     service_urls: list[str],
     max_ports: int,
-    deadline_seconds: float = 120.0,
-    initial_delay: float = 0.5,
-    ca_pem: str | None = None,
+    **tuning: Unpack[SnippetTuning],
 ) -> str:
     """Replace the script's ``#KEYHOLE-REQUEST-PORTS N`` line with the client snippet.
 
@@ -162,14 +169,7 @@ def expand_keyhole_request(
     if ports is None:
         return script
     snippet = keyhole_snippet(
-        job_id=job_id,
-        token=token,
-        session_secret=session_secret,
-        service_urls=service_urls,
-        ports=ports,
-        deadline_seconds=deadline_seconds,
-        initial_delay=initial_delay,
-        ca_pem=ca_pem,
+        job_id=job_id, token=token, session_secret=session_secret, service_urls=service_urls, ports=ports, **tuning
     )
     lines = script.split("\n")
     found = find_directive(script)

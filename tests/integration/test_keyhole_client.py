@@ -26,16 +26,11 @@ from runner.records import Forward
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-
-def _forward(internal_port: int, external_port: int, external_ip: str) -> Forward:
-    """A forward as the service would answer it; only the public address reaches the job."""
-    return Forward(
-        internal_port=internal_port,
-        external_port=external_port,
-        external_ip=external_ip,
-        gateway_ssh_ip="10.0.0.1",
-        internal_ip="10.1.0.1",
-    )
+# what the service answers; only each forward's public address reaches the job
+ANSWER = [
+    Forward(internal_port=i, external_port=e, external_ip=ip, gateway_ssh_ip="10.0.0.1", internal_ip="10.1.0.1")
+    for i, e, ip in [(50001, 50101, "192.0.2.7"), (50002, 50102, "192.0.2.8")]
+]
 
 
 TOKEN = "cGVyLWpvYi10b2tlbi1mb3ItdGVzdGluZw"
@@ -69,7 +64,7 @@ class FakeService:
                     status, answer = 403, encode_refusal(Forbidden("this job already has its ports"))
                 else:
                     status = 200
-                    answer = encode_forwards([_forward(50001, 50101, "192.0.2.7"), _forward(50002, 50102, "192.0.2.8")])
+                    answer = encode_forwards(ANSWER)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
