@@ -93,7 +93,7 @@ async def _gateway_loads(etcd: EtcdServer) -> dict[str, list[int]]:
         if found:
             from runner.keyhole.ports import PortRecord  # noqa: PLC0415
 
-            gateway = PortRecord.model_validate_json(kv.value).gateway
+            gateway = PortRecord.model_validate_json(kv.value).gateway_ssh_ip
             per_prefix.setdefault(prefix, Counter())[str(gateway)] += 1
     return {prefix: sorted(c.values(), reverse=True) for prefix, c in per_prefix.items()}
 

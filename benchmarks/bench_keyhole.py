@@ -139,7 +139,7 @@ async def spread(etcd: EtcdServer, jobs: int, gateways: int, in_flight: int = 64
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(jobs)))
         took = time.perf_counter() - start
-        counts = Counter(r.gateway for r in await service.ports.all())
+        counts = Counter(r.gateway_ssh_ip for r in await service.ports.all())
         loads = [counts.get(g.internal_ip, 0) for g in pool.gateways]
         return max(loads) / statistics.mean(loads), max(loads), took
     finally:

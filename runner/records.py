@@ -39,14 +39,23 @@ class SubmitPhase(StrEnum):
 
 
 class Forward(BaseModel):
-    """One port forward: ``external_ip:external_port`` on a gateway to ``internal_ip:internal_port``."""
+    """One port forward: ``external_ip:external_port`` on a gateway to ``internal_ip:internal_port`` on a node.
 
-    model_config = ConfigDict(frozen=True)
+    The runner's one forward type: a job's record holds them, a placed port reservation holds one
+    (:class:`runner.keyhole.ports.PortRecord`), the keyhole service answers with them. Each wire has its one
+    conversion: the stored JSON here (the SSH address is spelled ``gateway`` there, as records already in etcd
+    have it), the job's answer in :func:`runner.keyhole.protocol.encode_forwards` and
+    :func:`runner.keyhole.claims.answered`, the REST API's ``services`` in
+    :meth:`runner.api.schemas.JobResponse.from_record`. The iptables rule written for it is
+    :class:`runner.gateway.iptables.ForwardRule`.
+    """
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     internal_port: int
     external_port: int
-    external_ip: str
-    gateway: str = Field(description="the gateway's internal (SSH) address")
+    external_ip: str = Field(description="the gateway's public address users connect to")
+    gateway_ssh_ip: str = Field(alias="gateway", description="the gateway's internal address the runner reaches by SSH")
     internal_ip: str = Field(description="the compute host the forward targets")
     reachable: bool = False
 

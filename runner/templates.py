@@ -7,8 +7,9 @@ functions hold the rules so the API's request schemas and :class:`TemplateStore`
 Rendering never HTML-escapes (a batch script is not HTML): every ``{{name}}`` is rendered as ``{{{name}}}``.
 Values are strings, so a section ``{{#name}}...{{/name}}`` is a truthiness test (non-empty value) that renders
 its body once, in the enclosing scope. Partials, lambdas and dotted names are not part of the template language
-here. A line ``#KEYHOLE-REQUEST-PORTS N`` may appear at most once; the store reports ``N`` but leaves the line
-in place, since its expansion belongs to the keyhole module.
+here. A line ``#KEYHOLE-REQUEST-PORTS N`` may appear at most once, by the keyhole module's one rule
+(:func:`runner.keyhole.script.find_directive`); the store reports ``N`` but leaves the line in place, since its
+expansion belongs to the keyhole module.
 
 A line ``#KEYHOLE-SESSION-URL <pattern>`` (at most once) says that the template's application admits only the
 holder of the job's session secret, and where a browser lands in the session: ``{host}``, ``{port}`` and
@@ -29,17 +30,15 @@ import chevron
 from chevron.tokenizer import ChevronError, tokenize
 
 from runner.errors import InvalidTemplateName, InvalidVariable, TemplateError, UnknownTemplate
+from runner.keyhole.script import find_directive
 
 VALUE_MAX_LENGTH = 4096
 NAME_MAX_LENGTH = 255
-KEYHOLE_DIRECTIVE = "#KEYHOLE-REQUEST-PORTS"
 SESSION_URL_DIRECTIVE = "#KEYHOLE-SESSION-URL"
 SESSION_URL_FIELDS = frozenset({"host", "port", "password"})
 
 _VALUE_CHARS = re.compile(r"[A-Za-z0-9./_-]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_KEYHOLE_LINE = re.compile(rf"^[ \t]*{re.escape(KEYHOLE_DIRECTIVE)}(?![A-Za-z0-9_-])(?P<rest>.*)$", re.MULTILINE)
-_KEYHOLE_COUNT = re.compile(r"[ \t]+(?P<n>[0-9]{1,4})[ \t]*\r?")
 _SESSION_LINE = re.compile(rf"^[ \t]*{re.escape(SESSION_URL_DIRECTIVE)}(?![A-Za-z0-9_-])(?P<rest>.*)$", re.MULTILINE)
 _SESSION_PATTERN = re.compile(r"[ \t]+(?P<url>https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%{}-]+)[ \t]*\r?")
 # Section keys get a suffix no identifier can have, so a variable may be both printed and tested.
@@ -138,16 +137,11 @@ def _session_url(name: str, text: str) -> str | None:
 
 def _keyhole_ports(name: str, text: str) -> int | None:
     """``N`` of the one ``#KEYHOLE-REQUEST-PORTS N`` line, None without one; TemplateError otherwise."""
-    lines = _KEYHOLE_LINE.findall(text)
-    if len(lines) > 1:
-        raise TemplateError(f"template {name!r} has {KEYHOLE_DIRECTIVE} {len(lines)} times; at most once is allowed")
-    ports: int | None = None
-    if lines:
-        count = _KEYHOLE_COUNT.fullmatch(lines[0])
-        if count is None or int(count["n"]) < 1:
-            raise TemplateError(f"template {name!r}: {KEYHOLE_DIRECTIVE} needs one positive integer")
-        ports = int(count["n"])
-    return ports
+    try:
+        found = find_directive(text)  # the keyhole's one rule, so a template the store accepts also expands
+    except ValueError as exc:
+        raise TemplateError(f"template {name!r}: {exc}") from None
+    return found[1] if found is not None else None
 
 
 def _parse(name: str, text: str) -> _Parsed:

@@ -36,7 +36,12 @@ IPTABLES_RESTORE: tuple[str, ...] = ("iptables-restore",)
 
 @dataclass(frozen=True, order=True)
 class ForwardRule:
-    """One forward: the gateway's ``external_port`` to ``internal_ip:internal_port``, owned by a job."""
+    """One iptables rule pair: the gateway's ``external_port`` to ``internal_ip:internal_port``, owned by a job.
+
+    A rule, not a forward record (:class:`runner.records.Forward`): it is what a gateway's chains hold, written
+    from a record and parsed back from ``iptables -S``, so it has only what the rule text carries (the job id in
+    its comment, no gateway addresses) and is compared rule by rule when reconciling.
+    """
 
     job_id: str
     external_port: int

@@ -23,7 +23,7 @@ import aetcd
 from pydantic import BaseModel
 
 from runner.etcd import ETCD_ERRORS, unavailable
-from runner.keyhole.protocol import Forward
+from runner.records import Forward
 
 
 class ClaimStatus(StrEnum):
@@ -31,10 +31,16 @@ class ClaimStatus(StrEnum):
     DONE = "done"
 
 
-class WireForward(BaseModel):
-    internal_port: int
-    external_port: int
-    gateway: str
+Answer = list[dict[str, int | str]]
+"""What the job was told, as the request record stores it: ``{"internal_port", "external_port", "gateway"}``
+per forward, ``gateway`` being the public address (the shape records already in etcd have)."""
+
+
+def answered(forwards: list[Forward]) -> Answer:
+    """The stored answer of ``forwards``: the one conversion to the request record's shape."""
+    return [
+        {"internal_port": f.internal_port, "external_port": f.external_port, "gateway": f.external_ip} for f in forwards
+    ]
 
 
 class ClaimRecord(BaseModel):
@@ -43,16 +49,13 @@ class ClaimRecord(BaseModel):
     owner: str
     started: float
     status: ClaimStatus = ClaimStatus.PENDING
-    answer: list[WireForward] | None = None
-
-    def forwards(self) -> list[Forward]:
-        return [Forward(f.internal_port, f.external_port, f.gateway) for f in self.answer or []]
+    answer: Answer | None = None
 
 
 class Outcome(StrEnum):
     NEW = "new"  # this handler owns the request now
     TAKEOVER = "takeover"  # a retry of a request whose handler vanished; this handler owns it now
-    ANSWERED = "answered"  # a retry of a finished request: ``record.answer`` is the answer
+    ANSWERED = "answered"  # a retry of a finished request: ``record.answer`` is what the job was told
     IN_PROGRESS = "in-progress"  # a retry while another handler still works on it
     SECOND_REQUEST = "second-request"  # the job already asked with other bytes
     REPLAYED_NONCE = "replayed-nonce"  # the nonce was used by other bytes
@@ -131,15 +134,7 @@ class Claims:
 
     async def finish(self, job_id: str, record: ClaimRecord, answer: list[Forward]) -> None:
         """Record the answer, so a retry of the same bytes gets it back."""
-        done = record.model_copy(
-            update={
-                "status": ClaimStatus.DONE,
-                "answer": [
-                    WireForward(internal_port=f.internal_port, external_port=f.external_port, gateway=f.gateway)
-                    for f in answer
-                ],
-            }
-        )
+        done = record.model_copy(update={"status": ClaimStatus.DONE, "answer": answered(answer)})
         try:
             await self._client.put(self._request_key(job_id), done.model_dump_json().encode())
         except ETCD_ERRORS as exc:

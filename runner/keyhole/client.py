@@ -3,8 +3,8 @@
 Standard library only, one file, Python >= 3.7: it is embedded into the batch script by
 :mod:`runner.keyhole.script` and fed to ``python3 -`` through a quoted heredoc, followed by one line
 that calls :func:`main` with the job's token, so the token never lands in a file or in ``ps``.
-It carries its own copies of the hostlist expander (:mod:`runner.slurm.hostlist`) and of the request signing
-(:mod:`runner.keyhole.protocol`); a unit test keeps them identical.
+It is the one home of the hostlist expander and of the request signing: the runner imports both from here
+(:mod:`runner.slurm.hostlist`, :mod:`runner.keyhole.protocol`), and this file imports nothing from the runner.
 
 It expands ``SLURM_JOB_NODELIST`` (or ``SLURM_NODELIST``), signs one request, and sends the same bytes
 to the service URLs in turn until one answers, backing off exponentially with jitter while none can
@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping  # noqa: UP035
 REQUEST_PATH = "/keyhole/v1/forwards"
 SIGNATURE_CONTEXT = b"bwvisu-keyhole-v1\n"
 MAX_HOSTS = 100000
+TOO_MANY_HOSTS = "hostlist names more than {} hosts"
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
 EXIT_UNREACHABLE = 4
@@ -56,7 +57,13 @@ class KeyholeFailure(Exception):
         self.exit_code = exit_code
 
 
-# --- hostlist expansion (a copy of runner.slurm.hostlist.expand; raises ValueError) ---------------------
+# --- hostlist expansion (the one copy: runner.slurm.hostlist.expand maps its ValueError) ----------------
+#
+# The grammar follows Slurm's: a comma-separated list of host expressions (commas inside brackets do not
+# separate), each a sequence of literal parts and bracket groups; a bracket group is a comma-separated list of
+# numbers and ``lo-hi`` ranges. Several groups in one expression (``r[1-2]n[01-02]``) give their cartesian
+# product, the leftmost group varying slowest. A range is zero-padded to the width of its lower bound, as Slurm
+# does (``[08-10]`` -> ``08 09 10``, ``[8-10]`` -> ``8 9 10``). The count is checked before any name is built.
 
 
 def _split_hostlist(hostlist: str) -> list[str]:
@@ -123,7 +130,7 @@ def expand_hostlist(hostlist: str, max_hosts: int = MAX_HOSTS) -> list[str]:
                 count *= sum(hi - lo + 1 for lo, hi, _ in part)
         total += count
         if total > max_hosts:
-            raise ValueError(f"hostlist names more than {max_hosts} hosts")
+            raise ValueError(TOO_MANY_HOSTS.format(max_hosts))
     hosts: dict[str, None] = {}
     for parts in expressions:
         names = [""]
@@ -138,20 +145,31 @@ def expand_hostlist(hostlist: str, max_hosts: int = MAX_HOSTS) -> list[str]:
     return list(hosts)
 
 
-# --- signing (a copy of runner.keyhole.protocol) -------------------------------------------------
+# --- signing (the one copy: runner.keyhole.protocol verifies with these) ----------------------------
 
 
 def canonical_bytes(fields: Mapping[str, Any]) -> bytes:
+    """The exact bytes the signature covers: the context line, then the fields as canonical JSON."""
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return SIGNATURE_CONTEXT + text.encode("ascii")
 
 
 def sign(fields: Mapping[str, Any], token: str) -> str:
+    """Hex HMAC-SHA256 of :func:`canonical_bytes` keyed with the job's token."""
     return hmac.new(token.encode("utf-8"), canonical_bytes(fields), hashlib.sha256).hexdigest()
 
 
-def build_request(job_id: str, hostnames: list[str], ports: int, token: str, *, timestamp: int, nonce: str) -> bytes:
-    fields = {"job-id": job_id, "hostnames": hostnames, "ports": ports, "timestamp": timestamp, "nonce": nonce}
+def build_request(
+    job_id: str, hostnames: list[str], ports: int, token: str, *, timestamp: int, nonce: str | None = None
+) -> bytes:
+    """A signed request body; a fresh random nonce unless one is given."""
+    fields = {
+        "job-id": job_id,
+        "hostnames": hostnames,
+        "ports": ports,
+        "timestamp": timestamp,
+        "nonce": nonce if nonce is not None else secrets.token_hex(16),
+    }
     signed = dict(fields, signature=sign(fields, token))
     return json.dumps(signed, separators=(",", ":")).encode()
 

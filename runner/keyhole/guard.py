@@ -39,7 +39,11 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Target:
-    """One stored forward as the watcher would act on it."""
+    """What the guard judges of one stored forward before the watcher acts on it: its job and its target.
+
+    Not a second forward type: built from a job's :class:`~runner.records.Forward` or a placed reservation,
+    it keeps only what the checks need (no gateway, no public address).
+    """
 
     job: JobRecord | None
     internal_ip: str

@@ -2,7 +2,7 @@
 
 Layout under the runner's prefix ``P``::
 
-    P/keyhole/ports/<port>   PortRecord JSON: owner job, and once placed, gateway and target
+    P/keyhole/ports/<port>   PortRecord JSON: owner job, and once placed, its forward (gateway and target)
 
 A reservation is a transaction that creates the key only if it does not exist, so concurrent requests in
 one or several runner processes cannot both win a port. The record is written *before* the port is probed
@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Any
 
 import aetcd
-from pydantic import BaseModel
+from pydantic import BaseModel, model_serializer, model_validator
 
 from runner.errors import PortsExhausted, StateUnavailable
 from runner.etcd import ETCD_ERRORS, unavailable
+from runner.gateway.iptables import ForwardRule
+from runner.records import Forward
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,59 @@ RANDOM_TRIES = 8
 
 
 class PortRecord(BaseModel):
-    """Who holds a port, and (once placed) where its forward lives."""
+    """Who holds a port, and once placed, its forward (the same port on the gateway and on the job's nodes).
+
+    A reservation is not a forward: it exists before its gateway and target are known, and it is what keeps the
+    port from being given twice. The stored JSON is flat, as records already in etcd have it:
+    ``{"job_id", "port", "gateway" (the gateway's SSH address), "external_ip", "internal_ip", "reserved_at"}``,
+    the three addresses null until placed; :meth:`_from_stored` and :meth:`_to_stored` are its one conversion.
+    """
 
     job_id: str
     port: int
-    gateway: str | None = None
-    external_ip: str | None = None
-    internal_ip: str | None = None
+    forward: Forward | None = None
     reserved_at: float = 0.0
+
+    @property
+    def gateway_ssh_ip(self) -> str | None:
+        """The SSH address of the gateway the forward is placed on; None while only reserved."""
+        return self.forward.gateway_ssh_ip if self.forward is not None else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_stored(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "forward" in data:
+            return data
+        stored = dict(data)
+        gateway, external_ip, internal_ip = (stored.pop(k, None) for k in ("gateway", "external_ip", "internal_ip"))
+        if gateway is not None:
+            port = stored.get("port")
+            stored["forward"] = {
+                "internal_port": port,
+                "external_port": port,
+                "external_ip": external_ip or "",
+                "gateway_ssh_ip": gateway,
+                "internal_ip": internal_ip or "",
+            }
+        return stored
+
+    @model_serializer(mode="plain")
+    def _to_stored(self) -> dict[str, Any]:
+        f = self.forward
+        return {
+            "job_id": self.job_id,
+            "port": self.port,
+            "gateway": f.gateway_ssh_ip if f else None,
+            "external_ip": f.external_ip if f else None,
+            "internal_ip": f.internal_ip if f else None,
+            "reserved_at": self.reserved_at,
+        }
+
+    @model_validator(mode="after")
+    def _same_port(self) -> PortRecord:
+        if self.forward is not None and not self.port == self.forward.internal_port == self.forward.external_port:
+            raise ValueError(f"port {self.port}: its forward must use the same port on the gateway and the node")
+        return self
 
 
 class PortBook:
@@ -136,14 +184,11 @@ class PortBook:
         return [r for r in await self.all() if r.job_id == job_id]
 
 
-# TODO(merge): move this import to the top with the others; it sits here only so that this change and the
-# concurrent rework of this module's etcd-error imports do not collide.
-from runner.gateway.iptables import ForwardRule  # noqa: E402
-
-
 def forward_rule(record: PortRecord) -> ForwardRule:
-    """The iptables forward of a placed reservation: the same port on the gateway and on the job's node.
+    """The iptables rule of a placed reservation: the same port on the gateway and on the job's node.
 
-    Raises :class:`ValueError` for a record not yet placed (no internal address).
+    Raises :class:`ValueError` for a record not yet placed (no forward).
     """
-    return ForwardRule(record.job_id, record.port, record.internal_ip or "", record.port)
+    if record.forward is None:
+        raise ValueError(f"port {record.port} of job {record.job_id} is reserved, not placed")
+    return ForwardRule(record.job_id, record.port, record.forward.internal_ip, record.port)

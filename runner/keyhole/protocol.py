@@ -11,23 +11,24 @@ compares in constant time and checks the timestamp against a window; the nonce i
 the service can record it in etcd (for at least the window) and refuse it a second time.
 
 A client retrying after a lost answer resends the *same* signed bytes within the window, so the
-service can recognise the retry by its nonce. The stdlib-only client (:mod:`runner.keyhole.client`)
-carries its own copy of the signing code; a unit test keeps the two identical.
+service can recognise the retry by its nonce. The signing code (:func:`canonical_bytes`, :func:`sign`,
+:func:`build_request`) has one home: the stdlib-only client (:mod:`runner.keyhole.client`) shipped into the
+job; the service verifies with that same code, so the two cannot drift apart.
 
-Answer: ``200`` with a JSON list of ``{"internal-port", "external-port", "gateway"}`` (gateway is the
-external IP the user connects to), or a refusal ``{"error": <code>, "message": <text>}`` with the
-error's HTTP status; a 429 refusal adds ``"retry-after": <seconds>``.
+Answer: ``200`` with a JSON list of ``{"internal-port", "external-port", "gateway"}`` (``gateway`` is the
+forward's ``external_ip``, the address the user connects to; see :func:`encode_forwards`), or a refusal
+``{"error": <code>, "message": <text>}`` with the error's HTTP status; a 429 refusal adds
+``"retry-after": <seconds>``. The client reads it with :func:`runner.keyhole.client.parse_answer`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
 from runner.errors import (
     BadSignature,
@@ -37,11 +38,30 @@ from runner.errors import (
     StaleRequest,
     TooManyRequests,
 )
-from runner.records import JOB_ID
+from runner.keyhole.client import REQUEST_PATH, SIGNATURE_CONTEXT, build_request, canonical_bytes, sign
+from runner.records import JOB_ID, Forward
 from runner.slurm.hostlist import DEFAULT_MAX_HOSTS
 
-REQUEST_PATH = "/keyhole/v1/forwards"
-SIGNATURE_CONTEXT = b"bwvisu-keyhole-v1\n"
+__all__ = [  # the signing names are the client's, re-exported: the runner and the job sign with one code
+    "DEFAULT_WINDOW_SECONDS",
+    "MAX_REQUEST_BYTES",
+    "REQUEST_PATH",
+    "SIGNATURE_CONTEXT",
+    "BadSignature",
+    "KeyholeRequest",
+    "MalformedRequest",
+    "RequestTooLarge",
+    "StaleRequest",
+    "build_request",
+    "canonical_bytes",
+    "encode_forwards",
+    "encode_refusal",
+    "parse_request",
+    "sign",
+    "too_large_refusal",
+    "verify_request",
+]
+
 DEFAULT_WINDOW_SECONDS = 300
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
@@ -75,48 +95,6 @@ class KeyholeRequest:
             "timestamp": self.timestamp,
             "nonce": self.nonce,
         }
-
-
-@dataclass(frozen=True)
-class Forward:
-    """One port the job got: the application listens on ``internal_port`` on every node of the job."""
-
-    internal_port: int
-    external_port: int
-    gateway: str
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """The service's refusal as the client sees it."""
-
-    error: str
-    message: str
-
-
-def canonical_bytes(fields: dict[str, Any]) -> bytes:
-    """The exact bytes the signature covers."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return SIGNATURE_CONTEXT + text.encode("ascii")
-
-
-def sign(fields: dict[str, Any], token: str) -> str:
-    """Hex HMAC-SHA256 of :func:`canonical_bytes` keyed with the job's token."""
-    return hmac.new(token.encode("utf-8"), canonical_bytes(fields), hashlib.sha256).hexdigest()
-
-
-def build_request(
-    *, job_id: str, hostnames: list[str], ports: int, token: str, timestamp: int, nonce: str | None = None
-) -> bytes:
-    """Build and sign a request body (what the client sends; used by tests and tools)."""
-    fields: dict[str, Any] = {
-        "job-id": job_id,
-        "hostnames": hostnames,
-        "ports": ports,
-        "timestamp": timestamp,
-        "nonce": nonce if nonce is not None else secrets.token_hex(16),
-    }
-    return json.dumps({**fields, "signature": sign(fields, token)}, separators=(",", ":")).encode()
 
 
 def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
@@ -175,10 +153,13 @@ def verify_request(
     return request.nonce
 
 
-def encode_forwards(forwards: list[Forward]) -> bytes:
-    """The success body."""
+def encode_forwards(forwards: Sequence[Forward]) -> bytes:
+    """The success body: the one conversion of forwards to what the job is told (``gateway`` is the public address)."""
     return json.dumps(
-        [{"internal-port": f.internal_port, "external-port": f.external_port, "gateway": f.gateway} for f in forwards]
+        [
+            {"internal-port": f.internal_port, "external-port": f.external_port, "gateway": f.external_ip}
+            for f in forwards
+        ]
     ).encode()
 
 
@@ -191,26 +172,3 @@ def encode_refusal(error: RunnerError) -> bytes:
     if isinstance(error, TooManyRequests):
         body["retry-after"] = error.retry_after
     return json.dumps(body).encode()
-
-
-def parse_response(body: bytes) -> list[Forward] | Refusal:
-    """Read the service's answer; raises ``ValueError`` if it is neither shape."""
-    obj = json.loads(body)
-    if isinstance(obj, dict) and isinstance(obj.get("error"), str) and isinstance(obj.get("message"), str):
-        return Refusal(obj["error"], obj["message"])
-    if not isinstance(obj, list) or not obj:
-        raise ValueError("answer is neither a refusal nor a non-empty list of forwards")
-    forwards = []
-    for item in obj:
-        fields = item if isinstance(item, dict) else {}
-        internal, external, gateway = fields.get("internal-port"), fields.get("external-port"), fields.get("gateway")
-        if not (_is_port(internal) and _is_port(external) and isinstance(gateway, str)):
-            raise ValueError(f"bad forward {item!r}")
-        if _HOSTNAME.fullmatch(gateway) is None and re.fullmatch(r"[0-9A-Fa-f:.]+", gateway) is None:
-            raise ValueError(f"bad gateway {gateway!r}")
-        forwards.append(Forward(internal, external, gateway))
-    return forwards
-
-
-def _is_port(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535

@@ -80,7 +80,7 @@ class KeyholeWatcher:
         records = await self._ports.all()
         ended = [r for r in records if r.job_id not in jobs and not await self._still_active(r.job_id)]
         live = [r for r in records if r not in ended]
-        self._pool.set_load([(r.job_id, r.gateway) for r in live if r.gateway])
+        self._pool.set_load([(r.job_id, r.gateway_ssh_ip) for r in live if r.gateway_ssh_ip])
         if ended:
             stats.cleaned_jobs = await self.cleanup(ended)
         await self._probe(jobs, health=self.sweeps % self._health_every == 0, stats=stats)
@@ -97,7 +97,7 @@ class KeyholeWatcher:
         """Remove the rules and reservations of ended jobs; a gateway that cannot be reached keeps them for later."""
         ended_jobs = {r.job_id for r in ended}
         done_gateways: set[str | None] = {None}
-        for ip in sorted({r.gateway for r in ended if r.gateway}):
+        for ip in sorted({r.gateway_ssh_ip for r in ended if r.gateway_ssh_ip}):
             gateway = self._pool.by_ip.get(ip)
             if gateway is None:
                 done_gateways.add(ip)  # no longer configured: nothing to remove there
@@ -117,7 +117,7 @@ class KeyholeWatcher:
             done_gateways.add(ip)
         cleaned: set[str] = set()
         for record in ended:
-            if record.gateway in done_gateways:
+            if record.gateway_ssh_ip in done_gateways:
                 await self._ports.release(record.job_id, [record.port])
                 cleaned.add(record.job_id)
         for job_id in cleaned:
@@ -134,7 +134,7 @@ class KeyholeWatcher:
         kept: dict[str, dict[tuple[str, int], Target]] = {}
         for record, _ in wanted:
             for f in record.forwards:
-                kept.setdefault(f.gateway, {})[(f.internal_ip, f.internal_port)] = Target(
+                kept.setdefault(f.gateway_ssh_ip, {})[(f.internal_ip, f.internal_port)] = Target(
                     record, f.internal_ip, f.internal_port
                 )
         targets: dict[str, set[tuple[str, int]]] = {}
@@ -154,7 +154,7 @@ class KeyholeWatcher:
             open_now[ip] = result
             stats.probed += len(targets[ip])
         for record, rev in wanted:
-            if not any(f.gateway in open_now for f in record.forwards):
+            if not any(f.gateway_ssh_ip in open_now for f in record.forwards):
                 continue
             stored = await self._store.update_job(record.job_id, _observe(open_now), known=(record, rev))
             if stored is not None and stored.state is JobState.AVAILABLE and record.state is not JobState.AVAILABLE:
@@ -174,14 +174,15 @@ class KeyholeWatcher:
         for gateway in self._pool.healthy():
             try:
                 current = await self._pool.current(gateway)
-                records = [r for r in await self._ports.all() if r.gateway == gateway.internal_ip]
+                records = [r for r in await self._ports.all() if r.gateway_ssh_ip == gateway.internal_ip]
                 jobs = {job.job_id: job for job, _ in await self._store.active_jobs()}
                 settled = time.time() - self.placement_grace
                 placed = [r for r in records if r.reserved_at <= settled]
                 recent = {r.job_id for r in records if r.reserved_at > settled}
-                verdicts = await self._guard.judge(
-                    gateway, [Target(jobs.get(r.job_id), r.internal_ip or "", r.port) for r in placed]
-                )
+                targets = [
+                    Target(jobs.get(r.job_id), r.forward.internal_ip if r.forward else "", r.port) for r in placed
+                ]
+                verdicts = await self._guard.judge(gateway, targets)
                 # a forward that breaks the rules is not written back; one not yet decidable is left alone
                 desired = {forward_rule(r) for r, v in zip(placed, verdicts, strict=True) if v is Verdict.OK}
                 recent |= {r.job_id for r, v in zip(placed, verdicts, strict=True) if v is Verdict.UNDECIDED}
@@ -192,21 +193,8 @@ class KeyholeWatcher:
     async def _reconcile_one(
         self, gateway: Gateway, current: CurrentRules, desired: set[ForwardRule], recent: set[str], stats: SweepStats
     ) -> None:
-        masq_of = {_masq(r): r for r in desired}
-        seen_dnat: set[ForwardRule] = set()
-        stray_dnat = []
-        for rule in current.dnat:
-            if rule in desired and rule not in seen_dnat:
-                seen_dnat.add(rule)
-            elif rule.job_id not in recent:
-                stray_dnat.append(rule)
-        seen_masq: set[ForwardRule] = set()
-        stray_masq = []
-        for rule in current.masquerade:
-            if rule in masq_of and rule not in seen_masq:
-                seen_masq.add(rule)
-            elif rule.job_id not in recent:
-                stray_masq.append(rule)
+        seen_dnat, stray_dnat = _sort_rules(current.dnat, desired, recent)
+        seen_masq, stray_masq = _sort_rules(current.masquerade, {_masq(r) for r in desired}, recent)
         add = []
         for rule in desired:
             has_dnat, has_masq = rule in seen_dnat, _masq(rule) in seen_masq
@@ -229,6 +217,20 @@ class KeyholeWatcher:
         stats.missing_restored += len(add)
 
 
+def _sort_rules(
+    present: list[ForwardRule], wanted: set[ForwardRule], recent: set[str]
+) -> tuple[set[ForwardRule], list[ForwardRule]]:
+    """The wanted rules present (each once), and the strays: duplicates and unwanted rules of settled jobs."""
+    seen: set[ForwardRule] = set()
+    strays = []
+    for rule in present:
+        if rule in wanted and rule not in seen:
+            seen.add(rule)
+        elif rule.job_id not in recent:
+            strays.append(rule)
+    return seen, strays
+
+
 def _masq(rule: ForwardRule) -> ForwardRule:
     return ForwardRule(rule.job_id, 1, rule.internal_ip, rule.internal_port)
 
@@ -238,8 +240,8 @@ def _observe(open_now: dict[str, set[tuple[str, int]]]) -> Callable[[JobRecord],
         if record.state not in (*_WAITING, JobState.AVAILABLE):
             return None
         forwards = [
-            f.model_copy(update={"reachable": (f.internal_ip, f.internal_port) in open_now[f.gateway]})
-            if f.gateway in open_now
+            f.model_copy(update={"reachable": (f.internal_ip, f.internal_port) in open_now[f.gateway_ssh_ip]})
+            if f.gateway_ssh_ip in open_now
             else f
             for f in record.forwards
         ]

@@ -19,6 +19,7 @@ import re
 import shlex
 from functools import cache
 from importlib import resources
+from typing import TypedDict, Unpack
 
 from runner.errors import KeyholeTemplateError
 from runner.records import JOB_ID
@@ -26,6 +27,7 @@ from runner.records import JOB_ID
 DIRECTIVE = "#KEYHOLE-REQUEST-PORTS"
 HEREDOC_DELIMITER = "KEYHOLE_CLIENT_EOF"
 
+MAX_DIRECTIVE_PORTS = 65535  # a gateway has no more; the configured per-job limit is checked at submission
 _DIRECTIVE_LINE = re.compile(r"[ \t]*#KEYHOLE-REQUEST-PORTS[ \t]+([0-9]+)[ \t]*")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")  # URL-safe: it goes into session URLs and shell words unquoted
@@ -90,25 +92,55 @@ def keyhole_snippet(
     )
 
 
-def requested_ports(script: str, *, max_ports: int) -> int | None:
-    """The ``N`` of the script's directive line, ``None`` without one; checks count and range."""
-    found: list[tuple[int, str]] = []
-    for number, line in enumerate(script.split("\n"), start=1):  # the shell's lines, not str.splitlines's
-        if line.lstrip().startswith(DIRECTIVE):
-            found.append((number, line))
+def find_directive(text: str) -> tuple[int, int] | None:
+    """``(index, N)`` of the one ``#KEYHOLE-REQUEST-PORTS N`` line (index into ``text.split("\\n")``), or None.
+
+    The one rule, used by the template store and by the expansion here: every line that starts with the
+    directive after leading whitespace *is* the directive (``#KEYHOLE-REQUEST-PORTSX`` is a malformed one, not a
+    comment), it may appear once, and it must read ``#KEYHOLE-REQUEST-PORTS N`` with blanks (space, tab) around
+    and ``N`` from 1 to :data:`MAX_DIRECTIVE_PORTS`. Lines are the shell's (split on ``\\n``): a CRLF line is
+    refused, since the shell would keep the carriage return. Raises ``ValueError`` saying which line and why.
+    """
+    found = [i for i, line in enumerate(text.split("\n")) if line.lstrip().startswith(DIRECTIVE)]
     if not found:
         return None
     if len(found) > 1:
-        lines = ", ".join(str(n) for n, _ in found)
-        raise KeyholeTemplateError(f"{DIRECTIVE} may appear only once (lines {lines})")
-    number, line = found[0]
+        raise ValueError(f"{DIRECTIVE} may appear only once (lines {', '.join(str(i + 1) for i in found)})")
+    index = found[0]
+    line = text.split("\n")[index]
+    if line.endswith("\r"):
+        raise ValueError(f"line {index + 1}: {DIRECTIVE} ends in a carriage return; use LF line endings")
     m = _DIRECTIVE_LINE.fullmatch(line)
     if m is None:
-        raise KeyholeTemplateError(f"line {number}: expected '{DIRECTIVE} N' with N a positive integer")
-    ports = int(m.group(1))
-    if not 1 <= ports <= max_ports:
-        raise KeyholeTemplateError(f"line {number}: {DIRECTIVE} asks for {ports} ports; allowed are 1 to {max_ports}")
+        raise ValueError(f"line {index + 1}: expected '{DIRECTIVE} N' with N a positive integer")
+    digits = m.group(1).lstrip("0")
+    if not digits or len(digits) > len(str(MAX_DIRECTIVE_PORTS)) or int(digits) > MAX_DIRECTIVE_PORTS:
+        raise ValueError(f"line {index + 1}: {DIRECTIVE} needs N from 1 to {MAX_DIRECTIVE_PORTS}")
+    return index, int(digits)
+
+
+def requested_ports(script: str, *, max_ports: int) -> int | None:
+    """The ``N`` of the script's directive line (:func:`find_directive`), ``None`` without one; checks the limit."""
+    try:
+        found = find_directive(script)
+    except ValueError as exc:
+        raise KeyholeTemplateError(str(exc)) from None
+    if found is None:
+        return None
+    index, ports = found
+    if ports > max_ports:
+        raise KeyholeTemplateError(
+            f"line {index + 1}: {DIRECTIVE} asks for {ports} ports; allowed are 1 to {max_ports}"
+        )
     return ports
+
+
+class SnippetTuning(TypedDict, total=False):
+    """The optional arguments of :func:`keyhole_snippet`, passed on by :func:`expand_keyhole_request`."""
+
+    deadline_seconds: float
+    initial_delay: float
+    ca_pem: str | None
 
 
 def expand_keyhole_request(
@@ -119,9 +151,7 @@ def expand_keyhole_request(
     session_secret: str,
     service_urls: list[str],
     max_ports: int,
-    deadline_seconds: float = 120.0,
-    initial_delay: float = 0.5,
-    ca_pem: str | None = None,
+    **tuning: Unpack[SnippetTuning],
 ) -> str:
     """Replace the script's ``#KEYHOLE-REQUEST-PORTS N`` line with the client snippet.
 
@@ -132,16 +162,11 @@ def expand_keyhole_request(
     if ports is None:
         return script
     snippet = keyhole_snippet(
-        job_id=job_id,
-        token=token,
-        session_secret=session_secret,
-        service_urls=service_urls,
-        ports=ports,
-        deadline_seconds=deadline_seconds,
-        initial_delay=initial_delay,
-        ca_pem=ca_pem,
+        job_id=job_id, token=token, session_secret=session_secret, service_urls=service_urls, ports=ports, **tuning
     )
     lines = script.split("\n")
-    index = next(i for i, line in enumerate(lines) if line.lstrip().startswith(DIRECTIVE))
-    lines[index] = snippet.removesuffix("\n")
+    found = find_directive(script)
+    if found is None:  # requested_ports found it; never taken
+        return script
+    lines[found[0]] = snippet.removesuffix("\n")
     return "\n".join(lines)

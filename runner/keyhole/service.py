@@ -38,7 +38,7 @@ from runner.gateway.commands import REQUEST_PROBE_DEADLINE
 from runner.gateway.pool import Gateway, GatewayPool
 from runner.keyhole import protocol
 from runner.keyhole.allocation import Allocation, SlurmQuery, check_requested_hosts, check_targets, confirmed_allocation
-from runner.keyhole.claims import Claim, ClaimRecord, Claims, Outcome
+from runner.keyhole.claims import Claim, ClaimRecord, Claims, Outcome, answered
 from runner.keyhole.ports import PortBook, PortRecord, forward_rule
 from runner.keyhole.refusals import RefusalBackoff
 from runner.records import Forward, JobRecord, JobState
@@ -87,7 +87,7 @@ class KeyholeService:
         if self._fault is not None:
             await self._fault(name)
 
-    async def handle(self, body: bytes) -> list[protocol.Forward]:
+    async def handle(self, body: bytes) -> list[Forward]:
         """Answer one request; refusals are :class:`RunnerError` with a public message and a 4xx status."""
         try:
             forwards = await self._handle(body)
@@ -97,7 +97,7 @@ class KeyholeService:
         self.on_outcome(None)
         return forwards
 
-    async def _handle(self, body: bytes) -> list[protocol.Forward]:
+    async def _handle(self, body: bytes) -> list[Forward]:
         request = protocol.parse_request(body)
         token = await self._store.get_token(request.job_id)
         if token is None:
@@ -132,11 +132,11 @@ class KeyholeService:
 
     async def _decide(
         self, request: protocol.KeyholeRequest, job: JobRecord, allocation: Allocation, claim: Claim
-    ) -> list[protocol.Forward]:
+    ) -> list[Forward]:
         job_id = request.job_id
         if claim.outcome is Outcome.ANSWERED and claim.record is not None:
             log.info("keyhole: job %s: retry of an answered request; same answer", job_id)
-            return claim.record.forwards()
+            return await self._answered(job_id, claim.record)
         if claim.outcome is Outcome.IN_PROGRESS:
             raise RequestInProgress(internal=f"job {job_id}")
         if claim.outcome is Outcome.SECOND_REQUEST:
@@ -155,37 +155,38 @@ class KeyholeService:
 
     async def _forward(
         self, request: protocol.KeyholeRequest, allocation: Allocation, claim: ClaimRecord, *, takeover: bool
-    ) -> list[protocol.Forward]:
+    ) -> list[Forward]:
         job_id = request.job_id
-        placed = [r for r in await self.ports.of_job(job_id) if r.gateway is not None] if takeover else []
+        placed = [r for r in await self.ports.of_job(job_id) if r.forward is not None] if takeover else []
         if takeover and len(placed) == request.ports:
-            gateway = self.pool.by_ip[placed[0].gateway or ""]
+            gateway = self.pool.by_ip[placed[0].gateway_ssh_ip or ""]
             await self._install_missing(gateway, placed)
         else:
             if takeover:
                 await self._release_all(job_id)
             placed, gateway = await self._place_and_install(request, allocation)
         await self._step("after-rule")
-        forwards = [
-            Forward(
-                internal_port=r.port,
-                external_port=r.port,
-                external_ip=r.external_ip or "",
-                gateway=r.gateway or "",
-                internal_ip=r.internal_ip or "",
-            )
-            for r in placed
-        ]
+        forwards = [r.forward for r in placed if r.forward is not None]
         stored = await self._store.update_job(job_id, lambda rec: _with_forwards(rec, forwards))
         if stored is None or stored.state not in (*_ASKING_STATES, JobState.AVAILABLE):
             raise JobNotRunning(internal=f"job {job_id} ended while its forwards were set up")
-        answer = [protocol.Forward(f.internal_port, f.external_port, f.external_ip) for f in forwards]
-        await self._claims.finish(job_id, claim, answer)
+        await self._claims.finish(job_id, claim, forwards)
         self._on_forwarded()
         log.info(
             "keyhole: job %s: forwarded %s via %s", job_id, [f.external_port for f in forwards], gateway.internal_ip
         )
-        return answer
+        return forwards
+
+    async def _answered(self, job_id: str, claim: ClaimRecord) -> list[Forward]:
+        """The forwards of an answered request, as the job's record holds them (saved before the answer was).
+
+        They must still be what the job was told; if they are not, the job has ended and lost them.
+        """
+        stored = await self._store.get_job(job_id)
+        forwards = stored.forwards if stored is not None else []
+        if answered(forwards) != claim.answer:
+            raise JobNotRunning(internal=f"job {job_id}: its forwards changed after its request was answered")
+        return forwards
 
     async def _install_missing(self, gateway: Gateway, placed: list[PortRecord]) -> None:
         present = {(r.job_id, r.external_port) for r in (await self.pool.current(gateway)).dnat}
@@ -255,9 +256,13 @@ class KeyholeService:
             PortRecord(
                 job_id=job_id,
                 port=p,
-                gateway=gateway.internal_ip,
-                external_ip=gateway.external_ip,
-                internal_ip=ips[0],
+                forward=Forward(
+                    internal_port=p,
+                    external_port=p,
+                    external_ip=gateway.external_ip,
+                    gateway_ssh_ip=gateway.internal_ip,
+                    internal_ip=ips[0],
+                ),
                 reserved_at=time.time(),
             )
             for p in ports

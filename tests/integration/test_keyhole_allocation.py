@@ -19,6 +19,7 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings
 from runner.keyhole import protocol
+from runner.keyhole.client import parse_answer
 from runner.records import JobState
 from simulator import SimCluster
 from tests.integration.conftest import api_client
@@ -123,10 +124,10 @@ async def test_forged_node_lists_for_a_queued_job_are_refused_and_its_own_later_
     [node] = await running_nodes(sim_cluster, slurm_id)
     answer = await ask(started, signed(job_id, token, [node]))
     assert answer.status_code == 200, answer.text
-    [forward] = protocol.parse_response(answer.content)  # type: ignore[misc]
+    [(_, external_port, _)] = parse_answer(answer.content, 1)
     address = next(c.address for c in sim_cluster.compute_nodes if c.name == node)
     [rule] = [r for rs in (await all_rules(sim_cluster)).values() for r in rs if r.job_id == job_id]
-    assert (rule.internal_ip, rule.external_port) == (address, forward.external_port)
+    assert (rule.internal_ip, rule.external_port) == (address, external_port)
     assert other not in {r.job_id for rs in (await all_rules(sim_cluster)).values() for r in rs}
 
 

@@ -15,7 +15,6 @@ import pytest
 from runner.errors import Forbidden
 from runner.keyhole.protocol import (
     REQUEST_PATH,
-    Forward,
     KeyholeRequest,
     encode_forwards,
     encode_refusal,
@@ -23,8 +22,16 @@ from runner.keyhole.protocol import (
     verify_request,
 )
 from runner.keyhole.script import expand_keyhole_request
+from runner.records import Forward
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+# what the service answers; only each forward's public address reaches the job
+ANSWER = [
+    Forward(internal_port=i, external_port=e, external_ip=ip, gateway_ssh_ip="10.0.0.1", internal_ip="10.1.0.1")
+    for i, e, ip in [(50001, 50101, "192.0.2.7"), (50002, 50102, "192.0.2.8")]
+]
+
 
 TOKEN = "cGVyLWpvYi10b2tlbi1mb3ItdGVzdGluZw"
 SECRET = "c2Vzc2lvbi1zZWNyZXQtb2Ytai03"
@@ -57,7 +64,7 @@ class FakeService:
                     status, answer = 403, encode_refusal(Forbidden("this job already has its ports"))
                 else:
                     status = 200
-                    answer = encode_forwards([Forward(50001, 50101, "192.0.2.7"), Forward(50002, 50102, "192.0.2.8")])
+                    answer = encode_forwards(ANSWER)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

@@ -13,6 +13,7 @@ import pytest
 from runner.app import Runner
 from runner.config import Settings
 from runner.keyhole import protocol
+from runner.keyhole.client import parse_answer
 from simulator import SimCluster
 from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, gateway_rules, seen_running, watcher_settled
 
@@ -52,9 +53,7 @@ async def test_two_runners_never_give_a_port_or_rule_twice(
         assert [status for status, _ in answers] == [200] * JOBS, [a for a in answers if a[0] != 200][:3]
         ports = []
         for _, content in answers:
-            forwards = protocol.parse_response(content)
-            assert isinstance(forwards, list)
-            ports += [f.external_port for f in forwards]
+            ports += [external for _, external, _ in parse_answer(content, 1)]
         assert len(set(ports)) == JOBS
         rules = await all_rules(sim_cluster)
         flat = [r for rs in rules.values() for r in rs]

@@ -14,6 +14,7 @@ from runner.config import Settings
 from runner.errors import RunnerError
 from runner.gateway.iptables import ForwardRule
 from runner.keyhole import protocol
+from runner.records import Forward
 from simulator import SimCluster
 from tests.integration.keyhole_support import QUIET_WATCHER, all_rules, seen_running, slurm_running, watcher_settled
 
@@ -37,7 +38,7 @@ def _keys(make_settings: Callable[..., Settings]) -> dict[str, str | list[str]]:
     return {"client_keys": [str(k) for k in base.client_keys], "known_hosts": str(base.known_hosts)}
 
 
-async def retry_until_answered(started: Runner, data: bytes) -> list[protocol.Forward]:
+async def retry_until_answered(started: Runner, data: bytes) -> list[Forward]:
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -69,15 +70,15 @@ async def test_crash_then_restart_reconciles_and_the_retry_completes(
         with pytest.raises(Crash):
             await first.keyhole.service.handle(data)
         [placed] = await first.keyhole.ports.of_job("j-crash")
-    assert placed.gateway is not None
+    assert placed.forward is not None
     rules_at_crash = [r for rs in (await all_rules(sim_cluster)).values() for r in rs]
     assert len(rules_at_crash) == (1 if step == "after-rule" else 0)
 
     async with Runner(settings) as second:
         second.keyhole.watcher.placement_grace = 0
         await second.keyhole.watcher.reconcile()
-        expected = ForwardRule("j-crash", placed.port, placed.internal_ip or "", placed.port)
-        gateway = next(g.node for g in sim_cluster.gateway_nodes if g.internal_ip == placed.gateway)
+        expected = ForwardRule("j-crash", placed.port, placed.forward.internal_ip, placed.port)
+        gateway = next(g.node for g in sim_cluster.gateway_nodes if g.internal_ip == placed.gateway_ssh_ip)
         assert await all_rules(sim_cluster) == {
             g.node: [expected] if g.node == gateway else [] for g in sim_cluster.gateway_nodes
         }
@@ -104,7 +105,8 @@ async def test_reconciliation_removes_strays_and_restores_missing_rules(
             job_id="j-kept", hostnames=[host], ports=1, token=TOKEN, timestamp=int(time.time())
         )
         [forward] = await started.keyhole.service.handle(data)
-        gw = next(g for g in sim_cluster.gateway_nodes if g.external_ip == forward.gateway)
+        gw = next(g for g in sim_cluster.gateway_nodes if g.external_ip == forward.external_ip)
+        assert gw.internal_ip == forward.gateway_ssh_ip
         conn = await sim_cluster.connect(gw.node)
         try:
             stray = "sudo -n iptables -t nat -A BWVISU -p tcp -m tcp --dport 51111 -m comment --comment bwvisu:ghost"

@@ -34,7 +34,9 @@ def job_logs(cluster: SimCluster) -> str:
 async def assert_held_only_forwarded(started: Runner, job_id: str, body: dict[str, Any]) -> None:
     held = await started.keyhole.ports.of_job(job_id)
     [service] = body["services"]
-    assert [(r.port, r.external_ip) for r in held] == [(service["external-port"], service["external-ip"])]
+    assert [(r.port, r.forward and r.forward.external_ip) for r in held] == [
+        (service["external-port"], service["external-ip"])
+    ]
 
 
 async def test_gateway_dying_before_the_rule_fails_over_within_the_request(
@@ -46,8 +48,8 @@ async def test_gateway_dying_before_the_rule_fails_over_within_the_request(
 
     async def fault(step: str) -> None:
         if step == "before-rule" and not killed:
-            [record] = [r for r in await runner_box[0].keyhole.ports.all() if r.gateway]
-            killed.append(record.gateway or "")
+            [record] = [r for r in await runner_box[0].keyhole.ports.all() if r.gateway_ssh_ip]
+            killed.append(record.gateway_ssh_ip or "")
             await sim_cluster.node_down(by_internal[killed[0]].node)
 
     settings = make_settings(templates_dir=str(EXAMPLES))

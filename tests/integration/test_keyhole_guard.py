@@ -29,7 +29,9 @@ TOKEN = "g" * 32
 
 
 def forged(job_id: str, port: int, target: str, gateway: str) -> PortRecord:
-    return PortRecord(job_id=job_id, port=port, gateway=gateway, external_ip=gateway, internal_ip=target)
+    forward = Forward(internal_port=port, external_port=port, external_ip=gateway, gateway_ssh_ip=gateway,
+                      internal_ip=target)  # fmt: skip
+    return PortRecord(job_id=job_id, port=port, forward=forward)
 
 
 async def test_forged_records_are_neither_restored_nor_probed(
@@ -63,13 +65,13 @@ async def test_forged_records_are_neither_restored_nor_probed(
         rules = [r for rs in (await all_rules(sim_cluster)).values() for r in rs]
         assert [(r.job_id, r.external_port) for r in rules] == [("j-guarded", own.external_port)]
         for problem, planted in attacks.items():
-            assert f"port {planted.port} -> {planted.internal_ip}" in caplog.text
+            assert planted.forward is not None
+            assert f"port {planted.port} -> {planted.forward.internal_ip}" in caplog.text
             assert problem in caplog.text
 
         # forwards planted in the job record itself: the sweep probes none of them
         sim_cluster.command_log.clear()
-        bad = [Forward(internal_port=p.port, external_port=p.port, external_ip=gateway, gateway=gateway,
-                       internal_ip=p.internal_ip or "") for p in attacks.values()]  # fmt: skip
+        bad = [p.forward for p in attacks.values() if p.forward is not None]
         await started.store.update_job("j-guarded", lambda r: r.model_copy(update={"forwards": [*r.forwards, *bad]}))
         before = started.keyhole.watcher.sweeps
 

@@ -145,3 +145,38 @@ async def test_many_updates_are_batched_and_a_conflict_is_redone_alone(
     assert all(r.state is JobState.RUNNING for r in stored.values())
     assert stored["j05"].details == {"other": "writer"}
     assert await store.update_jobs([(r, rev, running) for r, rev in await store.active_jobs()]) == 0
+
+
+# A job record with a forward exactly as the runner has always stored it: "gateway" is the gateway's SSH address.
+STORED_JOB = (
+    b'{"job_id":"j-1","uid":"alice","template_name":"t","variables":{"a":"b"},"state":"available",'
+    b'"submit_phase":"pending","slurm_id":null,"slurm_state":null,"scheduler_unknown":false,'
+    b'"cancel_requested":false,"details":{},"forwards":[{"internal_port":50001,"external_port":50001,'
+    b'"external_ip":"192.0.2.7","gateway":"10.0.0.1","internal_ip":"10.1.0.5","reachable":true}],'
+    b'"session_url":null,"created_at":1.5,"updated_at":2.5}'
+)
+
+
+async def test_a_record_in_the_stored_shape_is_read_and_written_back_unchanged(
+    etcd_client: aetcd.Client, etcd_prefix: str
+) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    await etcd_client.put(f"{etcd_prefix}/jobs/active/j-1".encode(), STORED_JOB)
+    got = await store.get_job("j-1")
+    assert got is not None
+    [forward] = got.forwards
+    assert (forward.gateway_ssh_ip, forward.external_ip, forward.internal_ip) == ("10.0.0.1", "192.0.2.7", "10.1.0.5")
+    assert (forward.internal_port, forward.external_port, forward.reachable) == (50001, 50001, True)
+    assert got.model_dump_json().encode() == STORED_JOB
+
+    def touch(r: JobRecord) -> JobRecord:
+        r.details["note"] = "x"
+        return r
+
+    await store.update_job("j-1", touch)
+    stored = await etcd_client.get(f"{etcd_prefix}/jobs/active/j-1".encode())
+    assert stored is not None
+    assert (
+        b'"forwards":[{"internal_port":50001,"external_port":50001,"external_ip":"192.0.2.7","gateway":"10.0.0.1",'
+        in (stored.value)
+    )

@@ -15,7 +15,9 @@ from tests.unit.api_support import FakeJobService, NoIO, client_for, jobs_withou
 pytestmark = pytest.mark.unit
 
 
-FORWARD = Forward(internal_port=50001, external_port=50123, external_ip="193.196.1.1", gateway="gw1", internal_ip="n1")
+FORWARD = Forward(
+    internal_port=50001, external_port=50123, external_ip="193.196.1.1", gateway_ssh_ip="gw1", internal_ip="n1"
+)
 
 
 async def test_submit_spec_example(client: httpx.AsyncClient, service: FakeJobService) -> None:

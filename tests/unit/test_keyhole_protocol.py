@@ -7,18 +7,17 @@ import json
 import pytest
 
 from runner.errors import BadSignature, Forbidden, MalformedRequest, NoSuchJob, StaleRequest
+from runner.keyhole import client
 from runner.keyhole.protocol import (
-    Forward,
-    Refusal,
     build_request,
     canonical_bytes,
     encode_forwards,
     encode_refusal,
     parse_request,
-    parse_response,
     sign,
     verify_request,
 )
+from runner.records import Forward
 
 pytestmark = pytest.mark.unit
 
@@ -151,20 +150,34 @@ def test_a_too_large_body_is_refused_unread() -> None:
         parse_request(b" " * (4 * 1024 * 1024 + 1))
 
 
-def test_forwards_round_trip() -> None:
-    forwards = [Forward(50001, 50001, "192.0.2.7"), Forward(50002, 50003, "gw1.example")]
+def test_a_signed_request_is_byte_for_byte_what_the_job_has_always_sent() -> None:
+    # captured from the client before the runner took its signing code from it: the protocol must not change
+    assert _body() == (
+        b'{"job-id":"j-1","hostnames":["vis01","vis02"],"ports":2,"timestamp":1700000000,'
+        b'"nonce":"00000000000000000000000000000000",'
+        b'"signature":"62b6965d2c497592cea9180da104aa06f5d852ffff321d6b44486f8341fe24a0"}'
+    )
+
+
+def test_the_answer_tells_the_job_the_public_address_as_gateway_never_the_ssh_address() -> None:
+    forwards = [
+        Forward(internal_port=50001, external_port=50001, external_ip="192.0.2.7", gateway_ssh_ip="10.0.0.1",
+                internal_ip="10.1.0.5"),
+        Forward(internal_port=50002, external_port=50003, external_ip="gw1.example", gateway_ssh_ip="10.0.0.2",
+                internal_ip="10.1.0.6", reachable=True),
+    ]  # fmt: skip
     body = encode_forwards(forwards)
-    assert json.loads(body) == [
-        {"internal-port": 50001, "external-port": 50001, "gateway": "192.0.2.7"},
-        {"internal-port": 50002, "external-port": 50003, "gateway": "gw1.example"},
-    ]
-    assert parse_response(body) == forwards
+    assert body == (
+        b'[{"internal-port": 50001, "external-port": 50001, "gateway": "192.0.2.7"}, '
+        b'{"internal-port": 50002, "external-port": 50003, "gateway": "gw1.example"}]'
+    )
+    assert client.parse_answer(body, 2) == [(50001, 50001, "192.0.2.7"), (50002, 50003, "gw1.example")]
 
 
 def test_refusal_carries_code_and_public_message_only() -> None:
     body = encode_refusal(NoSuchJob(internal="etcd key /jobs/x missing"))
     assert json.loads(body) == {"error": "no-such-job", "message": "no such job"}
-    assert parse_response(body) == Refusal("no-such-job", "no such job")
+    assert client.refusal_text(body) == "no such job (no-such-job)"
 
 
 @pytest.mark.parametrize(
@@ -182,4 +195,4 @@ def test_refusal_carries_code_and_public_message_only() -> None:
 )
 def test_bad_answers_raise_value_error(body: bytes) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the one error type the client maps
-        parse_response(body)
+        client.parse_answer(body, 1)

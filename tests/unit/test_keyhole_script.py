@@ -86,14 +86,17 @@ def test_requested_ports(line: str, ports: int) -> None:
     ("script", "match"),
     [
         ("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n", r"only once \(lines 1, 2\)"),
-        ("#KEYHOLE-REQUEST-PORTS 0\n", "allowed are 1 to 4"),
+        ("#KEYHOLE-REQUEST-PORTS 0\n", "N from 1 to 65535"),
         ("#KEYHOLE-REQUEST-PORTS 5\n", "asks for 5 ports"),
-        ("#KEYHOLE-REQUEST-PORTS 99999999999999999999\n", "allowed are 1 to 4"),
+        ("#KEYHOLE-REQUEST-PORTS 99999999999999999999\n", "N from 1 to 65535"),
         ("#KEYHOLE-REQUEST-PORTS\n", "positive integer"),
         ("#KEYHOLE-REQUEST-PORTS -1\n", "positive integer"),
         ("#KEYHOLE-REQUEST-PORTS two\n", "positive integer"),
         ("#KEYHOLE-REQUEST-PORTS 2 3\n", "positive integer"),
         ("#KEYHOLE-REQUEST-PORTS2\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTSX 2\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS 2\r\n", "carriage return"),  # raw CRLF text: the shell would keep the \r
+        ("#KEYHOLE-REQUEST-PORTS " + "9" * 5000 + "\n", "N from 1 to 65535"),
     ],
 )
 def test_bad_directives_are_template_errors(script: str, match: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import chevron.renderer
 import pytest
 
-from runner.errors import InvalidTemplateName, InvalidVariable, TemplateError, UnknownTemplate
+from runner.errors import InvalidTemplateName, InvalidVariable, KeyholeTemplateError, TemplateError, UnknownTemplate
+from runner.keyhole.script import expand_keyhole_request, requested_ports
 from runner.templates import TemplateStore, check_variables, session_url, variable_value_problem
 from tests.hostile_inputs import HOSTILE_TEMPLATE_NAMES, HOSTILE_VALUES, HOSTILE_VARIABLE_NAMES, VALID_VARIABLES
 
@@ -170,8 +171,8 @@ def test_keyhole_request(store: TemplateStore, text: str, ports: int | None) -> 
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n", "2 times; at most once"),
-        ("#KEYHOLE-REQUEST-PORTS 0\n", "positive integer"),
+        ("#KEYHOLE-REQUEST-PORTS 1\n#KEYHOLE-REQUEST-PORTS 1\n", r"only once \(lines 1, 2\)"),
+        ("#KEYHOLE-REQUEST-PORTS 0\n", "N from 1 to 65535"),
         ("#KEYHOLE-REQUEST-PORTS -1\n", "positive integer"),
         ("#KEYHOLE-REQUEST-PORTS\n", "positive integer"),
         ("#KEYHOLE-REQUEST-PORTS two\n", "positive integer"),
@@ -225,3 +226,40 @@ def test_bad_session_url_directives_are_template_errors(tmp_path: Path, line: st
     with pytest.raises(TemplateError) as info:
         TemplateStore(tmp_path).session_url("t.txt")
     assert problem in info.value.public
+
+
+# The store and the keyhole expansion judge the directive by one rule (runner.keyhole.script.find_directive):
+# a template the store accepts is one the expansion at submission accepts, and the other way round.
+DIRECTIVE_EDGES: list[tuple[str, int | str | None]] = [
+    ("  \t#KEYHOLE-REQUEST-PORTS 2\n", 2),  # leading blanks
+    ("#KEYHOLE-REQUEST-PORTS 007 \t\n", 7),
+    ("#KEYHOLE-REQUEST-PORTS 65535\n", 65535),
+    ("# KEYHOLE-REQUEST-PORTS 2\n", None),  # a comment, not the directive
+    ("echo '#KEYHOLE-REQUEST-PORTS 2'\n", None),
+    ("#KEYHOLE-REQUEST-PORTS 2\r\necho x\r\n", 2),  # the store reads CRLF files as LF lines
+    ("#KEYHOLE-REQUEST-PORTSX 2\n", "positive integer"),  # the directive misspelt, not a comment
+    ("#KEYHOLE-REQUEST-PORTS-2\n", "positive integer"),
+    ("#KEYHOLE-REQUEST-PORTS 0\n", "N from 1 to 65535"),
+    ("#KEYHOLE-REQUEST-PORTS 65536\n", "N from 1 to 65535"),
+    ("#KEYHOLE-REQUEST-PORTS " + "9" * 5000 + "\n", "N from 1 to 65535"),  # beyond int()'s digit limit
+    ("#KEYHOLE-REQUEST-PORTS 1\necho\n  #KEYHOLE-REQUEST-PORTS 1\n", r"only once \(lines 1, 3\)"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DIRECTIVE_EDGES)
+def test_the_store_and_the_expansion_read_the_directive_alike(
+    store: TemplateStore, text: str, expected: int | str | None
+) -> None:
+    name = write(store, "edge.txt", text)
+    common = {"job_id": "j-1", "token": "t" * 32, "session_secret": "s" * 32, "service_urls": ["http://kh:1"]}
+    if isinstance(expected, str):
+        with pytest.raises(TemplateError, match=expected):
+            store.keyhole_request(name)
+        with pytest.raises(KeyholeTemplateError, match=expected):
+            expand_keyhole_request(text, max_ports=65535, **common)  # type: ignore[arg-type]
+        return
+    assert store.keyhole_request(name) == expected
+    rendered = store.render(name, {})  # what the expansion gets at submission
+    assert requested_ports(rendered, max_ports=65535) == expected
+    expanded = expand_keyhole_request(rendered, max_ports=65535, **common)  # type: ignore[arg-type]
+    assert (expanded == rendered) is (expected is None)
