@@ -7,6 +7,7 @@ prints for the formats requested here. Everything the runner learns about jobs f
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runner.errors import SlurmParseError
@@ -98,15 +99,21 @@ def squeue_missing_ids(exit_status: int, stderr: str) -> bool:
     return exit_status == 1 and _INVALID_JOB_ID in stderr
 
 
-def parse_squeue(stdout: str) -> dict[str, dict[str, str]]:
-    """Rows of :data:`SQUEUE_FORMAT` keyed by Slurm job id."""
-    jobs: dict[str, dict[str, str]] = {}
+def _split_rows(stdout: str, fields: int, command: str) -> Iterator[list[str]]:
+    """The ``|``-separated values of each non-blank line; SlurmParseError for a line with another field count."""
     for line in stdout.splitlines():
         if not line.strip():
             continue
         values = line.split("|")
-        if len(values) != len(SQUEUE_FIELDS):
-            raise SlurmParseError(f"squeue line has {len(values)} fields, expected {len(SQUEUE_FIELDS)}: {line!r}")
+        if len(values) != fields:
+            raise SlurmParseError(f"{command} line has {len(values)} fields, expected {fields}: {line!r}")
+        yield values
+
+
+def parse_squeue(stdout: str) -> dict[str, dict[str, str]]:
+    """Rows of :data:`SQUEUE_FORMAT` keyed by Slurm job id."""
+    jobs: dict[str, dict[str, str]] = {}
+    for values in _split_rows(stdout, len(SQUEUE_FIELDS), "squeue"):
         row = {key: value.strip() for (_, key), value in zip(SQUEUE_FIELDS, values, strict=True)}
         jobs[row["slurm-job-id"]] = row
     return jobs
@@ -119,12 +126,7 @@ def sacct_argv(slurm_ids: list[str]) -> list[str]:
 def parse_sacct(stdout: str) -> dict[str, dict[str, str]]:
     """``sacct -P -n -X`` rows keyed by job id; ``State`` is cut to its first word (``CANCELLED by 1000``)."""
     rows: dict[str, dict[str, str]] = {}
-    for line in stdout.splitlines():
-        if not line.strip():
-            continue
-        values = line.split("|")
-        if len(values) != len(SACCT_FIELDS):
-            raise SlurmParseError(f"sacct line has {len(values)} fields, expected {len(SACCT_FIELDS)}: {line!r}")
+    for values in _split_rows(stdout, len(SACCT_FIELDS), "sacct"):
         raw = dict(zip(SACCT_FIELDS, values, strict=True))
         state_words = raw["State"].split()
         rows[raw["JobID"]] = {
