@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.etcd import ETCD_ERRORS, cancel_watch
+from runner.etcd import ETCD_ERRORS, cancel_watch, open_watch
 from runner.records import JobRecord
 from runner.state import StateStore
 
@@ -55,7 +55,7 @@ class ActiveJobs:
         self._apply(record.job_id, record if record.active else None, revision)
 
     async def _resync(self) -> None:
-        watch = await self._store.client.watch_prefix(self._prefix)
+        watch = await open_watch(self._store.client, self._prefix)
         try:
             jobs = await self._store.active_jobs()
         except BaseException:

@@ -36,6 +36,7 @@ from runner.watcher import JobWatcher
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE = 5.0  # seconds a cancelled background task may take to stop
 FEED_RESTART = 1.0  # seconds before a broken job-feed watch is started again
 # Submissions wake the job watcher so new jobs are seen promptly; a burst of them still costs a few ticks.
 WOKEN_TICK_GAP = 0.5
@@ -149,9 +150,19 @@ class Runner:
         )
 
     async def _stop_tasks(self) -> None:
+        """Cancel the background tasks; one still running after :data:`STOP_GRACE` (a library swallowed the
+        cancellation) is named in the log and cancelled again, so stopping never hangs on it."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+        for task in pending:
+            log.warning(
+                "task %s still running %.0f s after its cancellation; cancelling again", task.get_name(), STOP_GRACE
+            )
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_GRACE)
+        await asyncio.gather(*(t for t in self._tasks if t.done()), return_exceptions=True)
 
     def _observe(self) -> None:
         """Hook the metrics into the parts that count events, and point the collectors at the rest."""

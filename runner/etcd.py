@@ -46,6 +46,17 @@ ETCD_ERRORS: tuple[type[Exception], ...] = (aetcd.exceptions.ClientError, grpc.R
 WATCH_CANCEL_TIMEOUT = 2.0  # seconds a watch's cancel may take before it is left to the channel's close
 
 
+async def open_watch(client: Any, prefix: bytes) -> Any:
+    """A watch on ``prefix``; the task's cancellation is honoured even when aetcd swallowed it while the watch
+    was being created (its ``wait_for`` can), which would otherwise leave the task iterating the watch forever."""
+    watch = await client.watch_prefix(prefix)
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        await cancel_watch(watch)
+        raise asyncio.CancelledError
+    return watch
+
+
 async def cancel_watch(watch: Any) -> None:
     """Cancel an aetcd watch, bounded: its cancel waits on the watch stream's lock, which a stream being torn
     down (etcd gone, the client closing) may hold for good."""

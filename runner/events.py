@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from runner.etcd import ETCD_ERRORS, cancel_watch
+from runner.etcd import ETCD_ERRORS, cancel_watch, open_watch
 from runner.records import JobRecord
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class JobFeed:
             log.warning("job feed: watch lost (%s: %s); starting again", type(exc).__name__, exc)
 
     async def _follow(self) -> None:
-        watch = await self._client.watch_prefix(self._prefix)
+        watch = await open_watch(self._client, self._prefix)
         self.watches += 1
         if self.watches > 1:
             log.info("job feed: watch restarted; %d followers read their jobs again", self.following)

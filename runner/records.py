@@ -77,7 +77,9 @@ class JobRecord(BaseModel):
     forwards: list[Forward] = Field(default_factory=list)
     session_url: str | None = Field(default=None, description="the template's session URL pattern, if it has one")
     quota_slot: int | None = Field(
-        default=None, description="the user's place this job holds under max-jobs-per-user (runner.state)"
+        default=None,
+        description="the user's place this job holds under max-jobs-per-user (runner.state)",
+        exclude_if=lambda slot: slot is None,  # without a limit, the stored record keeps its earlier shape
     )
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

@@ -50,5 +50,5 @@ async def test_avoided_ports_are_skipped_and_static_mode_has_one_port(
 def test_a_placed_reservation_forwards_its_port_to_the_same_port_on_the_node() -> None:
     placed = PortRecord(job_id="j-1", port=50007, gateway="gw1", external_ip="192.0.2.1", internal_ip="10.0.0.5")
     assert forward_rule(placed) == ForwardRule("j-1", 50007, "10.0.0.5", 50007)
-    with pytest.raises(ValueError, match="Address cannot be empty"):
+    with pytest.raises(ValueError, match="reserved, not placed"):
         forward_rule(PortRecord(job_id="j-1", port=50007))  # reserved, not yet placed
