@@ -65,6 +65,22 @@ def _nodelist(row: Row, _now: float) -> str:
     return row.job.nodes[0] if row.step == "batch" else compress(row.job.nodes)
 
 
+def _alloc_tres(row: Row, _now: float) -> str:
+    job = row.job
+    if not job.nodes:
+        return ""
+    if row.step is not None:  # the batch step: its host's share, no memory accounted (jobacct_gather/none)
+        return f"cpu={job.cpus_per_node},mem=0,node=1"
+    return f"billing={job.num_cpus},cpu={job.num_cpus},node={job.num_nodes}"
+
+
+def _req_tres(row: Row, _now: float) -> str:
+    job = row.job
+    if row.step is not None:
+        return ""
+    return f"billing={job.num_cpus},cpu={job.num_cpus},mem={job.req_mem_mb}M,node={job.num_nodes}"
+
+
 # lower-case name -> (header, width (negative = left-justified), getter)
 FIELDS: dict[str, tuple[str, int, Getter]] = {
     "jobid": ("JobID", -12, lambda r, _: r.job_id),
@@ -96,6 +112,12 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "comment": ("Comment", 15, lambda r, _: (r.job.spec.comment or "") if r.step is None else ""),
     "workdir": ("WorkDir", -20, lambda r, _: r.job.spec.work_dir if r.step is None else ""),
     "cluster": ("Cluster", 10, lambda r, _: "sim"),
+    "alloctres": ("AllocTRES", 10, _alloc_tres),
+    "reqtres": ("ReqTRES", 10, _req_tres),
+    "reqmem": ("ReqMem", 10, lambda r, _: f"{r.job.req_mem_mb}M" if r.step is None else ""),
+    "reqcpus": ("ReqCPUS", 8, lambda r, _: str(r.job.num_cpus if r.step is None else r.job.cpus_per_node)),
+    "reqnodes": ("ReqNodes", 8, lambda r, _: str(r.job.num_nodes) if r.step is None else ""),
+    "ntasks": ("NTasks", 8, lambda r, _: "" if r.step is None else "1"),
     "priority": ("Priority", 10, lambda r, _: str(r.job.priority) if r.step is None else ""),
 }
 

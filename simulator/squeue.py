@@ -59,6 +59,7 @@ FIELDS: dict[str, tuple[str, str, Getter]] = {
     "D": ("NumNodes", "NODES", lambda j, _: str(j.num_nodes)),
     "C": ("NumCPUs", "CPUS", lambda j, _: str(j.num_cpus)),
     "c": ("MinCpus", "MIN_CPUS", lambda j, _: str(j.spec.cpus_per_task)),
+    "m": ("MinMemory", "MIN_MEMORY", lambda j, _: j.min_memory),
     "R": ("ReasonList", "NODELIST(REASON)", _reason_list),
     "r": ("Reason", "REASON", lambda j, _: j.reason),
     "N": ("NodeList", "NODELIST", lambda j, _: compress(j.nodes)),
@@ -80,7 +81,8 @@ _BY_NAME.update(
     {
         "stdout": ("STDOUT", lambda j, _: j.stdout),
         "stderr": ("STDERR", lambda j, _: j.stderr),
-        "numtasks": ("TASKS", lambda j, _: str(j.num_tasks)),
+        "numtasks": ("TASKS", lambda j, _: j.num_tasks_shown),
+        "tres-alloc": ("TRES_ALLOC", lambda j, _: j.tres()),
         "cluster": ("CLUSTER", lambda j, _: "sim"),
         "username": ("USER", lambda j, _: j.user),
         "jobid": ("JOBID", lambda j, _: str(j.job_id)),
