@@ -42,6 +42,8 @@ class Row:
     def exit_code(self) -> str:
         if self.step is None:
             return f"{self.job.exit_code}:{self.job.exit_signal}"
+        if self.job.state is JobState.NODE_FAIL:  # the step's end never reached slurmdbd: no exit code
+            return ""
         return f"{self.job.batch_exit_code}:{self.job.batch_signal}"
 
 
@@ -105,7 +107,7 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "elapsedraw": ("ElapsedRaw", 10, lambda r, now: str(r.job.elapsed(now))),
     "timelimit": ("Timelimit", 10, lambda r, _: _timelimit(r.job) if r.step is None else ""),
     "nodelist": ("NodeList", -15, _nodelist),
-    "reason": ("Reason", -20, lambda r, _: r.job.reason),
+    "reason": ("Reason", -20, lambda r, _: r.job.reason if r.step is None else ""),
     "user": ("User", 9, lambda r, _: r.job.user if r.step is None else ""),
     "uid": ("UID", 6, lambda r, _: str(r.job.spec.uid) if r.step is None else ""),
     "group": ("Group", 9, lambda r, _: r.job.user if r.step is None else ""),
@@ -116,7 +118,7 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "reqtres": ("ReqTRES", 10, _req_tres),
     "reqmem": ("ReqMem", 10, lambda r, _: f"{r.job.req_mem_mb}M" if r.step is None else ""),
     "reqcpus": ("ReqCPUS", 8, lambda r, _: str(r.job.num_cpus if r.step is None else r.job.cpus_per_node)),
-    "reqnodes": ("ReqNodes", 8, lambda r, _: str(r.job.num_nodes) if r.step is None else ""),
+    "reqnodes": ("ReqNodes", 8, lambda r, _: str(r.job.num_nodes if r.step is None else 1)),
     "ntasks": ("NTasks", 8, lambda r, _: "" if r.step is None else "1"),
     "priority": ("Priority", 10, lambda r, _: str(r.job.priority) if r.step is None else ""),
 }

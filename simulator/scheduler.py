@@ -286,7 +286,7 @@ class Scheduler:
             job.completing = True
             log.info("job %d ended %s (exit %d:%d)", job.job_id, job.state, code, sig)
         else:
-            job.batch_state = JobState.CANCELLED if job.state is not JobState.NODE_FAIL else JobState.NODE_FAIL
+            job.batch_state = JobState.CANCELLED  # after a node failure too: slurmdbd never hears the step's end
             if sig == 0 and code == 0:
                 job.batch_signal = 15
         if self.timing.completing_seconds > 0:

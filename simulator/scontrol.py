@@ -31,6 +31,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     # slurmctld keeps the signal that ended the batch script (scancel's SIGTERM); sacct's job line does not
     signal_shown = job.batch_signal if job.state is JobState.CANCELLED and job.nodes else job.exit_signal
     eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
+    min_cpus = (job.spec.ntasks_per_node or 1) * job.spec.cpus_per_task  # per node, as asked: pn_min_cpus
     lines = [
         f"JobId={job.job_id} JobName={job.name}",
         f"   UserId={user}({job.spec.uid}) GroupId={group}({job.spec.gid}) MCS_label=N/A",
@@ -54,7 +55,7 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
         f" CPUs/Task={job.spec.cpus_per_task} ReqB:S:C:T=0:0:*:*",
         f"   TRES={job.tres()}",
         f"   Socks/Node=* NtasksPerN:B:S:C={job.spec.ntasks_per_node or 0}:0:*:* CoreSpec=*",
-        f"   MinCPUsNode={job.cpus_per_node} {_min_memory(job)} MinTmpDiskNode=0",
+        f"   MinCPUsNode={min_cpus} {_min_memory(job)} MinTmpDiskNode=0",
         "   Features=(null) DelayBoot=00:00:00",
         "   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)",
         "   Command=(null)",

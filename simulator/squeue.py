@@ -254,8 +254,9 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
         and (not nodes or nodes.intersection(j.nodes))
         and (j.active if states == set() else states is None or j.display_state in states)
     ]
-    # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c)
-    selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, j.job_id))
+    # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c); the
+    # sort is stable and slurmctld sends its newest jobs first, so equal priorities (held jobs) are newest first
+    selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, -j.job_id))
     complaints += "".join(f"squeue: error: Invalid job format specification: {name}\n" for name in unknown)
     now = time.time()
     # -l prints the date first, as squeue's print_date() does (header or not)

@@ -38,8 +38,9 @@ def sim_config(first_job_id: int) -> ClusterConfig:
         partitions=[PartitionConfig(name="batch", default=True)],
         users=[UserConfig(name="alice", uid=2001), UserConfig(name="bob", uid=2002)],
         service_user=COMPAT_USER, service_uid=2101, first_job_id=first_job_id,
-        # a minute of a time limit lasts 3 s: only the real cluster needs to wait for a TIMEOUT
-        timing=TimingConfig(kill_wait_seconds=2, min_job_age_seconds=30, minute_seconds=3),
+        # a minute of a time limit lasts 40 s: the job ends after the first round's purged one is gone (30 s), so
+        # MinJobAge has not purged it yet when it is looked at; the real cluster takes longer anyway
+        timing=TimingConfig(kill_wait_seconds=2, min_job_age_seconds=30, minute_seconds=40),
     )  # fmt: skip
 
 
