@@ -83,6 +83,13 @@ def _req_tres(row: Row, _now: float) -> str:
     return f"billing={job.num_cpus},cpu={job.num_cpus},mem={job.req_mem_mb}M,node={job.num_nodes}"
 
 
+def _reason(row: Row, _now: float) -> str:
+    if row.step is not None:
+        return ""
+    # slurmdbd keeps the reason of the job's last update before the node failed, not slurmctld's NodeDown
+    return "None" if row.job.state is JobState.NODE_FAIL else row.job.reason
+
+
 # lower-case name -> (header, width (negative = left-justified), getter)
 FIELDS: dict[str, tuple[str, int, Getter]] = {
     "jobid": ("JobID", -12, lambda r, _: r.job_id),
@@ -107,7 +114,7 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "elapsedraw": ("ElapsedRaw", 10, lambda r, now: str(r.job.elapsed(now))),
     "timelimit": ("Timelimit", 10, lambda r, _: _timelimit(r.job) if r.step is None else ""),
     "nodelist": ("NodeList", -15, _nodelist),
-    "reason": ("Reason", -20, lambda r, _: r.job.reason if r.step is None else ""),
+    "reason": ("Reason", -20, _reason),
     "user": ("User", 9, lambda r, _: r.job.user if r.step is None else ""),
     "uid": ("UID", 6, lambda r, _: str(r.job.spec.uid) if r.step is None else ""),
     "group": ("Group", 9, lambda r, _: r.job.user if r.step is None else ""),

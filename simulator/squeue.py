@@ -34,7 +34,8 @@ def _reason_list(job: Job, _now: float) -> str:
 def _time_left(job: Job, now: float) -> str:
     if job.time_limit is None:
         return "UNLIMITED"
-    return squeue_secs(job.time_limit * 60 - job.elapsed(now))
+    left = job.time_limit * 60 - job.elapsed(now)
+    return "INVALID" if left < 0 else squeue_secs(left)  # a job past its limit (TIMEOUT, KillWait included)
 
 
 def _end_time(job: Job, _now: float) -> str:

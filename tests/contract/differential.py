@@ -369,6 +369,20 @@ async def run_all(real: Side, sim: Side, cases: list[Case]) -> list[Difference]:
     return [d for r in results for d in r]
 
 
+async def outcomes(side: Side, cases: list[Case]) -> list[Outcome]:
+    """Every case on one side, concurrently over its one connection."""
+    return list(
+        await asyncio.gather(*(side.run(c.command.format(home=side.home, **side.jobs), c.stdin) for c in cases))
+    )
+
+
+def compare_outcomes(
+    cases: list[Case], real: Side, real_out: list[Outcome], sim: Side, sim_out: list[Outcome]
+) -> list[Difference]:
+    """The differences of answers collected at different times (:func:`outcomes` on each side)."""
+    return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c.command, a, real, b, sim)]
+
+
 def main() -> int:
     from tests.contract.differential_clusters import both_sides, differences_on  # noqa: PLC0415 - starts Docker
 

@@ -12,7 +12,7 @@ from simulator.cliparse import getopt_message
 from simulator.config import ClusterConfig, NodeConfig, Role, UserConfig, assign_addresses
 from simulator.faults import FaultKind, Faults
 from simulator.jobs import Job, JobSpec, JobState
-from simulator.sacct import _cell, _timelimit
+from simulator.sacct import Row, _cell, _reason, _timelimit
 from simulator.sbatch import directives, parse_memory
 from simulator.scheduler import expand_pattern
 from simulator.scontrol import show_job
@@ -266,3 +266,17 @@ def test_memory_sizes_read_as_slurm_does(text: str, mb: int) -> None:
 def test_invalid_memory_size_is_refused() -> None:
     with pytest.raises(ValueError, match="invalid memory constraint 10X"):
         parse_memory("10X")
+
+
+def test_job_past_its_limit_has_invalid_time_left() -> None:
+    job = _job(state=JobState.TIMEOUT)
+    job.end_time = job.submit_time + 15 * 60 + 2  # the limit, then KillWait
+    assert render([job], parse_format("%L"), False, job.end_time) == "INVALID\n"
+
+
+def test_node_failed_job_in_accounting_keeps_no_step_exit_code_and_no_reason() -> None:
+    job = _job(state=JobState.NODE_FAIL)
+    job.reason, job.batch_state = "NodeDown", JobState.CANCELLED
+    assert [_reason(Row(job, None), 0.0), _reason(Row(job, "batch"), 0.0)] == ["None", ""]
+    assert Row(job, "batch").exit_code() == ""
+    assert Row(job, "batch").state() == "CANCELLED"
