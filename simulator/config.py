@@ -43,6 +43,8 @@ class NodeConfig(_Model):
     external_address: str | None = None
     ssh_port: int = 0
     cpus: int = 4
+    memory_mb: int = 4000
+    """slurm.conf's ``RealMemory`` (MB): what a job without ``--mem`` asks for per node (whole nodes)."""
 
 
 class UserConfig(_Model):

@@ -33,6 +33,8 @@ SHORT_STATE = {
 
 LONG_STATE = {short: long for long, short in SHORT_STATE.items()}
 
+NO_TASKS = 0xFFFFFFFE
+"""NO_VAL - 1, the task count squeue prints for a job that ended unstarted (scontrol prints N/A)."""
 FINISHED = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.TIMEOUT, JobState.FAILED, JobState.NODE_FAIL})
 
 
@@ -58,6 +60,11 @@ class JobSpec:
     stderr: str | None = None
     account: str | None = None
     hold: bool = False
+    req_nodes: list[str] = field(default_factory=list)
+    """``--nodelist``: the nodes the job must run on."""
+    requeue: bool = True
+    mem_per_node_mb: int | None = None
+    mem_per_cpu_mb: int | None = None
     submit_host: str = ""
     submit_env: dict[str, str] = field(default_factory=dict)
 
@@ -75,6 +82,8 @@ class Job:
     stdout: str
     stderr: str
     priority: int
+    node_memory_mb: int = 4000
+    """The partition nodes' RealMemory: what a job without ``--mem`` asks for on each node."""
     submit_time: float = field(default_factory=time.time)
     state: JobState = JobState.PENDING
     reason: str = "None"
@@ -136,6 +145,35 @@ class Job:
             return 0
         end = self.end_time if self.end_time is not None else (now if now is not None else time.time())
         return max(int(end - self.start_time), 0)
+
+    @property
+    def num_tasks_shown(self) -> str:
+        """slurmctld drops the task count of a job that ended before it started: NO_VAL - 1."""
+        return str(NO_TASKS if self.never_started else self.num_tasks)
+
+    @property
+    def never_started(self) -> bool:
+        return self.state in FINISHED and not self.nodes
+
+    @property
+    def req_mem_mb(self) -> int:
+        """The memory asked for, in all (``ReqMem``, ``mem=`` of the requested TRES)."""
+        if self.spec.mem_per_cpu_mb is not None:
+            return self.spec.mem_per_cpu_mb * self.num_cpus
+        per_node = self.spec.mem_per_node_mb if self.spec.mem_per_node_mb is not None else self.node_memory_mb
+        return per_node * self.num_nodes
+
+    @property
+    def min_memory(self) -> str:
+        """squeue's MinMemory: the per-CPU or per-node request, 0 without ``--mem``."""
+        if self.spec.mem_per_cpu_mb is not None:
+            return f"{self.spec.mem_per_cpu_mb}M"
+        return "0" if self.spec.mem_per_node_mb is None else f"{self.spec.mem_per_node_mb}M"
+
+    def tres(self) -> str:
+        """scontrol's and squeue's TRES: allocated once started (CR_CPU: memory is not counted), else requested."""
+        mem = "" if self.nodes else f"mem={self.req_mem_mb}M,"
+        return f"cpu={self.num_cpus},{mem}node={self.num_nodes},billing={self.num_cpus}"
 
     def sacct_state(self) -> str:
         """sacct's State text: ``CANCELLED by <uid>`` for a cancelled job."""

@@ -42,6 +42,8 @@ class Row:
     def exit_code(self) -> str:
         if self.step is None:
             return f"{self.job.exit_code}:{self.job.exit_signal}"
+        if self.job.state is JobState.NODE_FAIL:  # the step's end never reached slurmdbd: no exit code
+            return ""
         return f"{self.job.batch_exit_code}:{self.job.batch_signal}"
 
 
@@ -63,6 +65,29 @@ def _nodelist(row: Row, _now: float) -> str:
     if not row.job.nodes:
         return "None assigned"
     return row.job.nodes[0] if row.step == "batch" else compress(row.job.nodes)
+
+
+def _alloc_tres(row: Row, _now: float) -> str:
+    job = row.job
+    if not job.nodes:
+        return ""
+    if row.step is not None:  # the batch step: its host's share, no memory accounted (jobacct_gather/none)
+        return f"cpu={job.cpus_per_node},mem=0,node=1"
+    return f"billing={job.num_cpus},cpu={job.num_cpus},node={job.num_nodes}"
+
+
+def _req_tres(row: Row, _now: float) -> str:
+    job = row.job
+    if row.step is not None:
+        return ""
+    return f"billing={job.num_cpus},cpu={job.num_cpus},mem={job.req_mem_mb}M,node={job.num_nodes}"
+
+
+def _reason(row: Row, _now: float) -> str:
+    if row.step is not None:
+        return ""
+    # slurmdbd keeps the reason of the job's last update before the node failed, not slurmctld's NodeDown
+    return "None" if row.job.state is JobState.NODE_FAIL else row.job.reason
 
 
 # lower-case name -> (header, width (negative = left-justified), getter)
@@ -89,13 +114,19 @@ FIELDS: dict[str, tuple[str, int, Getter]] = {
     "elapsedraw": ("ElapsedRaw", 10, lambda r, now: str(r.job.elapsed(now))),
     "timelimit": ("Timelimit", 10, lambda r, _: _timelimit(r.job) if r.step is None else ""),
     "nodelist": ("NodeList", -15, _nodelist),
-    "reason": ("Reason", -20, lambda r, _: r.job.reason),
+    "reason": ("Reason", -20, _reason),
     "user": ("User", 9, lambda r, _: r.job.user if r.step is None else ""),
     "uid": ("UID", 6, lambda r, _: str(r.job.spec.uid) if r.step is None else ""),
     "group": ("Group", 9, lambda r, _: r.job.user if r.step is None else ""),
     "comment": ("Comment", 15, lambda r, _: (r.job.spec.comment or "") if r.step is None else ""),
     "workdir": ("WorkDir", -20, lambda r, _: r.job.spec.work_dir if r.step is None else ""),
     "cluster": ("Cluster", 10, lambda r, _: "sim"),
+    "alloctres": ("AllocTRES", 10, _alloc_tres),
+    "reqtres": ("ReqTRES", 10, _req_tres),
+    "reqmem": ("ReqMem", 10, lambda r, _: f"{r.job.req_mem_mb}M" if r.step is None else ""),
+    "reqcpus": ("ReqCPUS", 8, lambda r, _: str(r.job.num_cpus if r.step is None else r.job.cpus_per_node)),
+    "reqnodes": ("ReqNodes", 8, lambda r, _: str(r.job.num_nodes if r.step is None else 1)),
+    "ntasks": ("NTasks", 8, lambda r, _: "" if r.step is None else "1"),
     "priority": ("Priority", 10, lambda r, _: str(r.job.priority) if r.step is None else ""),
 }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from simulator.cliparse import Parser, UsageError
 from simulator.commands import CommandContext, CommandResult
+from simulator.hostlist import expand
 from simulator.jobs import JobSpec
 from simulator.scheduler import INVALID_PARTITION, SlurmError
 from simulator.slurmctl import CONNECT_FAILURE, slurm
@@ -42,6 +43,9 @@ def _parser() -> Parser:
     p.add_argument("--gres")
     p.add_argument("--wrap")
     p.add_argument("--exclusive", action="store_true")
+    p.add_argument("-w", "--nodelist")
+    p.add_argument("--no-requeue", action="store_true")
+    p.add_argument("--requeue", action="store_true")
     p.add_argument("-H", "--hold", action="store_true")
     p.add_argument("--parsable", action="store_true")
     p.add_argument("-Q", "--quiet", action="store_true")
@@ -179,7 +183,25 @@ def _spec(opts: dict[str, object], script: str, account: Account, host: str) -> 
     spec.stderr = _str(opts.get("error"))
     spec.account = _str(opts.get("account"))
     spec.hold = bool(opts.get("hold"))
+    if opts.get("nodelist"):
+        spec.req_nodes = expand(str(opts["nodelist"]))
+    spec.requeue = not opts.get("no_requeue")
+    if opts.get("mem") is not None:
+        spec.mem_per_node_mb = parse_memory(str(opts["mem"]))
+    if opts.get("mem_per_cpu") is not None:
+        spec.mem_per_cpu_mb = parse_memory(str(opts["mem_per_cpu"]))
     return spec
+
+
+_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def parse_memory(text: str) -> int:
+    """``--mem``/``--mem-per-cpu``: a number of MB, or with a K, M, G or T suffix (Slurm's ``str_to_mbytes``)."""
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].isalpha() else (text, "M")
+    if not number.isdigit() or unit not in _UNITS:
+        raise ValueError("invalid memory constraint " + text)
+    return max(int(int(number) * _UNITS[unit]), 0)
 
 
 def _str(value: object) -> str | None:

@@ -47,6 +47,7 @@ class ComputeNode:
     name: str
     address: str
     cpus: int
+    memory_mb: int = 4000
     alloc_cpus: int = 0
     down: bool = False
     jobs: set[int] = field(default_factory=set)
@@ -87,7 +88,9 @@ class Scheduler:
         self.timing: TimingConfig = config.timing
         self.executor = executor
         self.nodes: dict[str, ComputeNode] = {
-            n.name: ComputeNode(n.name, addresses[n.name], n.cpus) for n in config.nodes if Role.COMPUTE in n.roles
+            n.name: ComputeNode(n.name, addresses[n.name], n.cpus, n.memory_mb)
+            for n in config.nodes
+            if Role.COMPUTE in n.roles
         }
         self.partitions: dict[str, Partition] = {}
         for p in config.partitions:
@@ -132,6 +135,7 @@ class Scheduler:
             stdout=expand_pattern(spec.stdout or "slurm-%j.out", job_id, spec),
             stderr=expand_pattern(spec.stderr or spec.stdout or "slurm-%j.out", job_id, spec),
             priority=0 if spec.hold else max(4294901760 - job_id, 1),
+            node_memory_mb=max((n.memory_mb for n in partition.nodes), default=0),
         )
         self.jobs[job_id] = job
         partition.pending[job_id] = job
@@ -189,6 +193,7 @@ class Scheduler:
         for job_id in sorted(node.jobs):
             job = self.jobs[job_id]
             if job.state is JobState.RUNNING:
+                job.reason = "NodeDown"
                 self._end_running(job, JobState.NODE_FAIL, grace=0.0)
 
     def resume_node(self, name: str) -> None:
@@ -228,8 +233,12 @@ class Scheduler:
 
     def _fit(self, partition: Partition, job: Job) -> list[ComputeNode] | None:
         chosen: list[ComputeNode] = []
-        for node in partition.nodes:
-            if node.free_cpus >= job.cpus_per_node:
+        required = job.spec.req_nodes
+        for node in sorted(partition.nodes, key=lambda n: n.name not in required):  # --nodelist's nodes first
+            if node.free_cpus < job.cpus_per_node:
+                if node.name in required:
+                    return None
+            else:
                 chosen.append(node)
                 if len(chosen) == job.spec.nodes:
                     return chosen
@@ -277,7 +286,7 @@ class Scheduler:
             job.completing = True
             log.info("job %d ended %s (exit %d:%d)", job.job_id, job.state, code, sig)
         else:
-            job.batch_state = JobState.CANCELLED if job.state is not JobState.NODE_FAIL else JobState.NODE_FAIL
+            job.batch_state = JobState.CANCELLED  # after a node failure too: slurmdbd never hears the step's end
             if sig == 0 and code == 0:
                 job.batch_signal = 15
         if self.timing.completing_seconds > 0:

@@ -31,12 +31,13 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     # slurmctld keeps the signal that ended the batch script (scancel's SIGTERM); sacct's job line does not
     signal_shown = job.batch_signal if job.state is JobState.CANCELLED and job.nodes else job.exit_signal
     eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
+    min_cpus = (job.spec.ntasks_per_node or 1) * job.spec.cpus_per_task  # per node, as asked: pn_min_cpus
     lines = [
         f"JobId={job.job_id} JobName={job.name}",
         f"   UserId={user}({job.spec.uid}) GroupId={group}({job.spec.gid}) MCS_label=N/A",
         f"   Priority={job.priority} Nice=0 Account={job.spec.account or '(null)'} QOS=normal",
         f"   JobState={restarts_state} Reason={job.reason} Dependency=(null)",
-        f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{signal_shown}",
+        f"   Requeue={int(job.spec.requeue)} Restarts=0 BatchFlag=1 Reboot=0 ExitCode={job.exit_code}:{signal_shown}",
         f"   RunTime={clock_secs(job.elapsed(now))} TimeLimit={clock_limit(job.time_limit)} TimeMin=N/A",
         f"   SubmitTime={timestamp(job.submit_time)} EligibleTime={eligible}",
         f"   AccrueTime={eligible}",
@@ -44,17 +45,17 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
         f"   SuspendTime=None SecsPreSuspend=0 LastSchedEval={timestamp(job.start_time or job.submit_time)}"
         " Scheduler=Main",
         f"   Partition={job.partition} AllocNode:Sid={job.spec.submit_host}:1",
-        "   ReqNodeList=(null) ExcNodeList=(null)",
+        f"   ReqNodeList={compress(job.spec.req_nodes) if job.spec.req_nodes else '(null)'} ExcNodeList=(null)",
         f"   NodeList={nodelist}",
     ]
     if job.nodes:
         lines.append(f"   BatchHost={job.nodes[0]}")
     lines += [
-        f"   NumNodes={job.num_nodes} NumCPUs={job.num_cpus} NumTasks={job.num_tasks}"
+        f"   NumNodes={job.num_nodes} NumCPUs={job.num_cpus} NumTasks={'N/A' if job.never_started else job.num_tasks}"
         f" CPUs/Task={job.spec.cpus_per_task} ReqB:S:C:T=0:0:*:*",
-        f"   TRES=cpu={job.num_cpus},node={job.num_nodes},billing={job.num_cpus}",
+        f"   TRES={job.tres()}",
         f"   Socks/Node=* NtasksPerN:B:S:C={job.spec.ntasks_per_node or 0}:0:*:* CoreSpec=*",
-        f"   MinCPUsNode={job.cpus_per_node} MinMemoryNode=0 MinTmpDiskNode=0",
+        f"   MinCPUsNode={min_cpus} {_min_memory(job)} MinTmpDiskNode=0",
         "   Features=(null) DelayBoot=00:00:00",
         "   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)",
         "   Command=(null)",
@@ -64,6 +65,12 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
         lines.append(f"   Comment={job.spec.comment} ")
     lines += [f"   StdErr={job.stderr}", "   StdIn=/dev/null", f"   StdOut={job.stdout}", "   Power=", "   "]
     return lines
+
+
+def _min_memory(job: Job) -> str:
+    if job.spec.mem_per_cpu_mb is not None:
+        return f"MinMemoryCPU={job.spec.mem_per_cpu_mb}M"
+    return f"MinMemoryNode={job.min_memory}"
 
 
 async def scontrol(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:  # noqa: PLR0911 - one return per answer

@@ -34,7 +34,8 @@ def _reason_list(job: Job, _now: float) -> str:
 def _time_left(job: Job, now: float) -> str:
     if job.time_limit is None:
         return "UNLIMITED"
-    return squeue_secs(job.time_limit * 60 - job.elapsed(now))
+    left = job.time_limit * 60 - job.elapsed(now)
+    return "INVALID" if left < 0 else squeue_secs(left)  # a job past its limit (TIMEOUT, KillWait included)
 
 
 def _end_time(job: Job, _now: float) -> str:
@@ -59,6 +60,7 @@ FIELDS: dict[str, tuple[str, str, Getter]] = {
     "D": ("NumNodes", "NODES", lambda j, _: str(j.num_nodes)),
     "C": ("NumCPUs", "CPUS", lambda j, _: str(j.num_cpus)),
     "c": ("MinCpus", "MIN_CPUS", lambda j, _: str(j.spec.cpus_per_task)),
+    "m": ("MinMemory", "MIN_MEMORY", lambda j, _: j.min_memory),
     "R": ("ReasonList", "NODELIST(REASON)", _reason_list),
     "r": ("Reason", "REASON", lambda j, _: j.reason),
     "N": ("NodeList", "NODELIST", lambda j, _: compress(j.nodes)),
@@ -80,7 +82,8 @@ _BY_NAME.update(
     {
         "stdout": ("STDOUT", lambda j, _: j.stdout),
         "stderr": ("STDERR", lambda j, _: j.stderr),
-        "numtasks": ("TASKS", lambda j, _: str(j.num_tasks)),
+        "numtasks": ("TASKS", lambda j, _: j.num_tasks_shown),
+        "tres-alloc": ("TRES_ALLOC", lambda j, _: j.tres()),
         "cluster": ("CLUSTER", lambda j, _: "sim"),
         "username": ("USER", lambda j, _: j.user),
         "jobid": ("JOBID", lambda j, _: str(j.job_id)),
@@ -252,8 +255,9 @@ async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> Command
         and (not nodes or nodes.intersection(j.nodes))
         and (j.active if states == set() else states is None or j.display_state in states)
     ]
-    # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c)
-    selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, j.job_id))
+    # squeue's default sort "P,t,-p": its state key compares the states' long names as strings (sort.c); the
+    # sort is stable and slurmctld sends its newest jobs first, so equal priorities (held jobs) are newest first
+    selected.sort(key=lambda j: (j.partition, j.display_state, -j.priority, -j.job_id))
     complaints += "".join(f"squeue: error: Invalid job format specification: {name}\n" for name in unknown)
     now = time.time()
     # -l prints the date first, as squeue's print_date() does (header or not)

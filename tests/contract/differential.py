@@ -5,6 +5,9 @@ every command line of :func:`vocabulary` runs over SSH exactly as the runner run
 the runner uses it). Outputs are compared line by line after :func:`normalise` masks what legitimately differs:
 job ids (mapped by the role of the job), times and dates, durations, process ids. Run for people with
 ``python -m tests.contract.differential`` (starts a testbed and a simulated cluster, prints each difference).
+
+Two rounds: first the jobs that end by their time limit and by a failed node and one purged after MinJobAge
+(:data:`FIRST_ROLES`, compared while slurmctld still holds them), then the rest (:data:`ROLES`).
 """
 
 from __future__ import annotations
@@ -13,33 +16,56 @@ import asyncio
 import re
 import shlex
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from runner.ssh import SshNode
 from tests.polling import wait_until
 
-SQUEUE_LETTERS = "iAjuUgGTtMlLDCcRrNBkPSVeZaqQoE"
+SQUEUE_LETTERS = "iAjuUgGTtMlLDCcmRrNBkPSVeZaqQoE"
 SQUEUE_NAMES = [
     "JobID", "Name", "UserName", "UserID", "State", "StateCompact", "TimeLimit", "NumNodes", "NumCPUs",
     "ReasonList", "Reason", "NodeList", "BatchHost", "Comment", "Partition", "WorkDir", "Account", "QOS",
-    "NumTasks", "STDOUT", "STDERR",
+    "NumTasks", "STDOUT", "STDERR", "MinMemory", "tres-alloc",
 ]  # fmt: skip
+HOME_FIELDS = ("WorkDir", "STDOUT", "STDERR")
+"""Fields that hold a home path: the simulator's homes are elsewhere, so a cut value cannot be compared."""
 SACCT_NAMES = [
     "JobID", "JobIDRaw", "JobName", "Partition", "Account", "AllocCPUS", "NCPUS", "NNodes", "State", "ExitCode",
     "Start", "End", "Submit", "Elapsed", "Timelimit", "NodeList", "User", "UID", "Group", "WorkDir",
+    "AllocTRES", "ReqTRES", "ReqMem", "ReqCPUS", "ReqNodes", "NTasks",
 ]  # fmt: skip
-STATE_NAMES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PD", "R", "CD", "CA", "all"]
-ROLES = ["completed", "failed", "running", "multinode", "held", "cancelled_running", "cancelled_pending"]
-SLEEP = "#!/bin/bash\nsleep 300\n"
+STATE_NAMES = [
+    "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PD", "R", "CD", "CA", "TO",
+    "NF", "all",
+]  # fmt: skip
+ECHO = "#!/bin/bash\necho hello\n"
+SLEEP = "#!/bin/bash\nexec sleep 300\n"
+"""``exec``: one process that slurmd's SIGTERM ends, so a cancelled batch step is ``0:15`` on every run (with
+bash waiting for a child, bash sometimes reported the child's death itself: ``143:0`` FAILED)."""
 SCRIPTS: dict[str, tuple[str, str]] = {
-    "completed": ("#!/bin/bash\necho hello\n", ""),
+    "purged": (ECHO, ""),
+    "timeout": (SLEEP, "--time=1 --nodelist=compute1"),
+    "node_fail": (SLEEP, "--nodelist=compute2 --no-requeue"),
+    "completed": (ECHO, ""),
     "failed": ("#!/bin/bash\nexit 3\n", ""),
     "running": (SLEEP, ""),
     "multinode": (SLEEP, "--nodes=2"),
     "held": (SLEEP, "--hold"),
     "cancelled_running": (SLEEP, ""),
     "cancelled_pending": (SLEEP, "--hold"),
+    "memory": (ECHO, "--mem=100"),
+    "memory_per_cpu": (SLEEP, "--hold --mem-per-cpu=50 --ntasks=2"),
 }
+FIRST_ROLES = ["purged", "timeout", "node_fail"]
+"""Made and compared first: ended jobs that slurmctld must still hold (MinJobAge) when they are looked at, and
+one it has purged; a one-minute time limit is the shortest Slurm has, so these take the real cluster a minute."""
+ROLES = [
+    "completed", "failed", "running", "multinode", "held", "cancelled_running", "cancelled_pending", "memory",
+    "memory_per_cpu",
+]  # fmt: skip
+FAILED_NODE = "compute2"
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,10 @@ class Outcome:
     stderr: str
 
 
+async def _no_admin(node: str) -> None:
+    raise NotImplementedError(f"this side cannot fail node {node}")
+
+
 @dataclass
 class Side:
     """One cluster as the harness drives it: the runner's account on a command node, and the jobs it made."""
@@ -66,6 +96,8 @@ class Side:
     home: str = "/home"
     """Where users' homes are (the simulator's are in a temporary directory)."""
     jobs: dict[str, str] = field(default_factory=dict)
+    fail_node: Callable[[str], Awaitable[None]] = _no_admin
+    """The administrator's part: the node goes down (its jobs end NODE_FAIL) and comes back."""
 
     async def run(self, command: str, stdin: str | None = None) -> Outcome:
         out = await self.node.run(shlex.split(command), stdin=stdin, timeout=30)
@@ -81,51 +113,130 @@ async def _state(side: Side, job: str) -> str:
     return out.stdout.strip()
 
 
+async def submit(side: Side, role: str) -> str:
+    script, options = SCRIPTS[role]
+    out = await side.run(sbatch_line(side, "alice", options), stdin=script)
+    assert out.exit_status == 0, f"{side.name}: sbatch {role}: {out.stderr}"
+    side.jobs[role] = out.stdout.strip().split(";")[0]
+    return side.jobs[role]
+
+
+async def _wait(side: Side, role: str, prefix: str, timeout: float = 90) -> None:
+    job = side.jobs[role]
+    await wait_until(lambda: _has(side, job, prefix), timeout, f"{side.name} {role} {prefix}", interval=0.5)
+
+
+async def _squeue_state(side: Side, job: str) -> str:
+    return (await side.run(f"squeue -h -t all -o %T -j {job}")).stdout.strip()
+
+
+async def produce_first_jobs(side: Side) -> None:
+    """:data:`FIRST_ROLES`' jobs (``purged`` may already be submitted: it gives the simulator its first id)."""
+    for role in FIRST_ROLES:
+        if role not in side.jobs:
+            await submit(side, role)
+    await _wait(side, "timeout", "TIMEOUT", 150)  # the limit, then slurmctld's periodic time limit check
+    node_fail = side.jobs["node_fail"]
+    await wait_until(lambda: _running(side, node_fail), 60, f"{side.name} node_fail running", interval=0.5)
+    await side.fail_node(FAILED_NODE)
+    await _wait(side, "node_fail", "NODE_FAIL")
+    purged = side.jobs["purged"]
+
+    async def gone() -> bool:
+        return (await side.run(f"squeue -h -j {purged}")).exit_status != 0
+
+    await wait_until(gone, 150, f"{side.name} purged after MinJobAge", interval=1)
+
+
+async def _running(side: Side, job: str) -> bool:
+    return await _squeue_state(side, job) == "RUNNING"
+
+
 async def produce_jobs(side: Side) -> None:
-    """Jobs of each end state, from the same scripts on either cluster, in the same order."""
+    """Jobs of each end state of :data:`ROLES`, from the same scripts on either cluster, in the same order."""
     for role in ROLES:
-        script, options = SCRIPTS[role]
-        out = await side.run(sbatch_line(side, "alice", options), stdin=script)
-        assert out.exit_status == 0, f"{side.name}: sbatch {role}: {out.stderr}"
-        side.jobs[role] = out.stdout.strip().split(";")[0]
-    j = side.jobs
-    for role, prefix in (("running", "RUNNING"), ("multinode", "RUNNING"), ("cancelled_running", "RUNNING")):
-        await wait_until(lambda r=role, p=prefix: _has(side, j[r], p), 90, f"{side.name} {role}", interval=0.5)  # type: ignore[misc]
+        await submit(side, role)
+    for role in ("running", "multinode", "cancelled_running"):
+        await _wait(side, role, "RUNNING")
     for role in ("cancelled_running", "cancelled_pending"):
-        await side.run(f"sudo -n -u alice scancel {j[role]}")
+        await side.run(f"sudo -n -u alice scancel {side.jobs[role]}")
     for role, prefix in (("completed", "COMPLETED"), ("failed", "FAILED"), ("cancelled_running", "CANCELLED")):
-        await wait_until(lambda r=role, p=prefix: _has(side, j[r], p), 90, f"{side.name} {role}", interval=0.5)  # type: ignore[misc]
+        await _wait(side, role, prefix)
+    await _wait(side, "memory", "COMPLETED")
 
 
 async def _has(side: Side, job: str, prefix: str) -> bool:
     return (await _state(side, job)).startswith(prefix)
 
 
+def per_job(role: str) -> list[Case]:
+    """What the runner and people ask about one job."""
+    return [
+        Case(f"squeue -h -t all -j {{{role}}} -o %i|%T|%N|%u|%j|%l|%D|%r"),
+        Case(f"scontrol show job {{{role}}}"),
+        Case(f"scontrol show job -o {{{role}}}"),
+        Case(f"sudo -n -u alice sacct -P -n -X -o JobID,JobName,State,ExitCode,NodeList -j {{{role}}}"),
+        Case(f"sudo -n -u alice sacct -P -n -o JobID,State,ExitCode -j {{{role}}}"),
+    ]
+
+
+def first_vocabulary() -> list[Case]:
+    """The command lines about :data:`FIRST_ROLES`' jobs: timeout, node failure, purged after MinJobAge."""
+    own = "-j {purged},{timeout},{node_fail}"
+    cases = [c for role in FIRST_ROLES for c in per_job(role)]
+    cases += [Case(f"squeue -h {own} -t {state} -o %i|%T|%r") for state in ("TIMEOUT", "NODE_FAIL", "TO", "NF")]
+    cases += [
+        Case(f"squeue -t all {own}"),
+        Case(f"squeue -h -t all {own} -o %i|%T|%r|%N|%L|%M"),
+        Case(f"squeue -h -t all {own} -O JobID,State,Reason,NodeList,NumTasks,tres-alloc:40"),
+        Case("squeue -h -j {purged}"),
+        Case("squeue -h -t all -j {purged}"),
+        Case("squeue -h -t all -o %i|%T -j {purged},{timeout}"),
+        Case("scontrol show job {purged}"),
+        Case("sudo -n -u alice scancel {purged}"),
+        Case("sudo -n -u alice scancel -v {purged}"),
+        Case("sudo -n -u alice scancel -v {timeout}"),
+        Case("sudo -n -u alice sacct -P -n -X -o JobID,State,ExitCode -j {purged}"),
+        Case(f"sudo -n -u alice sacct -P -n -o JobID,State,ExitCode,Reason,AllocTRES {own}"),
+        Case(f"sudo -n -u alice sacct {own}"),
+    ]
+    return cases
+
+
 def vocabulary() -> list[Case]:
-    """Every command line compared; generated from the field and state tables where possible."""
+    """Every command line compared about :data:`ROLES`' jobs; generated from the field and state tables where
+    possible. Home paths are compared whole only: the simulator's homes are elsewhere, so they cut differently."""
     cases: list[Case] = []
-    own = "-j {completed},{failed},{running},{multinode},{held},{cancelled_running},{cancelled_pending}"
+    own = "-j " + ",".join(f"{{{role}}}" for role in ROLES)
     for letter in SQUEUE_LETTERS:
         cases.append(Case(f"squeue -t all {own} -o %{letter}"))
-        if letter != "Z":  # the simulator's homes are elsewhere: cut differently
+        if letter != "Z":
             cases.append(Case(f"squeue -h -t all {own} -o %.12{letter}"))
     for name in SQUEUE_NAMES:
+        if name in HOME_FIELDS:
+            cases.append(Case(f"squeue -t all {own} -O {name}:"))
+            continue
         cases.append(Case(f"squeue -t all {own} -O {name}"))
-        if name not in ("WorkDir", "STDOUT", "STDERR"):  # the simulator's homes are elsewhere: cut differently
-            cases.append(Case(f"squeue -h -t all {own} -O {name}:.9"))
+        cases.append(Case(f"squeue -h -t all {own} -O {name}:.9"))
     for state in STATE_NAMES:
         cases.append(Case(f"squeue -h {own} -t {state} -o %i|%T|%r"))
     cases.append(Case(f"squeue -h {own} -t bogus"))
     for role in ROLES:
-        cases.append(Case(f"squeue -h -t all -j {{{role}}} -o %i|%T|%N|%u|%j|%l|%D|%r"))
-        cases.append(Case(f"scontrol show job {{{role}}}"))
-        cases.append(Case(f"scontrol show job -o {{{role}}}"))
-        cases.append(Case(f"sudo -n -u alice sacct -P -n -X -o JobID,JobName,State,ExitCode,NodeList -j {{{role}}}"))
-        cases.append(Case(f"sudo -n -u alice sacct -P -n -o JobID,State,ExitCode -j {{{role}}}"))
+        cases += per_job(role)
+    three = "-j {completed},{failed},{held}"
     for name in SACCT_NAMES:
-        cases.append(Case(f"sudo -n -u alice sacct -X -o {name} -j {{completed}},{{failed}},{{held}}"))
-        cases.append(Case(f"sudo -n -u alice sacct -n -P -o {name} -j {{completed}},{{failed}},{{held}}"))
-        cases.append(Case(f"sudo -n -u alice sacct -n -X -o {name}%5 -j {{completed}},{{failed}}"))
+        width = "%100" if name == "WorkDir" else ""
+        cases.append(Case(f"sudo -n -u alice sacct -X -o {name}{width} {three}"))
+        cases.append(Case(f"sudo -n -u alice sacct -n -P -o {name} {three}"))
+        if name != "WorkDir":
+            cases.append(Case(f"sudo -n -u alice sacct -n -X -o {name}%5 -j {{completed}},{{failed}}"))
+    memory = "-j {memory},{memory_per_cpu},{multinode},{cancelled_pending}"
+    cases += [
+        Case(f"sudo -n -u alice sacct -P -n -o JobID,State,AllocTRES,ReqTRES,ReqMem,ReqCPUS,ReqNodes,NTasks {memory}"),
+        Case(f"sudo -n -u alice sacct -o JobID,AllocTRES,ReqTRES,ReqMem {memory}"),
+        Case(f"squeue -h -t all {memory} -o %i|%m|%C|%D"),
+        Case(f"squeue -h -t all {memory} -O JobID,MinMemory,tres-alloc:40,NumTasks"),
+    ]
     cases += [
         Case(f"squeue {own}"),
         Case(f"squeue -l {own}"),
@@ -176,13 +287,23 @@ def vocabulary() -> list[Case]:
     return cases
 
 
-_MASKS = [
+def _no_end(match: re.Match[str]) -> str:
+    """A date some 300 days or more ahead is backfill's year for a job without a limit: ``Unknown``/``NONE``."""
+    if datetime.fromisoformat(match.group(2)) < datetime.now() + timedelta(days=300):
+        return match.group(0)
+    return "EndTime=Unknown" if match.group(1) else "NONE"
+
+
+_MASKS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # A job without a limit shows UNLIMITED, or one year where backfill started it (backfill.c's YEAR_MINUTES):
     # which scheduler starts a job is the real cluster's timing, so both read the same (also cut by sacct's %N)
     (re.compile(r"\b365-00:00:00\b|\bUNLIMITED\b"), "<unlimited>"),
     (re.compile(r"(?<!\S)(365-\+|UNLI\+)"), "<unlimited+>"),
     (re.compile(r"\b365-00:00\+"), "<unlimited>"),  # sacct's width 10 cuts a year, not UNLIMITED
+    (re.compile(r"\b364-\d\d:\d\d:\d\d\b"), "<unlimited>"),  # time left of such a year, minutes into it
     (re.compile(r"Scheduler=(Main|Backfill)"), "Scheduler=<which>"),
+    # that year's end (scontrol's EndTime, squeue's %e, cut or not): what the main scheduler shows for no end
+    (re.compile(r"(EndTime=)?(\d{4}-\d\d-\d\d)(T[\d:]*)?"), _no_end),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"), "YYYY-MM-DDThh:mm:ss"),
     (re.compile(r"\b(\d+-)?(\d+:)?\d+:\d\d\b"), "<dur>"),
     (re.compile(r"AllocNode:Sid=(\S+):\d+"), r"AllocNode:Sid=\1:<sid>"),
@@ -248,18 +369,36 @@ async def run_all(real: Side, sim: Side, cases: list[Case]) -> list[Difference]:
     return [d for r in results for d in r]
 
 
+async def outcomes(side: Side, cases: list[Case]) -> list[Outcome]:
+    """Every case on one side, concurrently over its one connection."""
+    return list(
+        await asyncio.gather(*(side.run(c.command.format(home=side.home, **side.jobs), c.stdin) for c in cases))
+    )
+
+
+def compare_outcomes(
+    cases: list[Case], real: Side, real_out: list[Outcome], sim: Side, sim_out: list[Outcome]
+) -> list[Difference]:
+    """The differences of answers collected at different times (:func:`outcomes` on each side)."""
+    return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c.command, a, real, b, sim)]
+
+
 def main() -> int:
-    from tests.contract.differential_clusters import both_sides  # noqa: PLC0415 - starts Docker: only here
+    from tests.contract.differential_clusters import both_sides, differences_on  # noqa: PLC0415 - starts Docker
 
     async def go() -> int:
-        async with both_sides() as (real, sim):
-            diffs = await run_all(real, sim, vocabulary())
+        async with both_sides() as real:
+            diffs = await differences_on(real)
         for d in diffs:
             print(d)
-        print(f"{len(vocabulary())} command lines, {len(diffs)} differences")
+        print(f"{len(all_command_lines())} command lines, {len(diffs)} differences")
         return 1 if diffs else 0
 
     return asyncio.run(go())
+
+
+def all_command_lines() -> set[str]:
+    return {c.command for c in first_vocabulary() + vocabulary()}
 
 
 if __name__ == "__main__":

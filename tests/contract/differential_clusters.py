@@ -6,6 +6,7 @@ first job id is the testbed's next one, so the two print the same texts wherever
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -14,19 +15,33 @@ from runner.config import SshSettings
 from runner.ssh import SshNode
 from simulator.cluster import SimCluster
 from simulator.config import ClusterConfig, NodeConfig, PartitionConfig, Role, TimingConfig, UserConfig
-from tests.contract.differential import Side, produce_jobs
+from tests.contract.differential import (
+    FIRST_ROLES,
+    Difference,
+    Side,
+    compare_outcomes,
+    first_vocabulary,
+    outcomes,
+    produce_first_jobs,
+    produce_jobs,
+    run_all,
+    submit,
+    vocabulary,
+)
+from tests.polling import wait_until
 
 
-def sim_config(first_job_id: int, home_prefix: str | None = None) -> ClusterConfig:
+def sim_config(first_job_id: int) -> ClusterConfig:
     nodes = [NodeConfig(name="command1", roles={Role.COMMAND})]
-    nodes += [NodeConfig(name=f"compute{i}", roles={Role.COMPUTE}, cpus=16) for i in (1, 2)]
+    nodes += [NodeConfig(name=f"compute{i}", roles={Role.COMPUTE}, cpus=16, memory_mb=4000) for i in (1, 2)]
     nodes += [NodeConfig(name="gateway1", roles={Role.GATEWAY})]
     return ClusterConfig(
         cluster_name="bwvisu", controller_name="controller", nodes=nodes,
         partitions=[PartitionConfig(name="batch", default=True)],
         users=[UserConfig(name="alice", uid=2001), UserConfig(name="bob", uid=2002)],
         service_user=COMPAT_USER, service_uid=2101, first_job_id=first_job_id,
-        timing=TimingConfig(kill_wait_seconds=2, min_job_age_seconds=30),
+        # a minute of a time limit lasts 3 s: only the real cluster needs to wait for a TIMEOUT
+        timing=TimingConfig(kill_wait_seconds=2, min_job_age_seconds=30, minute_seconds=3),
     )  # fmt: skip
 
 
@@ -35,7 +50,23 @@ def testbed_side(testbed: Testbed) -> Side:
     cmd = testbed.endpoints.command[0]
     assert cmd.ssh_host is not None
     assert cmd.ssh_port is not None
-    return Side("real", SshNode(cmd.ssh_host, cmd.ssh_port, COMPAT_USER, settings))
+
+    async def fail_node(node: str) -> None:
+        controller = testbed.node("controller")
+        down = ["scontrol", "update", f"nodename={node}", "state=down", "reason=differential"]
+        result = await asyncio.to_thread(controller.exec, down)
+        assert result.exit_code == 0, result.stderr
+
+        async def back() -> bool:  # ReturnToService=2: its slurmd registers again and the node is usable
+            state = await asyncio.to_thread(controller.exec, ["sinfo", "-h", "-n", node, "-o", "%T"])
+            if state.stdout.strip().startswith("down"):
+                await asyncio.to_thread(controller.exec, ["scontrol", "update", f"nodename={node}", "state=resume"])
+                return False
+            return True
+
+        await wait_until(back, 60, f"{node} back after its failure", interval=1)
+
+    return Side("real", SshNode(cmd.ssh_host, cmd.ssh_port, COMPAT_USER, settings), fail_node=fail_node)
 
 
 @contextlib.asynccontextmanager
@@ -43,32 +74,45 @@ async def sim_side(first_job_id: int) -> AsyncIterator[Side]:
     async with SimCluster(sim_config(first_job_id)) as cluster:
         settings = SshSettings(client_keys=[cluster.client_key_path], known_hosts=cluster.known_hosts_path)
         cmd = cluster.command_nodes[0]
-        side = Side("sim", SshNode(cmd.host, cmd.port, cmd.user, settings), str(cluster.home_prefix))
+
+        async def fail_node(node: str) -> None:
+            cluster.fail_node(node)
+            cluster.resume_node(node)
+
+        node = SshNode(cmd.host, cmd.port, cmd.user, settings)
+        side = Side("sim", node, str(cluster.home_prefix), fail_node=fail_node)
         try:
             yield side
         finally:
             await side.node.close()
 
 
-@contextlib.asynccontextmanager
-async def sides_on(real: Side) -> AsyncIterator[tuple[Side, Side]]:
-    """Jobs made on ``real`` first, then on a simulator starting at the same job id; afterwards the real jobs are
-    cancelled, so the session's testbed has its nodes free again for the tiers that follow."""
-    await produce_jobs(real)
+async def differences_on(real: Side) -> list[Difference]:
+    """Both rounds of jobs and command lines on ``real`` and on a simulator whose first job id is real's first one;
+    afterwards the real jobs are cancelled, so the session's testbed has its nodes free for the tiers that follow."""
     try:
-        async with sim_side(int(real.jobs["completed"])) as sim:
-            await produce_jobs(sim)
-            yield real, sim
+        first = await submit(real, FIRST_ROLES[0])
+        async with sim_side(int(first)) as sim:
+            await submit(sim, FIRST_ROLES[0])
+            # one side after the other, each asked while its ended jobs are fresh (MinJobAge): the real cluster's
+            # TIMEOUT takes a minute or more, during which the simulator would purge its jobs
+            await produce_first_jobs(real)
+            real_out = await outcomes(real, first_vocabulary())
+            await produce_first_jobs(sim)
+            sim_out = await outcomes(sim, first_vocabulary())
+            diffs = compare_outcomes(first_vocabulary(), real, real_out, sim, sim_out)
+            await asyncio.gather(produce_jobs(real), produce_jobs(sim))
+            return diffs + await run_all(real, sim, vocabulary())
     finally:
         await real.run(f"sudo -n -u alice scancel {' '.join(real.jobs.values())}")
 
 
 @contextlib.asynccontextmanager
-async def both_sides() -> AsyncIterator[tuple[Side, Side]]:
+async def both_sides() -> AsyncIterator[Side]:
+    """A testbed of its own, as the session's one is for the test tier."""
     with Testbed(TestbedSpec(compute=2, gateways=1, command=1, client=False)) as testbed:
         real = testbed_side(testbed)
         try:
-            async with sides_on(real) as pair:
-                yield pair
+            yield real
         finally:
             await real.node.close()

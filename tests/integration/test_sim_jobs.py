@@ -122,6 +122,18 @@ async def test_multi_node_job_gets_compressed_nodelist(
     assert await sacct(sim_ssh, job_id, "NodeList,NNodes,AllocCPUS,State") == ["sim-c[001-003]|3|6|COMPLETED"]
 
 
+async def test_nodelist_places_the_job_and_no_requeue_is_shown(
+    sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection
+) -> None:
+    job_id = await submit(sim_ssh, "#!/bin/bash\nexec sleep 30\n", "--nodelist=sim-c003 --no-requeue")
+    await wait_for(lambda: sim_cluster.job(job_id).state.value == "RUNNING")
+    assert sim_cluster.job(job_id).nodes == ["sim-c003"]
+    shown = (await run(sim_ssh, f"scontrol show job {job_id}")).stdout
+    assert "   ReqNodeList=sim-c003 ExcNodeList=(null)\n" in str(shown)
+    assert "   Requeue=0 Restarts=0 " in str(shown)
+    await run(sim_ssh, f"{SUDO}scancel {job_id}")
+
+
 async def test_time_limit_ends_job_with_timeout(sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection) -> None:
     job_id = await submit(sim_ssh, "#!/bin/bash\nsleep 1000\n", "-t 0:1")  # rounds up to 1 minute = 0.5 s here
     await wait_for(lambda: sim_cluster.job(job_id).state.value == "TIMEOUT" and not sim_cluster.job(job_id).completing)

@@ -12,8 +12,8 @@ from simulator.cliparse import getopt_message
 from simulator.config import ClusterConfig, NodeConfig, Role, UserConfig, assign_addresses
 from simulator.faults import FaultKind, Faults
 from simulator.jobs import Job, JobSpec, JobState
-from simulator.sacct import _cell, _timelimit
-from simulator.sbatch import directives
+from simulator.sacct import Row, _cell, _reason, _timelimit
+from simulator.sbatch import directives, parse_memory
 from simulator.scheduler import expand_pattern
 from simulator.scontrol import show_job
 from simulator.slurmtime import TimeFormatError, clock_secs, parse_time_limit, squeue_limit, squeue_secs
@@ -236,3 +236,47 @@ def test_root_passwd_line_has_its_comment() -> None:
     root = UserDB.build([], ("bwvisu", 990), Path("/h")).by_uid(0)
     assert root is not None
     assert root.passwd_line() == "root:x:0:0:root:/root:/bin/bash"
+
+
+def test_pending_job_shows_its_requested_memory_a_started_one_its_allocation() -> None:
+    """As the testbed's Slurm 22.05 (CR_CPU: memory is requested, never allocated): whole nodes without --mem."""
+    pending, running = _job(state=JobState.PENDING), _job()
+    assert pending.tres() == "cpu=1,mem=4000M,node=1,billing=1"
+    assert running.tres() == "cpu=2,node=2,billing=2"
+    pending.spec.mem_per_cpu_mb = 50
+    assert pending.tres() == "cpu=1,mem=50M,node=1,billing=1"
+    assert pending.min_memory == "50M"
+    assert "   MinCPUsNode=1 MinMemoryCPU=50M MinTmpDiskNode=0" in show_job(pending, {}, 0.0)
+    assert _job().min_memory == "0"
+
+
+def test_job_cancelled_before_it_started_has_no_task_count() -> None:
+    job = _job(state=JobState.PENDING)
+    job.state = JobState.CANCELLED
+    assert job.num_tasks_shown == "4294967294"
+    assert any("NumTasks=N/A" in line for line in show_job(job, {}, 0.0))
+    assert _job(state=JobState.COMPLETED).num_tasks_shown == "1"
+
+
+@pytest.mark.parametrize(("text", "mb"), [("100", 100), ("100M", 100), ("2G", 2048), ("2048K", 2)])
+def test_memory_sizes_read_as_slurm_does(text: str, mb: int) -> None:
+    assert parse_memory(text) == mb
+
+
+def test_invalid_memory_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="invalid memory constraint 10X"):
+        parse_memory("10X")
+
+
+def test_job_past_its_limit_has_invalid_time_left() -> None:
+    job = _job(state=JobState.TIMEOUT)
+    job.end_time = job.submit_time + 15 * 60 + 2  # the limit, then KillWait
+    assert render([job], parse_format("%L"), False, job.end_time) == "INVALID\n"
+
+
+def test_node_failed_job_in_accounting_keeps_no_step_exit_code_and_no_reason() -> None:
+    job = _job(state=JobState.NODE_FAIL)
+    job.reason, job.batch_state = "NodeDown", JobState.CANCELLED
+    assert [_reason(Row(job, None), 0.0), _reason(Row(job, "batch"), 0.0)] == ["None", ""]
+    assert Row(job, "batch").exit_code() == ""
+    assert Row(job, "batch").state() == "CANCELLED"
