@@ -151,7 +151,7 @@ class SimCluster:
         node.services["users"] = users
         node.services["slurm"] = self._slurm
         handlers: dict[str, Handler]
-        handlers, readers = handlers_for(node.roles, sim_gateway)
+        handlers, readers = handlers_for(node.roles, sim_gateway.HANDLERS)
         if Role.GATEWAY in node.roles:
             assert node.external_address is not None
             node.services["gateway"] = sim_gateway.GatewayService(

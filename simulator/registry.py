@@ -1,12 +1,11 @@
 """Which commands a node answers, by role: Slurm clients on command nodes, iptables on gateways.
 
-``nc`` (from the gateway module), the user lookups, ``sh -c`` and coreutils' ``timeout`` answer everywhere.
-The gateway module is optional: without it gateway nodes answer only the common commands.
+``nc`` (from the gateway's handlers), the user lookups, ``sh -c`` and coreutils' ``timeout`` answer everywhere.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from simulator import netdb, sacct, sbatch, scontrol, shell, squeue, timeout, users
 from simulator.commands import Handler
@@ -50,10 +49,11 @@ def _timeout_reads_stdin(argv: list[str]) -> bool:
 STDIN_READERS["timeout"] = _timeout_reads_stdin
 
 
-def handlers_for(roles: set[Role], gateway_module: Any | None) -> tuple[dict[str, Handler], dict[str, StdinPredicate]]:
-    """The handler registry and stdin readers of a node with ``roles``."""
+def handlers_for(
+    roles: set[Role], gateway_handlers: Mapping[str, Handler]
+) -> tuple[dict[str, Handler], dict[str, StdinPredicate]]:
+    """The handler registry and stdin readers of a node with ``roles``; gateways add ``gateway_handlers``."""
     handlers = dict(COMMON)
-    gateway_handlers: dict[str, Handler] = dict(getattr(gateway_module, "HANDLERS", {}) or {})
     if "nc" in gateway_handlers:
         handlers["nc"] = gateway_handlers["nc"]
     if Role.COMMAND in roles:
