@@ -69,6 +69,7 @@ class Gateway:
     down_until: float = 0.0
     chains_ready: bool = False
     accounting_ready: bool = False
+    accounting_retry_at: float = 0.0
     queue: list[tuple[list[ForwardRule], asyncio.Future[None]]] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -199,10 +200,20 @@ class GatewayPool:
                 for check, create in self.access.setup_steps():
                     await self._ensure(gateway, check, create)
                 gateway.chains_ready = True
-            if self.accounting and not gateway.accounting_ready:
-                for check, create in self.access.accounting_setup_steps():
-                    await self._ensure(gateway, check, create)
-                gateway.accounting_ready = True
+            if self.accounting and not gateway.accounting_ready and gateway.accounting_retry_at <= self._clock():
+                await self._ensure_accounting(gateway)
+
+    async def _ensure_accounting(self, gateway: Gateway) -> None:
+        """The counting chain; a gateway that refuses it (e.g. an older site helper) still gets its forwards,
+        without counting rules, and is asked again after ``down_retry_after`` seconds."""
+        try:
+            for check, create in self.access.accounting_setup_steps():
+                await self._ensure(gateway, check, create)
+        except GatewayCommandFailed as exc:
+            gateway.accounting_retry_at = self._clock() + self._retry_after
+            log.warning("gateway %s: no counting chain, forwards are not counted: %s", gateway.internal_ip, exc)
+            return
+        gateway.accounting_ready = True
 
     async def _ensure(self, gateway: Gateway, check: list[str] | None, create: list[str]) -> None:
         if check is None:
@@ -230,7 +241,7 @@ class GatewayPool:
             rules = [r for rs, _ in batch for r in rs]
             try:
                 self.restore_calls += 1
-                counted = rules if self.accounting else ()
+                counted = rules if self.accounting and gateway.accounting_ready else ()
                 text = commands.edit_input(add=rules, add_accounting=counted)
                 await self._checked(gateway, self.access.restore_argv(), text)
             except Exception as exc:  # handed to every waiter of the batch
@@ -248,7 +259,7 @@ class GatewayPool:
         dnat = await self._checked(gateway, self.access.list_argv(DNAT_CHAIN))
         masq = await self._checked(gateway, self.access.list_argv(SNAT_CHAIN))
         masquerade = [ForwardRule(job, 1, ip, port) for job, ip, port in parse_masquerade_rules(masq.stdout)]
-        counting = [c.rule for c in await self.counters(gateway)] if self.accounting else []
+        counting = [c.rule for c in await self.counters(gateway)] if gateway.accounting_ready else []
         return CurrentRules(parse_forward_rules(dnat.stdout), masquerade, counting)
 
     async def counters(self, gateway: Gateway) -> list[Counted]:
@@ -257,6 +268,8 @@ class GatewayPool:
         Output that does not read as counters raises :class:`GatewayOutputInvalid` (the gateway stays healthy).
         """
         await self.ensure_chains(gateway)
+        if not gateway.accounting_ready:
+            raise GatewayCommandFailed(internal=f"{gateway.internal_ip}: no counting chain (see the earlier warning)")
         out = await self._checked(gateway, self.access.counters_argv())
         try:
             return parse_counters(out.stdout)

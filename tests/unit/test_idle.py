@@ -194,3 +194,23 @@ def test_the_simulated_gateway_counts_forwarded_traffic_and_prints_it_as_iptable
     assert listed == REAL_COUNTERS
     forward = execute(nf, parse_command(["-t", "filter", "-S", "FORWARD", "-v"])).stdout
     assert forward == "-P FORWARD ACCEPT -c 0 0\n-A FORWARD -j BWVISU-ACCT -c 8 480\n"
+
+
+async def test_a_gateway_refusing_the_counting_chain_still_gets_its_forwards() -> None:
+    helper = "/usr/local/sbin/bwvisu-forward"
+    old = answer(status=64, stderr="bwvisu-forward: refused: usage: bwvisu-forward ensure-chains | list CHAIN\n")
+    node = ScriptedRunner("gw").on(["sudo", "-n", helper, "ensure-accounting"], old)
+    p = GatewayPool([Gateway(node, "10.0.0.1", "192.0.2.1")], down_retry_after=30, access=ForwardHelper(helper))
+    p.accounting = True
+    gw = p.gateways[0]
+    await p.install(gw, [RULE])
+    await p.install(gw, [ForwardRule("j2", 50002, "10.0.0.5", 5901)])  # not asked again before down_retry_after
+    assert node.calls == [
+        ["sudo", "-n", helper, "ensure-chains"],
+        ["sudo", "-n", helper, "ensure-accounting"],
+        ["sudo", "-n", helper, "restore"],
+        ["sudo", "-n", helper, "restore"],
+    ]
+    assert all("*filter" not in (c.stdin or "") for c in node.log)
+    with pytest.raises(GatewayCommandFailed):
+        await p.counters(gw)  # the sweep sees the gateway as unread: its jobs are left alone
