@@ -1,21 +1,23 @@
 """Idle sessions on the real cluster: real iptables counts what a client on the public network sends through a
 job's forward; that traffic keeps the job, silence cancels it; a cluster user can neither reset the counters nor
-move them without going through the forward.
+move them without going through the forward, and the runner's own account (through the site helper) cannot
+zero them either.
 
-The runner uses bwVisu's plain ``sudo iptables`` on the gateways (the testbed's ``bwvisu-compat`` account): the
-counting rules live in the filter table's ``BWVISU-ACCT`` chain, which the site helper does not edit.
+Run twice: through the site helper (``bwvisu-forward``, the testbed's default) and with bwVisu's plain
+``sudo iptables`` (the ``bwvisu-compat`` account). The counting rules live in the filter table's ``BWVISU-ACCT``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shlex
 from typing import Any
 
 import httpx
 import pytest
 
 from containers.etcd_members import ETCD_PREFIX
-from containers.testbed import COMPAT_USER, Testbed
+from containers.testbed import COMPAT_USER, FORWARD, Testbed
 from runner.app import Runner
 from runner.config import ApiSettings, settings_from_mapping
 from runner.gateway.iptables import parse_counters
@@ -38,6 +40,14 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
 """
 
 
+ZEROING: tuple[tuple[list[str], str | None], ...] = (
+    (["counters", "BWVISU-ACCT", "-Z"], None),
+    (["restore"], "*filter\n-Z BWVISU-ACCT\nCOMMIT\n"),
+    (["restore"], "*filter\n-A BWVISU-ACCT -c 0 0 -j RETURN\nCOMMIT\n"),
+    (["restore"], "*filter\n:BWVISU-ACCT - [0:0]\nCOMMIT\n"),  # a declaration flushes the chain
+)
+
+
 def poke(testbed: Testbed, host: str, port: int) -> str:
     return ok(testbed.node("client").exec(["python3", "-c", POKE, host, str(port)], user="alice")).strip()
 
@@ -48,17 +58,21 @@ def counters(testbed: Testbed, gateway: str) -> dict[str, int]:
     return {c.rule.job_id: c.packets for c in parse_counters(listed)}
 
 
-def compat_settings(testbed: Testbed) -> dict[str, Any]:
-    data = runner_settings(testbed, f"{ETCD_PREFIX}/e2e-{testbed.run_id}-idle")
-    data["gateway-nodes"] = [{**g, "user": COMPAT_USER} for g in data["gateway-nodes"]]
-    data["gateway-helper"] = None
+def idle_settings(testbed: Testbed, access: str) -> dict[str, Any]:
+    data = runner_settings(testbed, f"{ETCD_PREFIX}/e2e-{testbed.run_id}-idle-{access}")
+    if access == "compat":
+        data["gateway-nodes"] = [{**g, "user": COMPAT_USER} for g in data["gateway-nodes"]]
+        data["gateway-helper"] = None
     data["idle_timeout_minutes"] = TIMEOUT_MINUTES
     data["idle_warning_minutes"] = WARNING_MINUTES
     return data
 
 
-async def test_client_traffic_moves_the_counters_and_keeps_the_job_silence_cancels_it(testbed: Testbed) -> None:
-    settings = settings_from_mapping(compat_settings(testbed))
+@pytest.mark.parametrize("access", ["helper", "compat"])
+async def test_client_traffic_moves_the_counters_and_keeps_the_job_silence_cancels_it(
+    testbed: Testbed, access: str
+) -> None:
+    settings = settings_from_mapping(idle_settings(testbed, access))
     async with (
         Runner(settings) as started,
         ApiServer(started.app, ApiSettings(host="127.0.0.1", port=0)) as server,
@@ -86,6 +100,14 @@ async def test_client_traffic_moves_the_counters_and_keeps_the_job_silence_cance
         assert (plain.exit_code, "you must be root" in plain.stderr) == (4, True), plain
         sudo = testbed.node(gateway).exec(["sudo", "-n", "iptables", "-t", "filter", "-Z", "BWVISU-ACCT"], user="bob")
         assert (sudo.exit_code, sudo.stderr) == (1, "sudo: a password is required\n")
+        # nor can the runner's account through the helper: no request zeroes, restore takes only counting rules
+        # (bwVisu's plain sudo iptables could, as it could do anything to any table)
+        for request, text in ZEROING if access == "helper" else ():
+            refused = testbed.ssh(gateway, shlex.join(["sudo", "-n", FORWARD, *request]), stdin=text)
+            assert refused.exit_code in (64, 65), refused
+        poked = await asyncio.to_thread(poke, testbed, host, port)
+        assert poked.startswith("HTTP/1."), poked
+        assert counters(testbed, gateway)[job_id] > 0  # nothing above reset it
 
         # the user works for longer than the timeout: every request moves the counters, the job stays
         loop = asyncio.get_running_loop()
