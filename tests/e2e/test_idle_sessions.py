@@ -35,8 +35,11 @@ TIMEOUT_MINUTES, WARNING_MINUTES = 0.25, 0.1  # 15 s of silence cancels; sweeps 
 POKE = """
 import socket, sys
 with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
-    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-    print(s.recv(64).decode(errors="replace").splitlines()[0])
+    s.sendall(b"GET / HTTP/1.0\\r\\nHost: gateway\\r\\n\\r\\n")
+    got = b""
+    while len(got) < 4096 and (piece := s.recv(4096)):
+        got += piece
+print(repr(got[:200]))
 """
 
 
@@ -49,6 +52,7 @@ ZEROING: tuple[tuple[list[str], str | None], ...] = (
 
 
 def poke(testbed: Testbed, host: str, port: int) -> str:
+    """What the job answered a request from the public network (its first bytes, as a Python literal)."""
     return ok(testbed.node("client").exec(["python3", "-c", POKE, host, str(port)], user="alice")).strip()
 
 
@@ -106,14 +110,15 @@ async def test_client_traffic_moves_the_counters_and_keeps_the_job_silence_cance
             refused = testbed.ssh(gateway, shlex.join(["sudo", "-n", FORWARD, *request]), stdin=text)
             assert refused.exit_code in (64, 65), refused
         poked = await asyncio.to_thread(poke, testbed, host, port)
-        assert poked.startswith("HTTP/1."), poked
+        assert poked.startswith("b'HTTP/1."), poked
         assert counters(testbed, gateway)[job_id] > 0  # nothing above reset it
 
         # the user works for longer than the timeout: every request moves the counters, the job stays
         loop = asyncio.get_running_loop()
         until, last = loop.time() + 1.5 * TIMEOUT_MINUTES * 60, 0
         while loop.time() < until:
-            assert (await asyncio.to_thread(poke, testbed, host, port)).startswith("HTTP/1.")
+            answered = await asyncio.to_thread(poke, testbed, host, port)
+            assert answered.startswith("b'HTTP/1."), answered
             now = counters(testbed, gateway)[job_id]
             assert now > last
             last = now
