@@ -133,6 +133,7 @@ class IdleSweeper:
         self._packets: dict[tuple[str, ForwardRule], int] = {}  # (gateway, rule) -> packets at the last sweep
         self._traffic: dict[str, float] = {}  # job -> last traffic this leader saw
         self._since: dict[str, float] = {}  # job -> first sweep that saw it available
+        self._unread: set[str] = set()  # gateways whose counters the last sweep could not read
         self.cancelled: list[str] = []
 
     async def tick(self) -> None:
@@ -166,8 +167,14 @@ class IdleSweeper:
         try:
             present = await self._pool.counters(gateway)
         except RunnerError as exc:
-            log.warning("idle: counters of gateway %s not read: %s", ip, exc)
+            # once per outage, not once per sweep
+            level = logging.DEBUG if ip in self._unread else logging.WARNING
+            log.log(level, "idle: counters of gateway %s not read; its jobs are left alone: %s", ip, exc)
+            self._unread.add(ip)
             return None
+        if ip in self._unread:
+            self._unread.discard(ip)
+            log.info("idle: counters of gateway %s read again", ip)
         moved: set[str] = set()
         for counted in present:
             key = (ip, counted.rule)

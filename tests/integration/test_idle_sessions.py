@@ -16,27 +16,19 @@ import pytest
 
 from runner.app import Runner
 from runner.config import Settings
-from runner.gateway.iptables import parse_counters
 from runner.idle import IDLE_WARNING, LAST_TRAFFIC
 from runner.loops import Loop
 from runner.records import CANCEL_REASON
 from runner.web.server import ApiServer
 from simulator import SimCluster
 from tests.integration.conftest import API_AUTH
+from tests.integration.idle_support import counting_rules
 from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, all_rules, submit, wait_available
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TIMEOUT_MINUTES, WARNING_MINUTES = 0.1, 0.05  # 6 s of silence cancels, a warning 3 s before
-
-
-async def counting_rules(cluster: SimCluster, external_ip: str) -> list[tuple[str, int]]:
-    """``(job id, packets)`` of the accounting chain on the gateway serving ``external_ip``, listed as root."""
-    [gateway] = [g for g in cluster.gateway_nodes if g.external_ip == external_ip]
-    listed = await cluster.gateway_service(gateway.node).iptables(["-w", "-t", "filter", "-S", "BWVISU-ACCT", "-v"])
-    assert listed.exit_status == 0, listed.stderr
-    return [(c.rule.job_id, c.packets) for c in parse_counters(listed.stdout)]
 
 
 @pytest.fixture

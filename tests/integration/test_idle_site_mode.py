@@ -17,8 +17,8 @@ from simulator import SimCluster
 from simulator.config import ClusterConfig, SiteConfig
 from simulator.testing import FAST_TIMING
 from tests.integration.conftest import api_client
+from tests.integration.idle_support import counting_rules
 from tests.integration.keyhole_support import EXAMPLES, WEBAPP_VARIABLES, submit, wait_available
-from tests.integration.test_idle_sessions import counting_rules
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
