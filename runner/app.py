@@ -20,6 +20,7 @@ from runner.api.ops import Ops, missing_components
 from runner.config import Endpoint, Settings
 from runner.etcd import describe_link, etcd_client
 from runner.events import JobFeed
+from runner.idle import IdlePolicy, IdleSweeper
 from runner.jobs import Jobs
 from runner.keyhole.assembly import Keyhole
 from runner.keyhole.service import Fault
@@ -127,6 +128,7 @@ class Runner:
             fault=self._keyhole_fault,
             gate=self.leadership.wait_leader,
         )
+        self.idle = self._idle_sweep(s)
         self._observe()
         await self.keyhole.start()
         stack.push_async_callback(self.keyhole.close)
@@ -138,6 +140,8 @@ class Runner:
             asyncio.create_task(self.keyhole.loop.run(), name="keyhole-watcher"),
             asyncio.create_task(self.feed_loop.run(), name="job-feed"),
         ]
+        if self.idle is not None:
+            self._tasks.append(asyncio.create_task(self.idle[1].run(), name="idle-sweep"))
         stack.push_async_callback(self._stop_tasks)
         etcd = ", ".join(f"{e.ip}:{e.port}" for e in s.etcd_servers)
         log.info(
@@ -148,6 +152,15 @@ class Runner:
             etcd,
             describe_link(s.etcd),
         )
+
+    def _idle_sweep(self, s: Settings) -> tuple[IdleSweeper, Loop] | None:
+        """With ``idle-timeout-minutes`` set: forwards get counting rules, and the leader sweeps for idle jobs."""
+        if s.idle_timeout_minutes is None:
+            return None
+        self.keyhole.pool.accounting = True  # before the keyhole serves: every forward written gets its rule
+        policy = IdlePolicy.from_minutes(s.idle_timeout_minutes, s.idle_warning)
+        sweeper = IdleSweeper(self.store, self.keyhole.pool, policy, self.jobs.cancel)
+        return sweeper, Loop("idle-sweep", sweeper.tick, policy.interval, self.leadership.wait_leader)
 
     async def _stop_tasks(self) -> None:
         """Cancel the background tasks; one still running after :data:`STOP_GRACE` (a library swallowed the
@@ -169,7 +182,7 @@ class Runner:
         m = self.metrics
         self.nodes.on_call = m.slurm_call
         self.keyhole.service.on_outcome = m.keyhole_request
-        loops = [self.watch_loop, self.keyhole.loop]
+        loops = [self.watch_loop, self.keyhole.loop, *([self.idle[1]] if self.idle else [])]
         for loop in loops:
             loop.on_step = m.loop_step
         ssh = [*self.nodes.runners, *(g.runner for g in self.keyhole.pool.gateways)]

@@ -269,6 +269,19 @@ class Settings(BaseSettings):
         le=10000,
         description="most unfinished jobs one user may have at once, across every runner process; unset: no limit",
     )
+    idle_timeout_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=525600,
+        description="cancel an available job whose forwards carried no traffic for this many minutes; unset: never",
+    )
+    idle_warning_minutes: float | None = Field(
+        default=None,
+        ge=0,
+        le=525600,
+        description="minutes before an idle cancellation the job's details carry an idle-warning; "
+        "unset: 5, or half of idle-timeout-minutes when that is less",
+    )
     command_node_helper: str | None = Field(
         default=None,
         pattern=_HELPER_PATH,
@@ -288,6 +301,23 @@ class Settings(BaseSettings):
     )
     etcd_prefix: str = Field(default="/bwvisu", description="key prefix of all the runner's records in etcd")
     etcd: EtcdSettings = Field(default=EtcdSettings(), description="authentication and TLS towards etcd")
+
+    @model_validator(mode="after")
+    def _idle_warning_before_timeout(self) -> Settings:
+        timeout = self.idle_timeout_minutes
+        if timeout is not None and self.idle_warning_minutes is not None and self.idle_warning_minutes >= timeout:
+            raise ValueError(
+                f"idle-warning-minutes ({self.idle_warning_minutes:g}) must be less than "
+                f"idle-timeout-minutes ({timeout:g})"
+            )
+        return self
+
+    @property
+    def idle_warning(self) -> float:
+        """Minutes of warning before an idle cancellation (see ``idle_warning_minutes``)."""
+        if self.idle_warning_minutes is not None:
+            return self.idle_warning_minutes
+        return min(5.0, (self.idle_timeout_minutes or 0.0) / 2)
 
     @model_validator(mode="after")
     def _home_prefix_absolute(self) -> Settings:

@@ -271,6 +271,13 @@ class GatewayCommandFailed(ClusterUnavailable):
     default_public = "a gateway could not set up the forward"
 
 
+class GatewayOutputInvalid(GatewayCommandFailed):
+    """A gateway answered with output the runner cannot read (e.g. counters missing from a rule listing)."""
+
+    code = "gateway-output-invalid"
+    default_public = "a gateway gave an answer the runner cannot read"
+
+
 class ProbeTimedOut(ClusterUnavailable):
     """A bounded probe ran out of time on the gateway; the gateway answered, so it is not marked down."""
 
@@ -355,6 +362,10 @@ class CommandIndeterminate(TransportError):
 
 class SlurmParseError(ValueError):
     """Slurm printed something the runner does not understand."""
+
+
+class CounterParseError(ValueError):
+    """A line of the runner's accounting chain that does not read as a tagged rule with counters."""
 
 
 # --- the operator commands' own failures (``runner check``, ``runner jobs``): printed, never answered ----------

@@ -20,6 +20,10 @@ The one definition the API, the keyhole protocol and script, and the gateway's r
 """
 
 
+CANCEL_REASON = "cancel-reason"
+"""Details key: why the runner itself cancelled the job (e.g. idle); the watcher adds it to ``end-reason``."""
+
+
 class JobState(StrEnum):
     """bwVisu's job states, as the frontend sees them."""
 

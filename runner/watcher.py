@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from runner.active import ActiveJobs
 from runner.errors import RunnerError
-from runner.records import Change, JobRecord, JobState, submission_failed, submitted_as
+from runner.records import CANCEL_REASON, Change, JobRecord, JobState, submission_failed, submitted_as
 from runner.slurm import cli as slurm
 from runner.slurm.cluster import Scheduler
 from runner.state import StateStore
@@ -166,6 +166,10 @@ def _ended(row: dict[str, str] | None, acct: dict[str, str] | None) -> Change:
         record.slurm_state = record.details.get("slurm-state")
         if row is None and acct is None:
             record.details["end-reason"] = "job left the queue; accounting has no record"
+        if CANCEL_REASON in record.details:  # the runner cancelled it (runner.idle): say why
+            record.details["end-reason"] = (
+                f"{record.details.get('end-reason', 'CANCELLED')} ({record.details[CANCEL_REASON]})"
+            )
         return record
 
     return change

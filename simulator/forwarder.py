@@ -11,6 +11,9 @@ A target that is the gateway itself on a forwarded port (its own ``address:port`
 ports) is reset without connecting: the kernel translates a flow once, in PREROUTING, and delivers it locally
 where no socket listens on a DNAT'd port, so the client gets a RST. Connecting would reach this forwarder
 again and loop until the process runs out of file descriptors.
+
+What the client sends is reported to ``on_traffic`` (the target, the number of packets and bytes), so the
+gateway can count it in its filter table as netfilter's ``FORWARD`` hook would (:mod:`simulator.iptables_counters`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+
+from simulator.iptables_counters import HEADER_BYTES, SYN_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +41,17 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+Traffic = Callable[[tuple[str, int], int, int], None]
+"""``(target, packets, bytes)``: a piece of client traffic forwarded to ``target``."""
+
+
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counted: Callable[[int], None] | None = None
+) -> None:
     try:
         while data := await reader.read(_CHUNK):
+            if counted is not None:
+                counted(len(data))
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
@@ -56,12 +69,14 @@ class Forwarder:
         port: int,
         target: tuple[str, int],
         forwarded: Callable[[tuple[str, int]], bool] | None = None,
+        on_traffic: Traffic | None = None,
     ) -> None:
         """``forwarded`` says whether an ``(address, port)`` is one the gateway forwards (a target to reset)."""
         self.address = address
         self.port = port
         self.target = target
         self._forwarded = forwarded
+        self._on_traffic = on_traffic
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -102,7 +117,7 @@ class Forwarder:
         self._connections.add(task)
         ends = [writer]
         try:
-            host, port = self.target
+            host, port = target = self.target
             if self.target == (self.address, self.port) or (self._forwarded and self._forwarded(self.target)):
                 log.debug("forward %s:%d -> %s:%d is the gateway itself: reset", self.address, self.port, host, port)
                 _reset(writer)
@@ -114,7 +129,12 @@ class Forwarder:
                 _reset(writer)
                 return
             ends.append(up_writer)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            counted = None
+            if self._on_traffic is not None:
+                report = self._on_traffic
+                report(target, 1, SYN_BYTES)
+                counted = lambda size: report(target, 1, size + HEADER_BYTES)  # noqa: E731
+            await asyncio.gather(_pipe(reader, up_writer, counted), _pipe(up_reader, writer))
         finally:
             self._connections.discard(task)
             for end in ends:

@@ -2,7 +2,8 @@
 
 :class:`GatewayService` owns one :class:`~simulator.iptables_table.Netfilter` and keeps the forwarders equal
 to what the nat table says: after every command, the ports whose outcome may have changed are resolved
-again (:class:`~simulator.dnat.DnatIndex`) and forwarders are started, retargeted or stopped. Commands run
+again (:class:`~simulator.dnat.DnatIndex`) and forwarders are started, retargeted or stopped. What a
+forwarder carries from a client is counted in the filter table (:mod:`simulator.iptables_counters`). Commands run
 one at a time under a lock, like iptables' xtables lock. :data:`HANDLERS` is what the node's SSH server
 dispatches to; ``nc`` works on every node, with or without a gateway service.
 """
@@ -16,6 +17,7 @@ from simulator.commands import CommandContext, CommandResult, Handler
 from simulator.dnat import DnatIndex, dnat_destination
 from simulator.forwarder import Forwarder
 from simulator.iptables_command import execute, parse_command
+from simulator.iptables_counters import count_forwarded
 from simulator.iptables_output import save
 from simulator.iptables_rules import VERSION, IptablesError
 from simulator.iptables_table import Netfilter
@@ -97,7 +99,7 @@ class GatewayService:
         if current is not None:
             current.target = target
             return
-        forwarder = Forwarder(address, port, target, forwarded=lambda t: t in self.forwarders)
+        forwarder = Forwarder(address, port, target, forwarded=lambda t: t in self.forwarders, on_traffic=self._count)
         try:
             await forwarder.start()
         except OSError as exc:
@@ -108,6 +110,9 @@ class GatewayService:
         self.listen_failures.pop(key, None)
         self.forwarders[key] = forwarder
         log.info("gateway %s: forwarding port %d to %s:%d", address, port, *target)
+
+    def _count(self, target: tuple[str, int], packets: int, size: int) -> None:
+        count_forwarded(self.netfilter, target, packets, size)
 
     async def close(self) -> None:
         """Stop every forwarder and end its connections."""

@@ -62,6 +62,7 @@ class Command:
     policy: str | None = None
     numeric: bool = False
     line_numbers: bool = False
+    verbose: bool = False
 
 
 def _split_short(argv: list[str]) -> list[str]:
@@ -161,6 +162,7 @@ def parse_command(argv: list[str]) -> Command:  # noqa: PLR0912, PLR0915
         policy=policy,
         numeric="numeric" in flags,
         line_numbers="line_numbers" in flags,
+        verbose="verbose" in flags,
     )
 
 
@@ -192,7 +194,7 @@ def execute(nf: Netfilter, cmd: Command) -> CommandResult:
     elif cmd.op == "P" and chain and cmd.policy:
         nf.set_policy(table, chain, cmd.policy)
     elif cmd.op == "S":
-        return CommandResult(0, list_rules(nf, table, chain))
+        return CommandResult(0, list_rules(nf, table, chain, counters=cmd.verbose))
     elif cmd.op == "L":
         return CommandResult(0, list_table(nf, table, chain, cmd.numeric, cmd.line_numbers))
     return CommandResult(0)

@@ -14,12 +14,19 @@ from simulator.iptables_table import Chain, Netfilter
 SAVE_VERSION = "iptables-save v1.8.9 (nf_tables)"
 
 
-def list_rules(nf: Netfilter, table: str, chain_name: str | None = None) -> str:
-    """``iptables -t TABLE -S [CHAIN]``: chain headers first, then every chain's rules."""
+def list_rules(nf: Netfilter, table: str, chain_name: str | None = None, counters: bool = False) -> str:
+    """``iptables -t TABLE -S [CHAIN] [-v]``: chain headers first, then every chain's rules.
+
+    With ``-v`` (``counters``) each rule and built-in policy ends in ``-c PACKETS BYTES``, as iptables 1.8 prints
+    it; the simulator keeps no policy counters, so those are ``-c 0 0``.
+    """
     chains = [nf.chain(table, chain_name)] if chain_name else nf.ordered_chains(table)
-    lines = [f"-P {c.name} {c.policy}" if c.builtin else f"-N {c.name}" for c in chains]
+    policy = " -c 0 0" if counters else ""
+    lines = [f"-P {c.name} {c.policy}{policy}" if c.builtin else f"-N {c.name}" for c in chains]
     for chain in chains:
-        lines.extend(_append_line(chain.name, rule) for rule in chain)
+        for node in chain.nodes():
+            line = _append_line(chain.name, node.rule)
+            lines.append(f"{line} -c {node.packets} {node.bytes}" if counters else line)
     return "".join(line + "\n" for line in lines)
 
 

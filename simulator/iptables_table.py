@@ -23,11 +23,15 @@ _GAP = 1 << 16
 
 
 class _Node:
-    __slots__ = ("key", "next", "prev", "rule")
+    """One rule in a chain, with its packet and byte counters (each copy of a rule counts for itself)."""
+
+    __slots__ = ("bytes", "key", "next", "packets", "prev", "rule")
 
     def __init__(self, rule: Rule, key: int) -> None:
         self.rule = rule
         self.key = key
+        self.packets = 0
+        self.bytes = 0
         self.prev: _Node | None = None
         self.next: _Node | None = None
 
@@ -52,6 +56,13 @@ class Chain:
 
     def __len__(self) -> int:
         return self.size
+
+    def nodes(self) -> Iterator[_Node]:
+        """The rules in order, with their counters."""
+        node = self.head
+        while node is not None:
+            yield node
+            node = node.next
 
     def order_key(self, rule: Rule) -> int | None:
         """The order key of the first copy of ``rule`` (smaller keys come first), ``None`` if absent."""

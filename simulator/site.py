@@ -135,7 +135,8 @@ async def slurm_as_command(ctx: CommandContext, argv: list[str], stdin: bytes) -
 
 
 async def forward_command(ctx: CommandContext, argv: list[str], stdin: bytes) -> CommandResult:
-    """``bwvisu-forward ensure-chains | list CHAIN | restore``: the shipped checks, then the node's iptables."""
+    """``bwvisu-forward ensure-chains | list CHAIN | restore | ensure-accounting | counters CHAIN``: the shipped
+    checks, then the node's iptables."""
     limits: forward.Limits = ctx.services[FORWARD_LIMITS]
     service: GatewayService = ctx.services["gateway"]
     try:
@@ -146,20 +147,24 @@ async def forward_command(ctx: CommandContext, argv: list[str], stdin: bytes) ->
         if request.action == "list":
             assert request.chain is not None
             return await service.iptables(forward.list_argv(request.chain, limits)[1:])
+        if request.action == "counters":
+            return await service.iptables(forward.counters_argv(limits)[1:])
         text = forward.validate_restore(stdin, limits) if request.action == "restore" else None
     except forward.Refusal as exc:
         return _refused(exc)
     async with ctx.services[FORWARD_LOCK]:
         if text is None:
-            text = await _ensure_input(service, limits)
+            accounting = request.action == "ensure-accounting"
+            text = await _ensure_input(service, limits, accounting)
             if text is None:
                 return CommandResult(0)
         return await service.iptables_restore(forward.restore_argv(limits)[1:], text.encode())
 
 
-async def _ensure_input(service: GatewayService, limits: forward.Limits) -> str | None:
-    """Drive the shipped helper's chain set-up steps against the simulated iptables."""
-    steps = forward.ensure_steps(limits)
+async def _ensure_input(service: GatewayService, limits: forward.Limits, accounting: bool) -> str | None:
+    """Drive the shipped helper's chain set-up steps (nat chains, or the accounting chain) against the simulated
+    iptables."""
+    steps = forward.accounting_steps(limits) if accounting else forward.ensure_steps(limits)
     try:
         argv = next(steps)
         while True:

@@ -16,7 +16,15 @@ It edits the runner's two chains of the nat table and nothing else:
   An addition's gateway port ``P`` must lie in ``ports`` and ``IP`` in ``compute-networks``; a deletion may name
   any rule of these forms (it can only take the runner's own rules away, also after the limits were narrowed).
   Every line is checked before anything runs; the accepted text goes to ``iptables-restore --noflush`` as one
-  transaction.
+  transaction. The ``*nat`` block may be followed (or, alone, replaced) by one ``*filter`` block of counting
+  rules in the accounting chain (idle sessions), which have no target, so they count and never decide::
+
+      -A BWVISU-ACCT -d IP/32 -p tcp -m tcp --dport PORT -m comment --comment "bwvisu:J"
+
+* ``bwvisu-forward ensure-accounting``: create the filter table's accounting chain if missing and jump to it from
+  ``FORWARD`` (first rule) if not yet; never flushes.
+* ``bwvisu-forward counters CHAIN``: ``iptables -w -t filter -S CHAIN -v`` of the accounting chain: its rules
+  with their packet and byte counters. Nothing can zero them.
 
 Anything else is refused with one line on stderr (``bwvisu-forward: refused: ...``) and a status of its own,
 before iptables runs: 64 for a malformed command line, 65 for a refused request or input, 75 when another
@@ -60,6 +68,7 @@ DNAT_FORM = ("-p", "tcp", "-m", "tcp", "--dport", "PORT", "-m", "comment", "--co
              "-j", "DNAT", "--to-destination", "TARGET")  # fmt: skip
 MASQUERADE_FORM = ("-d", "HOST", "-p", "tcp", "-m", "tcp", "--dport", "PORT", "-m", "comment", "--comment", "TAG",
                    "-j", "MASQUERADE")  # fmt: skip
+COUNTING_FORM = ("-d", "HOST", "-p", "tcp", "-m", "tcp", "--dport", "PORT", "-m", "comment", "--comment", "TAG")
 _SLOTS = frozenset({"PORT", "TAG", "TARGET", "HOST"})
 _OPTIONS = frozenset(w for w in DNAT_FORM + MASQUERADE_FORM if w.startswith("-"))
 _IPTABLES_COMMANDS = frozenset({
@@ -105,6 +114,7 @@ class Limits:
     snat_chain: str = "BWVISU-POST"
     iptables: str = "/usr/sbin/iptables"
     iptables_restore: str = "/usr/sbin/iptables-restore"
+    accounting_chain: str = "BWVISU-ACCT"
 
     @property
     def chains(self) -> tuple[tuple[str, str], ...]:
@@ -123,6 +133,7 @@ def render_config(limits: Limits) -> str:
         f"snat-chain = {limits.snat_chain}\n"
         f"iptables = {limits.iptables}\n"
         f"iptables-restore = {limits.iptables_restore}\n"
+        f"accounting-chain = {limits.accounting_chain}\n"
     )
 
 
@@ -136,7 +147,9 @@ def parse_config(text: str) -> Limits:
     if parser.sections() != ["forward"]:
         raise ConfigRefusal("needs exactly one section, [forward]")
     section = dict(parser["forward"])
-    unknown = set(section) - {"ports", "compute-networks", "dnat-chain", "snat-chain", "iptables", "iptables-restore"}
+    known = {"ports", "compute-networks", "dnat-chain", "snat-chain", "accounting-chain"}
+    known |= {"iptables", "iptables-restore"}
+    unknown = set(section) - known
     if unknown:
         raise ConfigRefusal(f"unknown keys: {', '.join(sorted(unknown))}")
     if "ports" not in section or "compute-networks" not in section:
@@ -153,7 +166,8 @@ def parse_config(text: str) -> Limits:
     defaults = Limits(port_min, port_max, networks)
     dnat = section.get("dnat-chain", defaults.dnat_chain)
     snat = section.get("snat-chain", defaults.snat_chain)
-    for chain in (dnat, snat):
+    counting = section.get("accounting-chain", defaults.accounting_chain)
+    for chain in (dnat, snat, counting):
         if not _CHAIN_NAME.fullmatch(chain) or chain in _BUILTIN_CHAINS:
             raise ConfigRefusal(f"chain name {chain!r} is not a user chain's name")
     if dnat == snat:
@@ -162,7 +176,7 @@ def parse_config(text: str) -> Limits:
     for program in programs:
         if not program.startswith("/"):
             raise ConfigRefusal(f"program {program!r} must be an absolute path")
-    return Limits(port_min, port_max, networks, dnat, snat, programs[0], programs[1])
+    return Limits(port_min, port_max, networks, dnat, snat, programs[0], programs[1], counting)
 
 
 def _network(word: str) -> ipaddress.IPv4Network:
@@ -194,7 +208,8 @@ def load_config(path: Path = CONFIG_PATH) -> Limits:
 
 @dataclass(frozen=True)
 class Request:
-    """A parsed command line: ``action`` is ``ensure-chains``, ``list`` or ``restore``."""
+    """A parsed command line: ``action`` is ``ensure-chains``, ``list``, ``restore``, ``ensure-accounting`` or
+    ``counters``."""
 
     action: str
     chain: str | None = None
@@ -202,21 +217,29 @@ class Request:
 
 def parse_args(argv: Sequence[str]) -> Request:
     """The command line's shape; which chains ``list`` may name is :func:`check_request`'s business."""
-    if len(argv) == 1 and argv[0] in ("ensure-chains", "restore"):
+    if len(argv) == 1 and argv[0] in ("ensure-chains", "restore", "ensure-accounting"):
         return Request(argv[0])
-    if len(argv) == 2 and argv[0] == "list":
-        return Request("list", argv[1])
+    if len(argv) == 2 and argv[0] in ("list", "counters"):
+        return Request(argv[0], argv[1])
     shown = " ".join(argv)[:200]
-    raise UsageRefusal(f"usage: {PROG} ensure-chains | list CHAIN | restore (got {shown!r})")
+    raise UsageRefusal(
+        f"usage: {PROG} ensure-chains | list CHAIN | restore | ensure-accounting | counters CHAIN (got {shown!r})"
+    )
 
 
 def check_request(request: Request, limits: Limits) -> None:
     if request.action == "list" and request.chain not in (limits.dnat_chain, limits.snat_chain):
         raise Refusal(f"chain {request.chain!r} is not the runner's ({limits.dnat_chain}, {limits.snat_chain})")
+    if request.action == "counters" and request.chain != limits.accounting_chain:
+        raise Refusal(f"chain {request.chain!r} is not the runner's accounting chain ({limits.accounting_chain})")
 
 
 def list_argv(chain: str, limits: Limits) -> list[str]:
     return [limits.iptables, "-t", "nat", "-S", chain]
+
+
+def counters_argv(limits: Limits) -> list[str]:
+    return [limits.iptables, "-w", "-t", "filter", "-S", limits.accounting_chain, "-v"]
 
 
 def restore_argv(limits: Limits) -> list[str]:
@@ -243,25 +266,75 @@ def ensure_steps(limits: Limits) -> Generator[list[str], int, str | None]:
     return "\n".join(["*nat", *declare, *jumps, "COMMIT"]) + "\n"
 
 
+def accounting_steps(limits: Limits) -> Generator[list[str], int, str | None]:
+    """:func:`ensure_steps` for the filter table's accounting chain and its ``FORWARD`` jump."""
+    chain = limits.accounting_chain
+    exists = (yield [limits.iptables, "-t", "filter", "-S", chain]) == 0
+    if exists and (yield [limits.iptables, "-t", "filter", "-C", "FORWARD", "-j", chain]) == 0:
+        return None
+    declare = [] if exists else [f":{chain} - [0:0]"]
+    return "\n".join(["*filter", *declare, f"-I FORWARD 1 -j {chain}", "COMMIT"]) + "\n"
+
+
 def validate_restore(data: bytes, limits: Limits) -> str:
-    """The restore input, if every line is one the runner may send; else :class:`Refusal` naming the line."""
+    """The restore input, if every line is one the runner may send; else :class:`Refusal` naming the line.
+
+    One ``*nat`` block, then at most one ``*filter`` block of counting rules; either may stand alone.
+    """
     lines = _lines(data)
-    committed = False
+    table: str | None = None
+    seen: list[str] = []
     for number, line in enumerate(lines, start=1):
         where = f"line {number}"
-        if committed:
-            raise Refusal(f"{where}: nothing may follow COMMIT (one *nat block only)")
-        if number == 1:
-            if line != "*nat":
-                shown = f"table {line[1:]!r}" if line.startswith("*") else repr(line[:40])
-                raise Refusal(f"{where}: {shown} is not allowed: the input must start with *nat")
-        elif line == "COMMIT":
-            committed = True
-        else:
+        if table is None:
+            if (line == "*filter" and "filter" not in seen) or (line == "*nat" and not seen):
+                table = line[1:]
+                seen.append(table)
+                continue
+            if seen:
+                raise Refusal(f"{where}: nothing may follow COMMIT but one *filter block of counting rules")
+            shown = f"table {line[1:]!r}" if line.startswith("*") else repr(line[:40])
+            raise Refusal(f"{where}: {shown} is not allowed: the input must start with *nat (or *filter)")
+        if line == "COMMIT":
+            table = None
+        elif table == "nat":
             check_rule_line(line, limits, where)
-    if not committed:
-        raise Refusal(f"line {len(lines)}: COMMIT missing at the end of the *nat block")
+        else:
+            check_counting_line(line, limits, where)
+    if table is not None:
+        raise Refusal(f"line {len(lines)}: COMMIT missing at the end of the *{table} block")
     return "\n".join(lines) + "\n"
+
+
+def check_counting_line(line: str, limits: Limits, where: str) -> None:
+    """One ``-A``/``-D`` line of the counting rule form in the accounting chain; anything else is refused."""
+    words = line.split(" ")
+    if "" in words:
+        raise Refusal(f"{where}: words must be separated by single spaces")
+    op, chain, spec = words[0], (words[1] if len(words) > 1 else ""), words[2:]
+    _check_operation(op, line, where)
+    if chain != limits.accounting_chain:
+        raise Refusal(f"{where}: chain {chain[:40]!r} is not the runner's accounting chain ({limits.accounting_chain})")
+    for i, word in enumerate(spec):
+        if word == "!":
+            raise Refusal(f"{where}: negation (!) is not allowed")
+        if word in ("-j", "-g", "--jump", "--goto"):
+            raise Refusal(f"{where}: a counting rule has no target ({word} is not allowed)")
+        if word.startswith("-") and word not in COUNTING_FORM:
+            raise Refusal(f"{where}: option {word.split('=')[0][:40]!r} is not allowed")
+        value = spec[i + 1] if i + 1 < len(spec) else ""
+        if word == "-m" and value not in ("tcp", "comment"):
+            raise Refusal(f"{where}: match {value[:40]!r} is not allowed (only tcp and comment)")
+    if len(spec) != len(COUNTING_FORM) or any(w != f for w, f in zip(spec, COUNTING_FORM) if f not in _SLOTS):
+        raise Refusal(f"{where}: not the runner's counting rule form: {' '.join(COUNTING_FORM)}")
+    values = {f: w for w, f in zip(spec, COUNTING_FORM) if f in _SLOTS}
+    if not _JOB_TAG.fullmatch(values["TAG"]):
+        raise Refusal(f'{where}: comment {values["TAG"][:60]} is not a job tag "{TAG_PREFIX}<job id>"')
+    _port_of(values["PORT"], where)
+    host, slash, prefix = values["HOST"].partition("/")
+    if (slash, prefix) != ("/", "32"):
+        raise Refusal(f"{where}: -d must name one host (ADDRESS/32)")
+    _check_host(host, limits, where, op == "-A")
 
 
 def _lines(data: bytes) -> list[str]:
@@ -396,16 +469,19 @@ def _execute(request: Request, limits: Limits, stdin: BinaryIO, lock: Path) -> i
     if request.action == "list":
         assert request.chain is not None
         return _run(list_argv(request.chain, limits))
+    if request.action == "counters":
+        return _run(counters_argv(limits))
     if request.action == "restore":
         text = validate_restore(stdin.read(MAX_INPUT_BYTES + 1), limits)
         with _locked(lock):
             return _run(restore_argv(limits), text)
     with _locked(lock):
-        return _ensure_chains(limits)
+        if request.action == "ensure-accounting":
+            return _ensure_chains(limits, accounting_steps(limits))
+        return _ensure_chains(limits, ensure_steps(limits))
 
 
-def _ensure_chains(limits: Limits) -> int:
-    steps = ensure_steps(limits)
+def _ensure_chains(limits: Limits, steps: Generator[list[str], int, str | None]) -> int:
     try:
         argv = next(steps)
         while True:

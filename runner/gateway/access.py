@@ -8,6 +8,10 @@
   stdin, and ``sudo -n HELPER ensure-chains``, one idempotent call. The helper edits only the runner's chains,
   within the site's port range and compute networks, so the account needs no raw iptables at all.
 
+With idle sessions on, both also list the filter table's accounting chain with its counters (``sudo -n iptables -w
+-t filter -S BWVISU-ACCT -v``, or ``sudo -n HELPER counters BWVISU-ACCT``) and create it (``-N`` and a ``FORWARD``
+jump, or ``sudo -n HELPER ensure-accounting``); restore input then carries a ``*filter`` block of counting rules.
+
 Both print and take exactly what iptables does, so listing parsers and restore input are shared.
 """
 
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runner.gateway import commands
-from runner.gateway.iptables import list_command, restore_command
+from runner.gateway.iptables import ACCOUNTING_CHAIN, counters_command, list_command, restore_command
 
 SUDO_IPTABLES = ("sudo", "-n", "iptables")
 SUDO_IPTABLES_RESTORE = ("sudo", "-n", "iptables-restore")
@@ -39,6 +43,14 @@ class GatewayAccess(Protocol):
 
     def setup_steps(self) -> list[SetupStep]:
         """Create the runner's chains and their jumps where missing; never flushes."""
+        ...
+
+    def counters_argv(self) -> list[str]:
+        """The accounting chain with its counters (``-S -v``), one call for every forward of the gateway."""
+        ...
+
+    def accounting_setup_steps(self) -> list[SetupStep]:
+        """Create the accounting chain and its ``FORWARD`` jump where missing (idle sessions only)."""
         ...
 
 
@@ -66,6 +78,24 @@ class SudoIptables:
             )
         return steps
 
+    def counters_argv(self) -> list[str]:
+        return counters_command(ACCOUNTING_CHAIN, iptables=SUDO_IPTABLES)
+
+    def accounting_setup_steps(self) -> list[SetupStep]:
+        steps: list[SetupStep] = []
+        for chain, hook in commands.ACCOUNTING_CHAINS:
+            sudo = SUDO_IPTABLES
+            steps.append(
+                (commands.chain_check_argv(chain, sudo, "filter"), commands.chain_create_argv(chain, sudo, "filter"))
+            )
+            steps.append(
+                (
+                    commands.jump_check_argv(hook, chain, sudo, "filter"),
+                    commands.jump_insert_argv(hook, chain, sudo, "filter"),
+                )
+            )
+        return steps
+
 
 @dataclass(frozen=True)
 class ForwardHelper:
@@ -81,6 +111,12 @@ class ForwardHelper:
 
     def setup_steps(self) -> list[SetupStep]:
         return [(None, ["sudo", "-n", self.path, "ensure-chains"])]
+
+    def counters_argv(self) -> list[str]:
+        return ["sudo", "-n", self.path, "counters", ACCOUNTING_CHAIN]
+
+    def accounting_setup_steps(self) -> list[SetupStep]:
+        return [(None, ["sudo", "-n", self.path, "ensure-accounting"])]
 
 
 def gateway_access(helper: str | None) -> GatewayAccess:

@@ -24,10 +24,12 @@ import shlex
 from collections.abc import Iterable, Sequence
 
 from runner.gateway.iptables import (
+    ACCOUNTING_CHAIN,
     COMMENT_PREFIX,
     DNAT_CHAIN,
     SNAT_CHAIN,
     ForwardRule,
+    accounting_rule_args,
     dnat_rule_args,
     masquerade_rule_args,
 )
@@ -131,23 +133,25 @@ def parse_ahostsv4(output: str, names: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def chain_check_argv(chain: str, iptables: Sequence[str]) -> list[str]:
-    return [*iptables, "-t", "nat", "-S", chain]
+def chain_check_argv(chain: str, iptables: Sequence[str], table: str = "nat") -> list[str]:
+    return [*iptables, "-t", table, "-S", chain]
 
 
-def chain_create_argv(chain: str, iptables: Sequence[str]) -> list[str]:
-    return [*iptables, "-t", "nat", "-N", chain]
+def chain_create_argv(chain: str, iptables: Sequence[str], table: str = "nat") -> list[str]:
+    return [*iptables, "-t", table, "-N", chain]
 
 
-def jump_check_argv(hook: str, chain: str, iptables: Sequence[str]) -> list[str]:
-    return [*iptables, "-t", "nat", "-C", hook, "-j", chain]
+def jump_check_argv(hook: str, chain: str, iptables: Sequence[str], table: str = "nat") -> list[str]:
+    return [*iptables, "-t", table, "-C", hook, "-j", chain]
 
 
-def jump_insert_argv(hook: str, chain: str, iptables: Sequence[str]) -> list[str]:
-    return [*iptables, "-t", "nat", "-I", hook, "1", "-j", chain]
+def jump_insert_argv(hook: str, chain: str, iptables: Sequence[str], table: str = "nat") -> list[str]:
+    return [*iptables, "-t", table, "-I", hook, "1", "-j", chain]
 
 
 CHAINS = ((DNAT_CHAIN, "PREROUTING"), (SNAT_CHAIN, "POSTROUTING"))
+ACCOUNTING_CHAINS = ((ACCOUNTING_CHAIN, "FORWARD"),)
+"""The filter table's chain of counting rules (idle sessions), jumped to first thing in ``FORWARD``."""
 
 
 def _line(op: str, chain: str, args: list[str]) -> str:
@@ -162,8 +166,15 @@ def edit_input(
     add: Iterable[ForwardRule] = (),
     delete_dnat: Iterable[ForwardRule] = (),
     delete_masquerade: Iterable[ForwardRule] = (),
+    add_accounting: Iterable[ForwardRule] = (),
+    delete_accounting: Iterable[ForwardRule] = (),
 ) -> str:
-    """One ``iptables-restore --noflush`` transaction: the listed deletions, then both rules of each addition."""
+    """One ``iptables-restore --noflush`` transaction: the listed deletions, then both rules of each addition.
+
+    Accounting rules (filter table) add a ``*filter`` block, only when there are any: without idle sessions the
+    text is exactly bwVisu's nat-only edit. iptables-restore commits each block by itself, nat first: a failed
+    filter block leaves the nat edit done (and the call failed), and the idle sweep repairs the counting rules.
+    """
     lines = ["*nat"]
     lines += [_line("-D", DNAT_CHAIN, dnat_rule_args(r)) for r in delete_dnat]
     lines += [_line("-D", SNAT_CHAIN, masquerade_rule_args(r)) for r in delete_masquerade]
@@ -171,4 +182,9 @@ def edit_input(
         lines.append(_line("-A", DNAT_CHAIN, dnat_rule_args(rule)))
         lines.append(_line("-A", SNAT_CHAIN, masquerade_rule_args(rule)))
     lines.append("COMMIT")
+    accounting = [_line("-D", ACCOUNTING_CHAIN, accounting_rule_args(r)) for r in delete_accounting]
+    accounting += [_line("-A", ACCOUNTING_CHAIN, accounting_rule_args(r)) for r in add_accounting]
+    if accounting:
+        lines = lines if len(lines) > 2 else []  # an edit of counting rules only touches no nat chain
+        lines += ["*filter", *accounting, "COMMIT"]
     return "\n".join(lines) + "\n"

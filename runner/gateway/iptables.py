@@ -10,6 +10,14 @@ All rules live in the nat table, in two chains of the runner's own:
   forward, so the compute node answers the gateway (and conntrack un-NATs the reply) instead of
   replying to the user directly.
 
+With idle sessions on (setting ``idle-timeout-minutes``), a third chain of the runner's own counts traffic:
+
+* :data:`ACCOUNTING_CHAIN` (``BWVISU-ACCT``) in the filter table, jumped to from ``FORWARD``: one rule per forward
+  with no target, matching what DNAT made of the user's packets (``-d compute/32 --dport internal-port``), so it
+  only counts and never decides. The nat rules cannot count traffic: the nat table sees the first packet of a
+  connection only. The runner's own probes go out through ``OUTPUT`` and are not counted.
+  :func:`counters_command` lists the chain with its counters (``-S -v``: ``... -c PACKETS BYTES``) in one call.
+
 Every rule carries ``-m comment --comment "bwvisu:<runner job id>"``, so rules can be listed per job
 and strays found. Builders return argument lists, spelled exactly as ``iptables -S`` prints them (nft
 variant, 1.8.x), so a listed line can be fed back as a ``-D``;
@@ -25,10 +33,12 @@ import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from runner.errors import CounterParseError
 from runner.records import JOB_ID
 
 DNAT_CHAIN = "BWVISU"
 SNAT_CHAIN = "BWVISU-POST"
+ACCOUNTING_CHAIN = "BWVISU-ACCT"
 COMMENT_PREFIX = "bwvisu:"
 IPTABLES: tuple[str, ...] = ("iptables",)
 IPTABLES_RESTORE: tuple[str, ...] = ("iptables-restore",)
@@ -78,9 +88,22 @@ def masquerade_rule_args(rule: ForwardRule) -> list[str]:
     ]  # fmt: skip
 
 
+def accounting_rule_args(rule: ForwardRule) -> list[str]:
+    """The counting rule for the forward's user traffic (after DNAT), as ``iptables -S`` orders it; no target."""
+    return [
+        "-d", f"{rule.internal_ip}/32", "-p", "tcp", "-m", "tcp", "--dport", str(rule.internal_port),
+        "-m", "comment", "--comment", rule.comment,
+    ]  # fmt: skip
+
+
 def list_command(chain: str, *, iptables: Sequence[str] = IPTABLES) -> list[str]:
     """``iptables -t nat -S <chain>``; parse its output with :func:`parse_forward_rules`."""
     return [*iptables, "-t", "nat", "-S", chain]
+
+
+def counters_command(chain: str = ACCOUNTING_CHAIN, *, iptables: Sequence[str] = IPTABLES) -> list[str]:
+    """``iptables -w -t filter -S <chain> -v``: the chain's rules, each ending in ``-c PACKETS BYTES``."""
+    return [*iptables, "-w", "-t", "filter", "-S", chain, "-v"]
 
 
 def restore_command(*, iptables_restore: Sequence[str] = IPTABLES_RESTORE) -> list[str]:
@@ -149,3 +172,45 @@ def parse_masquerade_rules(output: str, *, chain: str = SNAT_CHAIN) -> list[tupl
             continue
         rules.append((job_id, dest, int(options["--dport"])))
     return rules
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One accounting rule as listed, with its counters (packets and bytes since the rule was written)."""
+
+    rule: ForwardRule
+    packets: int
+    bytes: int
+
+
+def parse_counters(output: str, *, chain: str = ACCOUNTING_CHAIN) -> list[Counted]:
+    """The runner's accounting rules and their counters in ``iptables -t filter -S <chain> -v`` output.
+
+    ``-N``/``-P`` lines and untagged rules (an administrator's own) are skipped. A tagged rule of the chain
+    without two non-negative integer counters, or not of the accounting form, raises
+    :class:`CounterParseError`: counters that cannot be read must not look like silence.
+    """
+    found = []
+    for line in output.splitlines():
+        try:
+            parsed = _options(line)
+        except ValueError as exc:  # unbalanced quotes
+            raise CounterParseError(f"unreadable line {line[:200]!r}: {exc}") from None
+        if parsed is None or parsed[0] != chain:
+            continue
+        options = parsed[1]
+        job_id = _job_of(options)
+        if job_id is None:
+            continue
+        counters = options.get("-c", "").split()
+        dest, port = options.get("-d", ""), options.get("--dport", "")
+        if len(counters) != 2 or not all(c.isdigit() for c in counters) or "-j" in options:
+            raise CounterParseError(f"no counters in {line[:200]!r}")
+        if not dest.endswith("/32") or not port.isdigit():
+            raise CounterParseError(f"not an accounting rule: {line[:200]!r}")
+        try:
+            rule = ForwardRule(job_id, 1, dest.removesuffix("/32"), int(port))
+        except ValueError as exc:
+            raise CounterParseError(f"not an accounting rule: {line[:200]!r}: {exc}") from None
+        found.append(Counted(rule, int(counters[0]), int(counters[1])))
+    return found

@@ -13,6 +13,11 @@ it is made, so a burst of concurrent requests spreads as evenly as requests arri
 Rule additions to one gateway are coalesced: while one ``iptables-restore --noflush`` runs, new requests
 queue up and go out together in the next one, so a burst of requests costs a few SSH calls, not one each,
 and each call's cost does not grow with the rules already present.
+
+With :attr:`GatewayPool.accounting` on (idle sessions), each forward also gets a counting rule in the filter
+table (:data:`~runner.gateway.iptables.ACCOUNTING_CHAIN`), written in the same restore as its nat rules, listed by
+:meth:`GatewayPool.current` so cleanup removes it with them, and read with its counters by
+:meth:`GatewayPool.counters`: one command per gateway, whatever the number of forwards.
 """
 
 from __future__ import annotations
@@ -25,14 +30,24 @@ from dataclasses import dataclass, field
 
 from runner.errors import (
     CommandIndeterminate,
+    CounterParseError,
     GatewayCommandFailed,
+    GatewayOutputInvalid,
     GatewayUnavailable,
     NodeUnreachable,
     ProbeTimedOut,
 )
 from runner.gateway import commands
 from runner.gateway.access import SUDO_IPTABLES, SUDO_IPTABLES_RESTORE, GatewayAccess, SudoIptables
-from runner.gateway.iptables import DNAT_CHAIN, SNAT_CHAIN, ForwardRule, parse_forward_rules, parse_masquerade_rules
+from runner.gateway.iptables import (
+    DNAT_CHAIN,
+    SNAT_CHAIN,
+    Counted,
+    ForwardRule,
+    parse_counters,
+    parse_forward_rules,
+    parse_masquerade_rules,
+)
 from runner.ssh import CommandOutput, CommandRunner
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,8 @@ class Gateway:
     external_ip: str
     down_until: float = 0.0
     chains_ready: bool = False
+    accounting_ready: bool = False
+    accounting_retry_at: float = 0.0
     queue: list[tuple[list[ForwardRule], asyncio.Future[None]]] = field(default_factory=list)
     flusher: asyncio.Task[None] | None = None
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -64,6 +81,8 @@ class CurrentRules:
 
     dnat: list[ForwardRule]
     masquerade: list[ForwardRule]
+    accounting: list[ForwardRule] = field(default_factory=list)
+    """Counting rules (external port 1: the rule has none); listed only with accounting on."""
 
 
 class GatewayPool:
@@ -91,6 +110,8 @@ class GatewayPool:
         # keyhole request usually needs no ``getent`` call of its own
         self._resolved: dict[tuple[str, str], tuple[str, float]] = {}
         self.resolve_ttl = RESOLVE_TTL
+        self.accounting = False
+        """Whether forwards get counting rules (idle sessions); set before the first forward is written."""
 
     def healthy(self) -> list[Gateway]:
         now = self._clock()
@@ -157,7 +178,7 @@ class GatewayPool:
             if not self.is_down(gateway):
                 log.warning("gateway %s marked down: %s", gateway.internal_ip, exc.reason)
             gateway.down_until = self._clock() + self._retry_after
-            gateway.chains_ready = False
+            gateway.chains_ready = gateway.accounting_ready = False
             raise GatewayUnavailable(internal=f"{gateway.internal_ip}: {exc.reason}") from exc
         if gateway.down_until > 0:
             log.info("gateway %s healthy again", gateway.internal_ip)
@@ -175,11 +196,24 @@ class GatewayPool:
     async def ensure_chains(self, gateway: Gateway) -> None:
         """Create the runner's chains and their jumps if missing; never flushes rules already there."""
         async with gateway.setup_lock:
-            if gateway.chains_ready:
-                return
-            for check, create in self.access.setup_steps():
+            if not gateway.chains_ready:
+                for check, create in self.access.setup_steps():
+                    await self._ensure(gateway, check, create)
+                gateway.chains_ready = True
+            if self.accounting and not gateway.accounting_ready and gateway.accounting_retry_at <= self._clock():
+                await self._ensure_accounting(gateway)
+
+    async def _ensure_accounting(self, gateway: Gateway) -> None:
+        """The counting chain; a gateway that refuses it (e.g. an older site helper) still gets its forwards,
+        without counting rules, and is asked again after ``down_retry_after`` seconds."""
+        try:
+            for check, create in self.access.accounting_setup_steps():
                 await self._ensure(gateway, check, create)
-            gateway.chains_ready = True
+        except GatewayCommandFailed as exc:
+            gateway.accounting_retry_at = self._clock() + self._retry_after
+            log.warning("gateway %s: no counting chain, forwards are not counted: %s", gateway.internal_ip, exc)
+            return
+        gateway.accounting_ready = True
 
     async def _ensure(self, gateway: Gateway, check: list[str] | None, create: list[str]) -> None:
         if check is None:
@@ -207,7 +241,9 @@ class GatewayPool:
             rules = [r for rs, _ in batch for r in rs]
             try:
                 self.restore_calls += 1
-                await self._checked(gateway, self.access.restore_argv(), commands.edit_input(add=rules))
+                counted = rules if self.accounting and gateway.accounting_ready else ()
+                text = commands.edit_input(add=rules, add_accounting=counted)
+                await self._checked(gateway, self.access.restore_argv(), text)
             except Exception as exc:  # handed to every waiter of the batch
                 for _, fut in batch:
                     if not fut.done():
@@ -218,12 +254,27 @@ class GatewayPool:
                         fut.set_result(None)
 
     async def current(self, gateway: Gateway) -> CurrentRules:
-        """The runner's rules on ``gateway`` now (two ``iptables -S`` listings)."""
+        """The runner's rules on ``gateway`` now (two ``iptables -S`` listings; a third with accounting on)."""
         await self.ensure_chains(gateway)
         dnat = await self._checked(gateway, self.access.list_argv(DNAT_CHAIN))
         masq = await self._checked(gateway, self.access.list_argv(SNAT_CHAIN))
         masquerade = [ForwardRule(job, 1, ip, port) for job, ip, port in parse_masquerade_rules(masq.stdout)]
-        return CurrentRules(parse_forward_rules(dnat.stdout), masquerade)
+        counting = [c.rule for c in await self.counters(gateway)] if gateway.accounting_ready else []
+        return CurrentRules(parse_forward_rules(dnat.stdout), masquerade, counting)
+
+    async def counters(self, gateway: Gateway) -> list[Counted]:
+        """The accounting chain's rules on ``gateway`` with their counters: one command.
+
+        Output that does not read as counters raises :class:`GatewayOutputInvalid` (the gateway stays healthy).
+        """
+        await self.ensure_chains(gateway)
+        if not gateway.accounting_ready:
+            raise GatewayCommandFailed(internal=f"{gateway.internal_ip}: no counting chain (see the earlier warning)")
+        out = await self._checked(gateway, self.access.counters_argv())
+        try:
+            return parse_counters(out.stdout)
+        except CounterParseError as exc:
+            raise GatewayOutputInvalid(internal=f"{gateway.internal_ip}: counters: {exc}") from None
 
     async def edit(
         self,
@@ -232,12 +283,23 @@ class GatewayPool:
         add: Sequence[ForwardRule] = (),
         delete_dnat: Sequence[ForwardRule] = (),
         delete_masquerade: Sequence[ForwardRule] = (),
+        add_accounting: Sequence[ForwardRule] = (),
+        delete_accounting: Sequence[ForwardRule] = (),
     ) -> None:
-        """One restore transaction; delete only rules just listed by :meth:`current` (all or nothing)."""
-        if not (add or delete_dnat or delete_masquerade):
+        """One restore transaction; delete only rules just listed by :meth:`current` (all or nothing).
+
+        Counting rules are added only as ``add_accounting`` says (the idle sweep keeps them equal to the forwards).
+        """
+        if not (add or delete_dnat or delete_masquerade or add_accounting or delete_accounting):
             return
         self.restore_calls += 1
-        text = commands.edit_input(add=add, delete_dnat=delete_dnat, delete_masquerade=delete_masquerade)
+        text = commands.edit_input(
+            add=add,
+            delete_dnat=delete_dnat,
+            delete_masquerade=delete_masquerade,
+            add_accounting=add_accounting,
+            delete_accounting=delete_accounting,
+        )
         await self._checked(gateway, self.access.restore_argv(), text)
 
     async def resolve(self, gateway: Gateway, names: Sequence[str]) -> dict[str, str]:

@@ -110,6 +110,7 @@ class KeyholeWatcher:
                     gateway,
                     delete_dnat=[r for r in current.dnat if r.job_id in ended_jobs],
                     delete_masquerade=[r for r in current.masquerade if r.job_id in ended_jobs],
+                    delete_accounting=[r for r in current.accounting if r.job_id in ended_jobs],
                 )
             except RunnerError as exc:
                 log.warning("keyhole: cleanup on gateway %s postponed: %s", ip, exc)

@@ -135,14 +135,15 @@ MASQ = '-d {target}/32 -p tcp -m tcp --dport 5901 -m comment --comment "bwvisu:c
 
 
 ONLY_AD = "is not allowed: only -A and -D of the runner's rules"
-USAGE = "usage: bwvisu-forward ensure-chains | list CHAIN | restore"
+USAGE = "usage: bwvisu-forward ensure-chains | list CHAIN | restore | ensure-accounting | counters CHAIN"
 NOT_OURS = "is not the runner's (BWVISU, BWVISU-POST)"
 OUTSIDE = "8.8.8.8 is outside the compute networks"
 
 
 UNTAGGED = DNAT.replace(' -m comment --comment "bwvisu:contract"', "")
 RESTORE_REFUSALS = [
-    ("*filter\n-F\nCOMMIT\n", "line 1: table 'filter' is not allowed: the input must start with *nat"),
+    ("*filter\n-F\nCOMMIT\n", "line 2: command '-F' is not allowed: only -A and -D of the runner's rules"),
+    ("*mangle\n-F\nCOMMIT\n", "line 1: table 'mangle' is not allowed: the input must start with *nat (or *filter)"),
     (nat("-F"), f"line 2: command '-F' {ONLY_AD}"),
     (nat("-X BWVISU"), f"line 2: command '-X' {ONLY_AD}"),
     (nat("-P PREROUTING DROP"), f"line 2: command '-P' {ONLY_AD}"),
@@ -159,7 +160,7 @@ RESTORE_REFUSALS = [
     (nat(f"-A BWVISU {DNAT.format(target='8.8.8.8')}"), f"line 2: {OUTSIDE}"),
     (nat(f"-A BWVISU-POST {MASQ.format(target='8.8.8.8')}"), f"line 2: {OUTSIDE}"),
     ("*nat\n", "line 1: COMMIT missing at the end of the *nat block"),
-    (nat() + nat("-F"), "line 3: nothing may follow COMMIT (one *nat block only)"),
+    (nat() + nat("-F"), "line 3: nothing may follow COMMIT but one *filter block of counting rules"),
     ("*nat\n-A BWVISU \u00e9\nCOMMIT\n", "input is not ASCII (byte 0xc3 at offset 15)"),
     (nat("x" * 600), "line 2: longer than 512 characters"),
 ]

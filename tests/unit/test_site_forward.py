@@ -50,7 +50,7 @@ def test_deletions_may_name_rules_outside_the_limits() -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", "line 1: table 'filter' is not allowed"),
+        (b"*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", "line 2: chain 'INPUT' is not the runner's accounting chain"),
         (b"*raw\nCOMMIT\n", "line 1: table 'raw' is not allowed"),
         (b"-A BWVISU -j ACCEPT\nCOMMIT\n", "line 1: '-A BWVISU -j ACCEPT' is not allowed: the input must start"),
         (restore_text(f"-A PREROUTING {DNAT}"), "line 2: chain 'PREROUTING' is not the runner's"),
@@ -114,8 +114,8 @@ def test_deletions_may_name_rules_outside_the_limits() -> None:
         (b"*nat\n-A BWVISU x\n", "line 2: the rule carries no job tag"),
         (b"*nat\n", "line 1: COMMIT missing at the end of the *nat block"),
         (b"", "input is empty"),
-        (b"*nat\nCOMMIT\n*nat\nCOMMIT\n", "line 3: nothing may follow COMMIT (one *nat block only)"),
-        (b"*nat\nCOMMIT\n*filter\n-F\nCOMMIT\n", "line 3: nothing may follow COMMIT"),
+        (b"*nat\nCOMMIT\n*nat\nCOMMIT\n", "line 3: nothing may follow COMMIT but one *filter block"),
+        (b"*nat\nCOMMIT\n*filter\n-F\nCOMMIT\n", "line 4: command '-F' is not allowed"),
         (b"*nat\n*filter\n-F\nCOMMIT\n", "line 2: a second table block is not allowed"),
         (b"*nat\nCOMMIT\n\n", "line 3: empty lines are not allowed"),
     ],
