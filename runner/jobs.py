@@ -1,9 +1,10 @@
 """The job service: submission, cancellation and lookups, written once above etcd and the Scheduler protocol.
 
 Submission saves as it goes, so a crash at any point can be reconciled by the watcher: the record (with the
-job's keyhole token and session secret) is written before ``sbatch`` runs, and the Slurm id right after. The
-session secret is what the job's application asks its user for; it reaches the job inside the script piped to
-sbatch and the frontend only through :meth:`Jobs.session_secret` (the authenticated API), and is never logged.
+job's keyhole token and session secret) is written before ``sbatch`` runs, and the Slurm id right after, off the
+request's path (:meth:`runner.state.StateStore.update_later`). The session secret is what the job's application
+asks its user for; it reaches the job inside the script piped to sbatch and the frontend only through
+:meth:`Jobs.session_secret` (the authenticated API), and is never logged.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class Jobs:
             log.warning("job %s (uid %s): submission failed: %s", job_id, uid, exc)
             await self._store.update_job(job_id, submission_failed(exc.public), known=(record, revision))
             raise
-        await self._store.update_job(job_id, submitted_as(slurm_id), known=(record, revision))
+        # Saved off the request's path, batched with concurrent submissions' ids; this process reads it back at
+        # once. A crash before it is stored is reconciled: the watcher finds the job by its Slurm name.
+        self._store.update_later(record, revision, submitted_as(slurm_id))
         log.info("job %s (uid %s, template %s): submitted as Slurm job %s", job_id, uid, template_name, slurm_id)
         if self._on_submitted is not None:
             self._on_submitted()
