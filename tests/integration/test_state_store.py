@@ -267,12 +267,57 @@ async def test_a_later_change_is_not_lost_to_another_process_writing_meanwhile(
 async def test_later_changes_pending_together_share_transactions(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
     store = StateStore(etcd_client, etcd_prefix)
     release = _held(store)
-    revisions = {f"j{i:02d}": await store.create_job(record(f"j{i:02d}"), "tok") for i in range(40)}
+    revisions = {f"j{i:02d}": await store.create_job(record(f"j{i:02d}"), "tok") for i in range(150)}
     for job_id, revision in revisions.items():
         store.update_later(record(job_id), revision, submitted_as(f"{job_id}-slurm"))
     release.set()
     await store.close()
     jobs = await store.active_jobs()
     assert {r.slurm_id for r, _ in jobs} == {f"{job_id}-slurm" for job_id in revisions}
-    # 40 records, at most 32 per transaction: two transactions, not 40
+    # 150 records, an operation each, at most 128 operations per transaction: two transactions, not 150
     assert len({rev for _, rev in jobs}) == 2
+
+
+async def test_transactions_hold_up_to_etcds_128_operations(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    for i in range(240):
+        await store.create_job(record(f"j{i:03d}"), "tok")
+    jobs = sorted(await store.active_jobs(), key=lambda job: job[0].job_id)
+
+    def running(r: JobRecord) -> JobRecord:
+        r.state = JobState.RUNNING
+        return r
+
+    def finished(r: JobRecord) -> JobRecord:
+        r.state = JobState.FINISHED
+        return r
+
+    # 200 writes of an active record (one operation each): 128 + 72; 40 finished jobs (four each): 32 + 8
+    changes: list[tuple[JobRecord, int, Change]] = [
+        (r, rev, running if i < 200 else finished) for i, (r, rev) in enumerate(jobs)
+    ]
+    assert await store.update_jobs(changes) == 240
+    active = await store.active_jobs()
+    assert len(active) == 200
+    assert len({rev for _, rev in active}) == 2
+    done = [await store.read_job(f"j{i:03d}") for i in range(200, 240)]
+    assert len({found[1] for found in done if found is not None}) == 2
+
+
+async def test_a_change_never_edits_the_record_it_was_given(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    # the watcher's view holds the records it passes in: a change that edits details in place must edit a copy
+    store = StateStore(etcd_client, etcd_prefix)
+    await store.create_job(record(), "tok")
+    [(held, revision)] = await store.active_jobs()
+
+    def note(r: JobRecord) -> JobRecord:
+        r.details["x"] = "1"
+        r.variables["a"] = "2"
+        return r
+
+    assert await store.update_jobs([(held, revision, note)]) == 1
+    assert held.details == {}
+    assert held.variables == {"a": "1"}
+    stored = await store.get_job("j1")
+    assert stored is not None
+    assert (stored.details, stored.variables) == ({"x": "1"}, {"a": "2"})
