@@ -64,13 +64,13 @@ class Jobs:
 
     async def _submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
         # checked before any I/O: the template and its variables first, then the user's name
-        script = self._templates.render(template_name, variables)
+        script, keyhole_ports, session_url = self._templates.prepare(template_name, variables)
         check_user_name(uid)
         await self._users.ordinary(uid)  # the one 4xx that needs I/O (a getent, kept a while); nothing stored yet
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
         session_secret = secrets.token_urlsafe(24)
-        if self._templates.keyhole_request(template_name) is not None:
+        if keyhole_ports is not None:
             if self._expand_keyhole is None:
                 raise RunnerError(internal="template requests ports but no keyhole service is configured")
             script = self._expand_keyhole(script, job_id, token, session_secret)
@@ -79,7 +79,7 @@ class Jobs:
             uid=uid,
             template_name=template_name,
             variables=dict(variables),
-            session_url=self._templates.session_url(template_name),
+            session_url=session_url,
         )
         revision = await self._store.create_job(record, token, session_secret, max_active=self._max_jobs_per_user)
         workdir = f"{self._home_prefix}/{uid}"
