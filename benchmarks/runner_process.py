@@ -7,6 +7,7 @@ benchmarks.runner_process``) reads the runner's settings as the first JSON line 
 - ``{"op": "tick"}``: one :meth:`JobWatcher.tick`, with the Slurm commands it sent (``CommandNodes.calls``),
   the bytes of ``squeue`` output it parsed, its CPU time (``time.process_time``) and wall time, and whether it
   read every active record from etcd (its view's watch was started, or lost);
+- ``{"op": "sweep"}``: one keyhole-watcher sweep (:meth:`KeyholeWatcher.tick`), its CPU and wall time;
 - ``{"op": "rss"}``: the process's resident set size after a garbage collection;
 - ``{"op": "quit"}``.
 """
@@ -62,6 +63,11 @@ async def child(config: dict[str, Any]) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with Runner(settings, command_nodes=given) as runner:
         await first_tick_done(runner)
+        # The keyhole watcher sweeps every 0.2 s and each sweep reads every active record: a sweep overlapping
+        # a measured tick would be counted as the tick's CPU. Its loop is stopped; "sweep" measures one alone.
+        for task in asyncio.all_tasks():
+            if task.get_name() == "keyhole-watcher":
+                task.cancel()
         print(json.dumps({"ready": True, "rss_mb": rss_mb()}), flush=True)
         while line := await reader.readline():
             request = json.loads(line)
@@ -69,6 +75,12 @@ async def child(config: dict[str, Any]) -> None:
                 break
             if request["op"] == "rss":
                 print(json.dumps({"rss_mb": rss_mb()}), flush=True)
+                continue
+            if request["op"] == "sweep":
+                cpu, wall = time.process_time(), time.perf_counter()
+                await runner.keyhole.watcher.tick()
+                swept = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
+                print(json.dumps(swept), flush=True)
                 continue
             calls = runner.nodes.calls
             squeue = sum(n.stdout_bytes.get("squeue", 0) for n in nodes)

@@ -84,6 +84,7 @@ class Runner:
         await self.etcd.connect()
         stack.push_async_callback(self.etcd.close)
         self.store = StateStore(self.etcd, s.etcd_prefix)
+        stack.push_async_callback(self.store.close)  # its pending writes are saved before etcd is closed
         self.nodes = CommandNodes(self._given_nodes or command_runners(s), s.ssh.down_retry_after)
         stack.push_async_callback(self.nodes.close)
         self.scheduler = SlurmCluster(self.nodes, s.command_node_helper)

@@ -1,9 +1,10 @@
 """The job service: submission, cancellation and lookups, written once above etcd and the Scheduler protocol.
 
 Submission saves as it goes, so a crash at any point can be reconciled by the watcher: the record (with the
-job's keyhole token and session secret) is written before ``sbatch`` runs, and the Slurm id right after. The
-session secret is what the job's application asks its user for; it reaches the job inside the script piped to
-sbatch and the frontend only through :meth:`Jobs.session_secret` (the authenticated API), and is never logged.
+job's keyhole token and session secret) is written before ``sbatch`` runs, and the Slurm id right after, off the
+request's path (:meth:`runner.state.StateStore.update_later`). The session secret is what the job's application
+asks its user for; it reaches the job inside the script piped to sbatch and the frontend only through
+:meth:`Jobs.session_secret` (the authenticated API), and is never logged.
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ class Jobs:
 
     async def _submit(self, uid: str, template_name: str, variables: Mapping[str, str]) -> str:
         # checked before any I/O: the template and its variables first, then the user's name
-        script = self._templates.render(template_name, variables)
+        script, keyhole_ports, session_url = self._templates.prepare(template_name, variables)
         check_user_name(uid)
         await self._users.ordinary(uid)  # the one 4xx that needs I/O (a getent, kept a while); nothing stored yet
         job_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
         session_secret = secrets.token_urlsafe(24)
-        if self._templates.keyhole_request(template_name) is not None:
+        if keyhole_ports is not None:
             if self._expand_keyhole is None:
                 raise RunnerError(internal="template requests ports but no keyhole service is configured")
             script = self._expand_keyhole(script, job_id, token, session_secret)
@@ -78,7 +79,7 @@ class Jobs:
             uid=uid,
             template_name=template_name,
             variables=dict(variables),
-            session_url=self._templates.session_url(template_name),
+            session_url=session_url,
         )
         revision = await self._store.create_job(record, token, session_secret, max_active=self._max_jobs_per_user)
         workdir = f"{self._home_prefix}/{uid}"
@@ -91,7 +92,9 @@ class Jobs:
             log.warning("job %s (uid %s): submission failed: %s", job_id, uid, exc)
             await self._store.update_job(job_id, submission_failed(exc.public), known=(record, revision))
             raise
-        await self._store.update_job(job_id, submitted_as(slurm_id), known=(record, revision))
+        # Saved off the request's path, batched with concurrent submissions' ids; this process reads it back at
+        # once. A crash before it is stored is reconciled: the watcher finds the job by its Slurm name.
+        self._store.update_later(record, revision, submitted_as(slurm_id))
         log.info("job %s (uid %s, template %s): submitted as Slurm job %s", job_id, uid, template_name, slurm_id)
         if self._on_submitted is not None:
             self._on_submitted()

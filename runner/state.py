@@ -16,10 +16,17 @@ With a limit on unfinished jobs per user, a job is created together with one of 
 (``slot`` 0 .. limit-1) in one transaction that requires the key to be absent, so runner processes submitting
 at once for one user never accept more than the limit. The record names its place (``quota_slot``); the write
 that finishes the job, or first asks to cancel it, deletes the key and clears the field together.
+
+A change may be saved *later* (:meth:`StateStore.update_later`: the Slurm id after ``sbatch``): it is written
+off the caller's path, batched with the others pending, and retried until it is stored; meanwhile every read
+of this store shows the record with the change applied, so this process never sees the job without it. A crash
+before the write loses only what Slurm also knows: the job carries its runner id in its Slurm name, and the job
+watcher finds it by that name (:class:`runner.watcher.JobWatcher`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -39,8 +46,13 @@ Written = Callable[[JobRecord, int], None]
 """``(record, revision)`` of a record a batch wrote."""
 
 MAX_CAS_ATTEMPTS = 20
-# Records per batched transaction: a finished job takes 4 operations, and etcd allows 128 per transaction.
-BATCH_RECORDS = 32
+# Operations per batched transaction: etcd allows 128 by default (--max-txn-ops); an active record's write takes
+# 1, a finished job's 4 (and one more when it frees a place under max-jobs-per-user).
+MAX_TXN_OPS = 128
+# A later write that meets an etcd outage is tried again after 0.1 s, 0.2 s, ... at most this many seconds.
+LATER_RETRY_MAX = 5.0
+# Seconds closing the store waits for the later writes still pending.
+LATER_FLUSH_TIMEOUT = 10.0
 
 
 def describe(record: JobRecord) -> str:
@@ -65,6 +77,9 @@ class StateStore:
         self.client = client
         self.prefix = prefix.rstrip("/")
         self.on_written: list[Written] = []  # told of every record this store writes, with its revision
+        # job id -> (record, revision, change) not yet written: see update_later
+        self._later: dict[str, tuple[JobRecord, int, Change]] = {}
+        self._later_task: asyncio.Task[None] | None = None
 
     def _active_key(self, job_id: str) -> bytes:
         return f"{self.prefix}/jobs/active/{job_id}".encode()
@@ -137,8 +152,9 @@ class StateStore:
             raise Conflict(f"job {record.job_id} exists")
         return None
 
-    async def _read(self, job_id: str) -> tuple[JobRecord, int, bool] | None:
-        """The record, its key's mod revision, and whether it is active."""
+    async def _read(self, job_id: str, *, pending: bool = True) -> tuple[JobRecord, int, bool] | None:
+        """The record, its key's mod revision, and whether it is active; with ``pending``, with the change
+        :meth:`update_later` holds for it applied."""
         try:
             got = await self.client.get(self._active_key(job_id))
             active = got is not None
@@ -148,7 +164,11 @@ class StateStore:
             raise unavailable(exc) from exc
         if got is None:
             return None
-        return JobRecord.model_validate_json(got.value), got.mod_revision, active
+        record = JobRecord.model_validate_json(got.value)
+        later = self._later.get(job_id) if pending and active else None
+        if later is not None:
+            record = later[2](record) or record
+        return record, got.mod_revision, active
 
     async def read_job(self, job_id: str) -> tuple[JobRecord, int] | None:
         """The record (active or done) and the revision it was last written at; None if unknown."""
@@ -175,15 +195,27 @@ class StateStore:
         return None if got is None else got.value.decode()
 
     def _apply(self, current: JobRecord, change: Change) -> JobRecord | None:
-        """``change`` applied to a fresh parse of ``current``; None when it changes nothing (no deep copies)."""
-        before = current.model_dump_json()
-        new = change(JobRecord.model_validate_json(before))
-        if new is None or new.model_dump_json() == before:
+        """``change`` applied to a copy of ``current``; None when it changes nothing.
+
+        The copy is shallow but for the record's own containers (details, variables, forwards: a change may edit
+        them in place; a forward is frozen), so ``current``, which the watcher's view may hold, never changes;
+        no parse, no JSON: a tick where thousands of jobs change pays only for the changes and one dump each.
+        """
+        own = {"details": dict(current.details), "variables": dict(current.variables)}
+        copy = current.model_copy(update={**own, "forwards": list(current.forwards)})
+        new = change(copy)
+        if new is None or new == current:
             return None
         if new.quota_slot is not None and (not new.active or new.cancel_requested):
             new.quota_slot = None  # the write deletes the place's key (_write_ops)
         new.updated_at = time.time()
         return new
+
+    @staticmethod
+    def _op_count(current: JobRecord, new: JobRecord) -> int:
+        """How many operations :meth:`_write_ops` takes for this write."""
+        freed = current.quota_slot is not None and new.quota_slot is None
+        return (1 if new.active else 4) + freed
 
     def _write_ops(self, current: JobRecord, new: JobRecord) -> list[Any]:
         """Store ``new``; a finished job moves to ``done`` and loses its token and session secret; a place
@@ -217,8 +249,9 @@ class StateStore:
             return None
         first = responses[0]  # every operation of a transaction is at the transaction's revision
         written: int = getattr(first, first.WhichOneof("response")).header.revision
+        logged = log.isEnabledFor(logging.INFO)
         for current, _, new in writes:
-            if new.state != current.state:
+            if logged and new.state != current.state:
                 log.info("%s: %s -> %s", describe(new), current.state.value, new.state.value)
             self._written(new, written)
         return written
@@ -232,16 +265,22 @@ class StateStore:
         job_id: str,
         change: Change,
         known: tuple[JobRecord, int] | None = None,
+        *,
+        pending: bool = True,
     ) -> JobRecord | None:
         """Apply ``change`` to the active record atomically, retrying on concurrent writes.
 
         ``change`` returns the new record, or None to leave it alone. A record whose new state is finished is
         moved to ``done`` and its token and session secret deleted in the same transaction. Returns the stored
         record, or None if the job is not active. ``known`` (an active record and its revision, from
-        :meth:`active_jobs`) saves the first read.
+        :meth:`active_jobs`) saves the first read. Every read applies the change :meth:`update_later` holds for
+        the job first (so it is written too), unless ``pending`` is False.
         """
         for attempt in range(MAX_CAS_ATTEMPTS):
-            found = (known[0], known[1], True) if known is not None and attempt == 0 else await self._read(job_id)
+            if known is not None and attempt == 0:
+                found: tuple[JobRecord, int, bool] | None = (known[0], known[1], True)
+            else:
+                found = await self._read(job_id, pending=pending)
             if found is None or not found[2]:
                 return None
             current, revision, _ = found
@@ -252,20 +291,83 @@ class StateStore:
                 return new
         raise StateUnavailable(internal=f"job {job_id}: too many concurrent updates")
 
-    async def update_jobs(self, changes: list[tuple[JobRecord, int, Change]]) -> int:
+    async def update_jobs(self, changes: list[tuple[JobRecord, int, Change]], *, pending: bool = True) -> int:
         """Apply many changes to records read by :meth:`active_jobs`, in few transactions; returns how many
         records were written. A batch that meets a concurrent write is redone record by record."""
-        pending = [(c, r, n, ch) for c, r, ch in changes if (n := self._apply(c, ch)) is not None]
+        todo = [(c, r, n, ch) for c, r, ch in changes if (n := self._apply(c, ch)) is not None]
         written = 0
-        for start in range(0, len(pending), BATCH_RECORDS):
-            batch = pending[start : start + BATCH_RECORDS]
+        for batch in self._batches(todo):
             if await self._commit([(c, r, n) for c, r, n, _ in batch]) is not None:
                 written += len(batch)
                 continue
             for current, revision, _, change in batch:
-                stored = await self.update_job(current.job_id, change, known=(current, revision))
+                stored = await self.update_job(current.job_id, change, known=(current, revision), pending=pending)
                 written += stored is not None and stored is not current
         return written
+
+    def _batches(
+        self, todo: list[tuple[JobRecord, int, JobRecord, Change]]
+    ) -> list[list[tuple[JobRecord, int, JobRecord, Change]]]:
+        """``todo`` cut into transactions of at most :data:`MAX_TXN_OPS` operations (and as many compares)."""
+        batches: list[list[tuple[JobRecord, int, JobRecord, Change]]] = []
+        ops = 0
+        for item in todo:
+            count = self._op_count(item[0], item[2])
+            if not batches or ops + count > MAX_TXN_OPS or len(batches[-1]) >= MAX_TXN_OPS:
+                batches.append([])
+                ops = 0
+            batches[-1].append(item)
+            ops += count
+        return batches
+
+    def update_later(self, record: JobRecord, revision: int, change: Change) -> None:
+        """Save ``change`` to the active ``record`` (read or written at ``revision``) soon, off the caller's path.
+
+        Until it is stored, every read of this store applies it (and any other update of the job writes it
+        too). Pending changes are written in batches (one transaction per :data:`MAX_TXN_OPS` operations) by one
+        task, which retries through etcd outages; :meth:`close` waits for them. One pending change per job.
+        """
+        self._later[record.job_id] = (record, revision, change)
+        if self._later_task is None or self._later_task.done():
+            self._later_task = asyncio.create_task(self._write_later(), name="state-later-writes")
+
+    async def _write_later(self) -> None:
+        delay = 0.1
+        while self._later:
+            batch = list(self._later.items())
+            try:
+                # without ``pending``: a redone record is read as stored, not with its own change applied
+                await self.update_jobs([entry for _, entry in batch], pending=False)
+            except Exception as exc:  # etcd down, mostly: kept and tried again; only cancellation stops this
+                log.warning(
+                    "%d job records wait to be saved (%s: %s); retrying in %.1f s",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LATER_RETRY_MAX)
+                continue
+            delay = 0.1
+            for job_id, entry in batch:
+                if self._later.get(job_id) is entry:
+                    del self._later[job_id]
+
+    async def close(self) -> None:
+        """Wait (at most :data:`LATER_FLUSH_TIMEOUT` seconds) for the pending later writes, then stop."""
+        task, self._later_task = self._later_task, None
+        if task is None:
+            return
+        try:
+            async with asyncio.timeout(LATER_FLUSH_TIMEOUT):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            for record, _, _ in self._later.values():
+                log.warning("%s: not saved before stopping; the job watcher finds it by name", describe(record))
+            self._later.clear()
 
     async def active_ids(self) -> list[str]:
         prefix = f"{self.prefix}/jobs/active/".encode()

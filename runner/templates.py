@@ -214,6 +214,11 @@ class TemplateStore:
 
     def render(self, name: str, variables: Mapping[str, str]) -> str:
         """The batch script; rejects bad names and values and missing variables, never strips or escapes."""
+        return self.prepare(name, variables)[0]
+
+    def prepare(self, name: str, variables: Mapping[str, str]) -> tuple[str, int | None, str | None]:
+        """:meth:`render`, :meth:`keyhole_request` and :meth:`session_url` with one look at the file (a
+        submission needs all three; each look resolves the path)."""
         parsed = self._checked(name, variables)
         data: dict[str, object] = dict(variables)
         for var in parsed.variables:
@@ -221,7 +226,7 @@ class TemplateStore:
             # expose str attributes such as {{upper}}); an empty list skips it.
             data[var + _SECTION_SUFFIX] = _TRUE_SCOPE if variables[var] else []
             data[var + _INVERTED_SUFFIX] = [] if variables[var] else _TRUE_SCOPE
-        return chevron.render(parsed.tokens, data)
+        return chevron.render(parsed.tokens, data), parsed.keyhole_ports, parsed.session_url
 
     def _checked(self, name: str, variables: Mapping[str, str]) -> _Parsed:
         check_template_name(name)

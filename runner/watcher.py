@@ -125,7 +125,7 @@ def _observation_differs(record: JobRecord, row: dict[str, str]) -> bool:
         record.scheduler_unknown
         or record.state is not _observed_state(record, row)
         or record.slurm_state != row["slurm-state"]
-        or any(record.details.get(key) != value for key, value in row.items())
+        or not row.items() <= record.details.items()  # every reported value already in the details
     )
 
 

@@ -76,7 +76,7 @@ class Ops:
     missing: Callable[[], Awaitable[list[Component]]]
 
 
-def get_ops(request: Request) -> Ops:
+async def get_ops(request: Request) -> Ops:  # async: no thread-pool hop per request
     ops: Ops = request.app.state.ops
     return ops
 

@@ -6,6 +6,7 @@ prints for the formats requested here. Everything the runner learns about jobs f
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,11 +111,23 @@ def _split_rows(stdout: str, fields: int, command: str) -> Iterator[list[str]]:
         yield values
 
 
+_SQUEUE_KEYS = tuple(key for _, key in SQUEUE_FIELDS)
+_SPACE = re.compile(r"\s")
+
+
 def parse_squeue(stdout: str) -> dict[str, dict[str, str]]:
-    """Rows of :data:`SQUEUE_FORMAT` keyed by Slurm job id."""
+    """Rows of :data:`SQUEUE_FORMAT` keyed by Slurm job id (a watcher tick parses one row per active job)."""
     jobs: dict[str, dict[str, str]] = {}
-    for values in _split_rows(stdout, len(SQUEUE_FIELDS), "squeue"):
-        row = {key: value.strip() for (_, key), value in zip(SQUEUE_FIELDS, values, strict=True)}
+    keys = _SQUEUE_KEYS
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        values = line.split("|")
+        if len(values) != len(keys):
+            raise SlurmParseError(f"squeue line has {len(values)} fields, expected {len(keys)}: {line!r}")
+        if _SPACE.search(line):  # most lines have no space at all, and this runs per job per tick
+            values = [value.strip() for value in values]
+        row = dict(zip(keys, values, strict=True))
         jobs[row["slurm-job-id"]] = row
     return jobs
 
@@ -199,6 +212,7 @@ def parse_getent_passwd(stdout: str, name: str) -> Account | None:
     return Account(name, int(uid), int(gid), home, shell)
 
 
+@functools.lru_cache(maxsize=256)  # a few dozen states exist; asked per job per tick
 def bwvisu_state(slurm_state: str) -> JobState:
     """Map a Slurm state (``%T`` or sacct's first word) to bwVisu's; unknown states count as queued."""
     state = slurm_state.upper().rstrip("+")

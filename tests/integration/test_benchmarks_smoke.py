@@ -38,6 +38,7 @@ FIGURES = {
         "watcher.cpu_ms_per_tick",
         "watcher.transition_cpu_ms",
         "watcher.steady_etcd_full_reads",
+        "watcher.keyhole_sweep_cpu_ms",
         "watcher.cpu_per_job_vs_smallest",
         "memory.runner_rss_mb",
     },

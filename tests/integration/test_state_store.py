@@ -10,7 +10,7 @@ import pytest
 
 from runner.errors import Conflict
 from runner.leader import Leadership
-from runner.records import JobRecord, JobState
+from runner.records import Change, JobRecord, JobState, SubmitPhase, submitted_as
 from runner.state import StateStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -180,3 +180,144 @@ async def test_a_record_in_the_stored_shape_is_read_and_written_back_unchanged(
         b'"forwards":[{"internal_port":50001,"external_port":50001,"external_ip":"192.0.2.7","gateway":"10.0.0.1",'
         in (stored.value)
     )
+
+
+def _held(store: StateStore) -> asyncio.Event:
+    """Hold the store's later writes (they wait on the returned event); other updates go through."""
+    release = asyncio.Event()
+    original = store.update_jobs
+
+    async def update_jobs(changes: list[tuple[JobRecord, int, Change]], *, pending: bool = True) -> int:
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == "state-later-writes":
+            await release.wait()
+        return await original(changes, pending=pending)
+
+    store.update_jobs = update_jobs  # type: ignore[method-assign]
+    return release
+
+
+async def test_a_later_change_is_read_back_at_once_and_stored_once_released(
+    etcd_client: aetcd.Client, etcd_prefix: str
+) -> None:
+    store, other = StateStore(etcd_client, etcd_prefix), StateStore(etcd_client, etcd_prefix)
+    release = _held(store)
+    revision = await store.create_job(record(), "tok")
+    store.update_later(record(), revision, submitted_as("4242"))
+    # this store reads it back at once; etcd (another store) does not have it yet
+    seen = await store.get_job("j1")
+    assert seen is not None
+    assert seen.slurm_id == "4242"
+    assert seen.submit_phase is SubmitPhase.SUBMITTED
+    stored = await other.get_job("j1")
+    assert stored is not None
+    assert stored.slurm_id is None
+    release.set()
+    await store.close()
+    stored = await other.get_job("j1")
+    assert stored is not None
+    assert stored.slurm_id == "4242"
+    assert stored.details["slurm-job-id"] == "4242"
+
+
+async def test_an_update_meanwhile_writes_the_later_change_too_and_nothing_is_lost(
+    etcd_client: aetcd.Client, etcd_prefix: str
+) -> None:
+    store, other = StateStore(etcd_client, etcd_prefix), StateStore(etcd_client, etcd_prefix)
+    release = _held(store)
+    revision = await store.create_job(record(), "tok")
+    store.update_later(record(), revision, submitted_as("7"))
+
+    def note(r: JobRecord) -> JobRecord:
+        r.cancel_requested = True
+        return r
+
+    await store.update_job("j1", note)  # e.g. a cancel before the id was stored: it is written with the id
+    stored = await other.get_job("j1")
+    assert stored is not None
+    assert (stored.slurm_id, stored.cancel_requested) == ("7", True)
+    release.set()  # the later write meets a changed record: redone on what is stored, it changes nothing
+    await store.close()
+    stored = await other.get_job("j1")
+    assert stored is not None
+    assert (stored.slurm_id, stored.cancel_requested) == ("7", True)
+
+
+async def test_a_later_change_is_not_lost_to_another_process_writing_meanwhile(
+    etcd_client: aetcd.Client, etcd_prefix: str
+) -> None:
+    store, other = StateStore(etcd_client, etcd_prefix), StateStore(etcd_client, etcd_prefix)
+    release = _held(store)
+    revision = await store.create_job(record(), "tok")
+    store.update_later(record(), revision, submitted_as("8"))
+
+    def note(r: JobRecord) -> JobRecord:
+        r.details["other"] = "writer"
+        return r
+
+    await other.update_job("j1", note)  # knows nothing of the pending id
+    release.set()
+    await store.close()
+    stored = await other.get_job("j1")
+    assert stored is not None
+    assert stored.slurm_id == "8"
+    assert stored.details["other"] == "writer"
+
+
+async def test_later_changes_pending_together_share_transactions(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    release = _held(store)
+    revisions = {f"j{i:02d}": await store.create_job(record(f"j{i:02d}"), "tok") for i in range(150)}
+    for job_id, revision in revisions.items():
+        store.update_later(record(job_id), revision, submitted_as(f"{job_id}-slurm"))
+    release.set()
+    await store.close()
+    jobs = await store.active_jobs()
+    assert {r.slurm_id for r, _ in jobs} == {f"{job_id}-slurm" for job_id in revisions}
+    # 150 records, an operation each, at most 128 operations per transaction: two transactions, not 150
+    assert len({rev for _, rev in jobs}) == 2
+
+
+async def test_transactions_hold_up_to_etcds_128_operations(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = StateStore(etcd_client, etcd_prefix)
+    for i in range(240):
+        await store.create_job(record(f"j{i:03d}"), "tok")
+    jobs = sorted(await store.active_jobs(), key=lambda job: job[0].job_id)
+
+    def running(r: JobRecord) -> JobRecord:
+        r.state = JobState.RUNNING
+        return r
+
+    def finished(r: JobRecord) -> JobRecord:
+        r.state = JobState.FINISHED
+        return r
+
+    # 200 writes of an active record (one operation each): 128 + 72; 40 finished jobs (four each): 32 + 8
+    changes: list[tuple[JobRecord, int, Change]] = [
+        (r, rev, running if i < 200 else finished) for i, (r, rev) in enumerate(jobs)
+    ]
+    assert await store.update_jobs(changes) == 240
+    active = await store.active_jobs()
+    assert len(active) == 200
+    assert len({rev for _, rev in active}) == 2
+    done = [await store.read_job(f"j{i:03d}") for i in range(200, 240)]
+    assert len({found[1] for found in done if found is not None}) == 2
+
+
+async def test_a_change_never_edits_the_record_it_was_given(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    # the watcher's view holds the records it passes in: a change that edits details in place must edit a copy
+    store = StateStore(etcd_client, etcd_prefix)
+    await store.create_job(record(), "tok")
+    [(held, revision)] = await store.active_jobs()
+
+    def note(r: JobRecord) -> JobRecord:
+        r.details["x"] = "1"
+        r.variables["a"] = "2"
+        return r
+
+    assert await store.update_jobs([(held, revision, note)]) == 1
+    assert held.details == {}
+    assert held.variables == {"a": "1"}
+    stored = await store.get_job("j1")
+    assert stored is not None
+    assert (stored.details, stored.variables) == ({"x": "1"}, {"a": "2"})

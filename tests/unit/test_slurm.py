@@ -62,6 +62,19 @@ def test_parse_squeue_rows() -> None:
     assert rows["18"]["node-list"] == ""
 
 
+def test_parse_squeue_strips_padded_values_and_keeps_inner_spaces() -> None:
+    out = (
+        "19 |RUNNING| (ReqNodeNotAvail, Reserved) |bwvisu-c|alice|debug|1|c01\t|1:00:00|2026-11-28T10:00:00|N/A\r\n"
+        "20|RUNNING|None|bwvisu-d|alice|debug|1|c02|1:00:00|2026-11-28T10:00:00|N/A\n"
+    )
+    rows = slurm.parse_squeue(out)
+    assert set(rows) == {"19", "20"}
+    assert rows["19"]["reason"] == "(ReqNodeNotAvail, Reserved)"
+    assert rows["19"]["node-list"] == "c01"
+    assert rows["19"]["start-time"] == "N/A"
+    assert rows["20"]["start-time"] == "N/A"
+
+
 def test_parse_squeue_rejects_wrong_field_count() -> None:
     with pytest.raises(SlurmParseError):
         slurm.parse_squeue("17|RUNNING\n")

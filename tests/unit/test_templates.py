@@ -263,3 +263,12 @@ def test_the_store_and_the_expansion_read_the_directive_alike(
     assert requested_ports(rendered, max_ports=65535) == expected
     expanded = expand_keyhole_request(rendered, max_ports=65535, **common)  # type: ignore[arg-type]
     assert (expanded == rendered) is (expected is None)
+
+
+def test_prepare_is_render_keyhole_request_and_session_url_in_one_look() -> None:
+    store = TemplateStore(EXAMPLES)
+    for name in store.names():
+        variables = dict.fromkeys(store.variables(name), "1")
+        prepared = store.prepare(name, variables)
+        assert prepared == (store.render(name, variables), store.keyhole_request(name), store.session_url(name))
+    assert any(store.prepare(n, dict.fromkeys(store.variables(n), "1"))[1] for n in store.names())
