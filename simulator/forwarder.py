@@ -97,6 +97,11 @@ class Forwarder:
     def listening(self) -> bool:
         return self._server is not None
 
+    @property
+    def carrying(self) -> bool:
+        """Whether an established connection still runs through this forwarder."""
+        return bool(self._connections)
+
     def close(self) -> None:
         """Stop accepting; established connections continue (see module docstring)."""
         if self._server is not None:

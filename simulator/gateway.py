@@ -35,6 +35,9 @@ class GatewayService:
         self.netfilter = Netfilter()
         self.dnat = DnatIndex(self.netfilter)
         self.forwarders: dict[tuple[str, int], Forwarder] = {}
+        # Forwarders whose rule is gone: they accept nothing, but their established connections live on until
+        # the gateway stops (conntrack keeps a translated flow), and closing the gateway must end them too.
+        self._retired: set[Forwarder] = set()
         self.listen_failures: dict[tuple[str, int], str] = {}
         self._lock = asyncio.Lock()
 
@@ -92,6 +95,7 @@ class GatewayService:
             self.listen_failures.pop(key, None)
             if current is not None:
                 current.close()
+                self._retired = {f for f in self._retired if f.carrying} | {current}
                 del self.forwarders[key]
                 log.info("gateway %s: forward of port %d stopped", address, port)
             return
@@ -116,7 +120,8 @@ class GatewayService:
 
     async def close(self) -> None:
         """Stop every forwarder and end its connections."""
-        forwarders, self.forwarders = list(self.forwarders.values()), {}
+        forwarders, self.forwarders = [*self.forwarders.values(), *self._retired], {}
+        self._retired = set()
         await asyncio.gather(*(f.aclose() for f in forwarders))
 
 

@@ -97,6 +97,23 @@ async def test_rule_forwards_and_delete_stops_new_connections(gateway: GatewaySe
     assert gateway.forwards() == {}
 
 
+async def test_closing_the_gateway_ends_flows_whose_rule_is_gone(compute: int) -> None:
+    """A flow outliving its rule still belongs to the gateway: stopping the gateway ends it, leaving no task behind."""
+    service = GatewayService([GW1])
+    port = free_port(GW1)
+    await sh(service, f"iptables -t nat -A PREROUTING {dnat(port, compute)}")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(GW1, port), IO_TIMEOUT)
+    try:
+        writer.write(b"before\n")
+        assert await asyncio.wait_for(reader.readline(), IO_TIMEOUT) == b"pong:before\n"
+        await sh(service, f"iptables -t nat -D PREROUTING {dnat(port, compute)}")
+        await service.close()
+        assert await asyncio.wait_for(reader.read(), IO_TIMEOUT) == b""  # the gateway ended the flow
+    finally:
+        writer.close()
+        await service.close()
+
+
 async def test_destination_address_limits_the_listener(gateway: GatewayService, compute: int) -> None:
     port = free_port(GW2)
     await sh(gateway, f"iptables -t nat -A PREROUTING -d {GW2} {dnat(port, compute)}")
