@@ -1,0 +1,50 @@
+"""Several Slurm compute nodes per container: the layout, slurm.conf's node lines and the container's command."""
+
+from __future__ import annotations
+
+import pytest
+
+from containers.slurmconf import SLURMD_PORT, compute_hosts, render_slurm_conf
+from containers.testbed import TestbedSpec, multi_slurmd_command
+
+pytestmark = pytest.mark.unit
+
+
+def test_one_node_per_host_keeps_the_container_named_after_its_node() -> None:
+    assert compute_hosts(3) == {"compute1": ["compute1"], "compute2": ["compute2"], "compute3": ["compute3"]}
+    conf = render_slurm_conf(3)
+    assert "NodeName=compute[1-3] CPUs=" in conf
+    assert "SlurmdSpoolDir=/var/lib/slurm/slurmd\n" in conf
+    assert "NodeHostname" not in conf
+
+
+def test_several_nodes_per_host_each_with_its_own_port_and_files() -> None:
+    assert compute_hosts(5, 2) == {
+        "computehost1": ["compute1", "compute2"],
+        "computehost2": ["compute3", "compute4"],
+        "computehost3": ["compute5"],
+    }
+    conf = render_slurm_conf(5, per_host=2)
+    lines = [line for line in conf.splitlines() if line.startswith("NodeName=")]
+    assert len(lines) == 5
+    assert lines[1].startswith(f"NodeName=compute2 NodeHostname=computehost1 Port={SLURMD_PORT + 1} ")
+    assert lines[2].startswith(f"NodeName=compute3 NodeHostname=computehost2 Port={SLURMD_PORT} ")
+    # Daemons sharing a host must not share a spool folder, pid file or log.
+    assert "SlurmdSpoolDir=/var/lib/slurm/slurmd/%n\n" in conf
+    assert "SlurmdPidFile=/run/slurmd-%n.pid\n" in conf
+    assert "SlurmdLogFile=/var/log/slurm/slurmd-%n.log\n" in conf
+
+
+def test_the_host_command_starts_one_slurmd_per_node_name() -> None:
+    argv = multi_slurmd_command(["compute1", "compute2"])
+    assert argv[:2] == ["bash", "-c"]
+    assert argv[3:] == ["compute-host", "compute1", "compute2"]
+    assert 'slurmd -N "$name"' in argv[2]
+    assert "testbed-init.sh" in argv[2]
+
+
+def test_bad_layouts_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one slurmd"):
+        compute_hosts(4, 0)
+    with pytest.raises(ValueError, match="at least one slurmd"):
+        TestbedSpec(slurmd_per_host=0)
