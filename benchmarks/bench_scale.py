@@ -156,26 +156,40 @@ async def _states(api: httpx.AsyncClient, ids: list[str]) -> dict[str, dict[str,
 
 async def wait_state(
     api: httpx.AsyncClient, sent: dict[str, float], state: str, timeout: float
-) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-    """Poll every job until it is in ``state``: job id -> seconds from ``sent``, and each job's last record."""
+) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[str]]:
+    """Poll every job until it is in ``state`` (or ``finished`` before it): job id -> seconds from ``sent``, each
+    job's last record, and the jobs that finished without reaching ``state``."""
     done: dict[str, float] = {}
     rows: dict[str, dict[str, Any]] = {}
+    ended: list[str] = []
     deadline = time.monotonic() + timeout
-    while len(done) < len(sent):
+    while len(done) + len(ended) < len(sent):
         if time.monotonic() > deadline:
             seen = Counter(str(rows[j]["state"]) for j in sent if j not in done and j in rows)
             raise TimeoutError(f"{len(sent) - len(done)} of {len(sent)} jobs not {state} after {timeout:.0f} s: {seen}")
-        pending = [j for j in sent if j not in done]
+        pending = [j for j in sent if j not in done and j not in ended]
         got = await _states(api, pending)
         now = time.perf_counter()
         for job_id, row in got.items():
             rows[job_id] = row
             if row["state"] == state:
                 done[job_id] = now - sent[job_id]
-            elif state == "available" and row["state"] == "finished":
-                raise RuntimeError(f"job {job_id} finished before it was available: {row.get('details')}")
+            elif row["state"] == "finished":
+                ended.append(job_id)
         await asyncio.sleep(POLL_S)
-    return done, rows
+    return done, rows, ended
+
+
+def diagnose(bed: Testbed, info: RunnerInfo, job_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """What tells why a job ended before it was available: its record, the runner's lines about it, its log."""
+    details = row.get("details", {})
+    lines = [line for line in runner_process.logs(info, tail=50_000).splitlines() if job_id in line]
+    node, slurm_id = str(details.get("node-list", "")), str(details.get("slurm-job-id", ""))
+    job_log = ""
+    for host in bed.nodes_of("compute"):
+        if node in (host.hostname, *host.aliases):
+            job_log = host.exec(["tail", "-c", "1500", f"{HOME_PREFIX}/{UID}/bwvisu-job-{slurm_id}.out"]).stdout
+    return {"job": job_id, "details": details, "runner_lines": lines[-15:], "job_log": job_log}
 
 
 def _metric_counts(text: str) -> dict[str, float]:
@@ -238,28 +252,37 @@ async def burst(bed: Testbed, info: RunnerInfo, api: httpx.AsyncClient, size: Si
     deadline = time.monotonic() + size.timeout_s / 2
     sent = dict(await asyncio.gather(*(_submit(api, deadline) for _ in range(size.jobs))))
     submitted = time.perf_counter() - began
-    delays, rows = await wait_state(api, sent, "available", size.timeout_s)
+    delays, rows, ended = await wait_state(api, sent, "available", size.timeout_s)
     all_available = time.perf_counter() - began
-    targets = [(str(rows[j]["services"][0]["external-ip"]), int(rows[j]["services"][0]["external-port"])) for j in sent]
+    if ended:
+        log.warning("%d jobs finished before they were available, e.g. %s", len(ended), ended[0])
+    failed = [await asyncio.to_thread(diagnose, bed, info, j, rows[j]) for j in ended[:3]]
+    up = [j for j in sent if j in delays]
+    targets = [(str(rows[j]["services"][0]["external-ip"]), int(rows[j]["services"][0]["external-port"])) for j in up]
     answers = await asyncio.to_thread(scale.reach_all, bed, targets)
     rss, cpu_after = await asyncio.to_thread(scale.runner_usage, info)
-    expected = [scale.expected_answer(j, str(rows[j]["details"]["slurm-job-id"])) for j in sent]
-    wrong = [(j, want, got) for j, want, got in zip(sent, expected, answers, strict=True) if want != got]
+    expected = [scale.expected_answer(j, str(rows[j]["details"]["slurm-job-id"])) for j in up]
+    wrong = [(j, want, got) for j, want, got in zip(up, expected, answers, strict=True) if want != got]
     per_call = await calls_per_tick(api, size.timeout_s / 4)
     rpcs = await asyncio.to_thread(scale.sdiag, bed)
     rules = await asyncio.to_thread(scale.gateway_rules, bed)
     public_to_host = {ep.public_ip: ep.hostname for ep in bed.endpoints.gateways}
     forwards = Counter(public_to_host[ip] for ip, _ in targets)
-    took, left = await teardown(bed, api, list(sent), size.timeout_s / 2)
-    order = sorted(sent, key=sent.__getitem__)
+    nodes = Counter(str(rows[j]["details"].get("node-list")) for j in up)
+    took, left = await teardown(bed, api, up, size.timeout_s / 2)
+    order = sorted(up, key=sent.__getitem__)
     return {
         "jobs": len(sent),
         "submitted_s": submitted,
         "all_available_s": all_available,
         "delays": [delays[j] for j in order],
+        "failed": len(ended),
+        "failed_examples": failed,
         "reached": len(answers) - len(wrong),
         "wrong": wrong[:10],
         "distinct_answers": len(set(answers)),
+        "nodes_used": len(nodes),
+        "jobs_per_node_max": max(nodes.values()),
         "forwards": {g.hostname: forwards.get(g.hostname, 0) for g in bed.nodes_of("gateway")},
         "rules": {name: {"dnat": r.dnat, "total": r.total} for name, r in rules.items()},
         "rules_after_teardown": {name: r.total for name, r in left.items()},
@@ -333,6 +356,10 @@ def figures(series: dict[str, Any]) -> list[Figure]:
         Figure("scale.submit_to_available_p99_s", round(percentile(delays, 0.99), 2), "s", params),
         Figure("scale.submit_to_available_max_s", round(max(delays), 2), "s", params),
         Figure("scale.all_available_s", round(series["all_available_s"], 1), "s", params),
+        Figure("scale.nodes_used", series["nodes_used"], "nodes", params,
+               note=f"Slurm nodes running the jobs, at most {series['jobs_per_node_max']} each"),
+        Figure("scale.jobs_failed", series["failed"], "jobs", params, "= 0", series["failed"] == 0,
+               "ended before they were available (the first ones' records, runner lines and logs: the series)"),
         Figure("scale.jobs_reached", series["reached"], "jobs", params, f"= {jobs}", series["reached"] == jobs,
                "each through its own forward from the public client, answering with its own job's names"),
         Figure("scale.forwards_max_over_mean", round(spread, 3), "x", params, f"<= {SPREAD_TARGET}",

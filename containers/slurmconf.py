@@ -81,6 +81,8 @@ def render_slurm_conf(compute_count: int, per_host: int = 1) -> str:
         raise ValueError("a cluster needs at least one compute node")
     per_node = "/%n" if per_host > 1 else ""
     slurmd_files = "-%n" if per_host > 1 else ""
+    # At scale, each job goes to the least-loaded node, so every node runs its share instead of the first filling up.
+    spread = " LLN=YES" if per_host > 1 else ""
     return f"""\
 ClusterName={CLUSTER_NAME}
 SlurmctldHost={CONTROLLER_HOST}
@@ -118,7 +120,7 @@ MinJobAge=30
 MessageTimeout=10
 SchedulerParameters=sched_interval=2,bf_interval=2
 {_node_lines(compute_count, per_host)}
-PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP{spread}
 """
 
 
