@@ -40,7 +40,9 @@ from containers.cleanup import list_runs
 from containers.etcd_members import ETCD_PREFIX
 from containers.runner_process import RunnerInfo
 from containers.testbed import HOME_PREFIX, RUNNER_USER, SLURM_AS, Testbed, TestbedSpec
+from runner.config import SshSettings
 from runner.slurm.cli import sbatch_argv
+from runner.ssh import CHANNEL_OPEN_ATTEMPTS, CHANNEL_RETRY_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ UID = "alice"
 POLL_S = 0.5
 RETRY_AFTER_S = 1.0
 STEADY_TICKS = 5
+POLL_CONNECTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,20 @@ async def rates(bed: Testbed, api: httpx.AsyncClient, size: Size) -> dict[str, d
         "127.0.0.1", node.published_port(22), username=RUNNER_USER, client_keys=[str(bed.ssh_key.private_path)],
         known_hosts=str(bed.known_hosts_path),
     ) as conn:  # fmt: skip
+        sessions = asyncio.Semaphore(SshSettings().max_sessions)
 
         async def ceiling(_: int) -> None:
-            await conn.run(_sbatch_command(), input=scale.TRUE_SCRIPT, check=True, timeout=60)
+            # The runner's own limits: its channels per connection, and a refused channel retried (runner.ssh).
+            async with sessions:
+                for attempt in range(CHANNEL_OPEN_ATTEMPTS):
+                    try:
+                        await conn.run(_sbatch_command(), input=scale.TRUE_SCRIPT, check=True, timeout=60)
+                    except asyncssh.ChannelOpenError:
+                        if attempt == CHANNEL_OPEN_ATTEMPTS - 1:
+                            raise
+                        await asyncio.sleep(CHANNEL_RETRY_DELAY * 2**attempt)
+                    else:
+                        return
 
         got = {"ceiling": await closed_loop(clients, total, bound, ceiling)}
     got["runner"] = await closed_loop(clients, total, bound, through_runner)
@@ -155,19 +169,21 @@ async def _states(api: httpx.AsyncClient, ids: list[str]) -> dict[str, dict[str,
 
 
 async def wait_state(
-    api: httpx.AsyncClient, sent: dict[str, float], state: str, timeout: float
+    api: httpx.AsyncClient, sent: dict[str, float], state: str, timeout: float, expected: int | None = None
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[str]]:
     """Poll every job until it is in ``state`` (or ``finished`` before it): job id -> seconds from ``sent``, each
-    job's last record, and the jobs that finished without reaching ``state``."""
+    job's last record, and the jobs that finished without reaching ``state``. ``sent`` may still be filling
+    (jobs being submitted): the wait ends when ``expected`` jobs (default: those in ``sent`` now) are settled."""
     done: dict[str, float] = {}
     rows: dict[str, dict[str, Any]] = {}
     ended: list[str] = []
+    total = len(sent) if expected is None else expected
     deadline = time.monotonic() + timeout
-    while len(done) + len(ended) < len(sent):
+    while len(done) + len(ended) < total:
         if time.monotonic() > deadline:
             seen = Counter(str(rows[j]["state"]) for j in sent if j not in done and j in rows)
-            raise TimeoutError(f"{len(sent) - len(done)} of {len(sent)} jobs not {state} after {timeout:.0f} s: {seen}")
-        pending = [j for j in sent if j not in done and j not in ended]
+            raise TimeoutError(f"{total - len(done)} of {total} jobs not {state} after {timeout:.0f} s: {seen}")
+        pending = [j for j in list(sent) if j not in done and j not in ended]
         got = await _states(api, pending)
         now = time.perf_counter()
         for job_id, row in got.items():
@@ -201,6 +217,8 @@ def _metric_counts(text: str) -> dict[str, float]:
                 counts[f"slurm_calls:{sample.labels['command']}"] = sample.value
             elif sample.name == "bwvisu_runner_loop_step_seconds_count":
                 counts[f"ticks:{sample.labels['loop']}"] = sample.value
+            elif sample.name == "bwvisu_runner_loop_step_seconds_sum":
+                counts[f"tick_seconds:{sample.labels['loop']}"] = sample.value
     return counts
 
 
@@ -248,12 +266,35 @@ async def burst(bed: Testbed, info: RunnerInfo, api: httpx.AsyncClient, size: Si
     """The listener jobs, from submission to teardown; everything measured on the way."""
     await asyncio.to_thread(scale.sdiag, bed, True)
     rss_before, cpu_before = await asyncio.to_thread(scale.runner_usage, info)
+    metrics_before = _metric_counts((await api.get("/metrics")).text)
     began = time.perf_counter()
     deadline = time.monotonic() + size.timeout_s / 2
-    sent = dict(await asyncio.gather(*(_submit(api, deadline) for _ in range(size.jobs))))
-    submitted = time.perf_counter() - began
-    delays, rows, ended = await wait_state(api, sent, "available", size.timeout_s)
+    sent: dict[str, float] = {}
+    submitted = 0.0
+    clients = asyncio.Semaphore(size.submit_clients)
+
+    async def submit_one() -> None:
+        async with clients:  # a frontend's request is sent when one of its clients is free
+            job_id, at = await _submit(api, deadline)
+        sent[job_id] = at
+
+    async def submit_all() -> None:
+        nonlocal submitted
+        await asyncio.gather(*(submit_one() for _ in range(size.jobs)))
+        submitted = time.perf_counter() - began
+
+    # Jobs are polled from their submission on, by a separate frontend client with few connections.
+    async with (
+        httpx.AsyncClient(
+            base_url=str(api.base_url), auth=api.auth, timeout=120, limits=_limits(POLL_CONNECTIONS)
+        ) as poller,
+        asyncio.TaskGroup() as group,  # inside the client: its tasks end before the client closes
+    ):
+        group.create_task(submit_all())
+        waited = group.create_task(wait_state(poller, sent, "available", size.timeout_s, expected=size.jobs))
+    delays, rows, ended = waited.result()
     all_available = time.perf_counter() - began
+    metrics_after = _metric_counts((await api.get("/metrics")).text)
     if ended:
         log.warning("%d jobs finished before they were available, e.g. %s", len(ended), ended[0])
     failed = [await asyncio.to_thread(diagnose, bed, info, j, rows[j]) for j in ended[:3]]
@@ -274,6 +315,7 @@ async def burst(bed: Testbed, info: RunnerInfo, api: httpx.AsyncClient, size: Si
     return {
         "jobs": len(sent),
         "submitted_s": submitted,
+        "burst_metrics": {k: metrics_after[k] - metrics_before.get(k, 0) for k in metrics_after},
         "all_available_s": all_available,
         "delays": [delays[j] for j in order],
         "failed": len(ended),
@@ -297,6 +339,11 @@ async def burst(bed: Testbed, info: RunnerInfo, api: httpx.AsyncClient, size: Si
 # -- the section --------------------------------------------------------------------------------------------------
 
 
+def _limits(connections: int) -> httpx.Limits:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so none is reused as it closes.
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2)
+
+
 def spec_for(size: Size) -> TestbedSpec:
     return TestbedSpec(compute=size.compute, slurmd_per_host=size.per_host, gateways=size.gateways, command=1,
                        etcd_members=1, client=True)  # fmt: skip
@@ -314,12 +361,8 @@ async def run(size: Size) -> dict[str, Any]:
         info = await asyncio.to_thread(
             scale.start_runner, bed, state, prefix=f"{ETCD_PREFIX}/scale-{uuid.uuid4().hex[:8]}"
         )
-        # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so none is reused as it closes.
-        limits = httpx.Limits(
-            max_connections=size.submit_clients, max_keepalive_connections=size.submit_clients, keepalive_expiry=2
-        )
         async with httpx.AsyncClient(
-            base_url=info.url, auth=(info.user, info.password), timeout=120, limits=limits
+            base_url=info.url, auth=(info.user, info.password), timeout=120, limits=_limits(size.submit_clients)
         ) as api:
             series["connection_s"] = await connection_cost(bed, size.connection_samples)
             series["rates"] = await rates(bed, api, size)
@@ -348,6 +391,9 @@ def figures(series: dict[str, Any]) -> list[Figure]:
     rules = [r["total"] for r in series["rules"].values()]
     rate = {k: v["per_second"] for k, v in series["rates"].items()}
     rate_params = {"clients": size["rate_clients"], "jobs": size["rate_jobs"]}
+    burst = series["burst_metrics"]
+    ticks = burst.get("ticks:job-watcher", 0)
+    tick_mean = burst.get("tick_seconds:job-watcher", 0) / ticks if ticks else float("nan")
     vs_base = rate["runner"] / rate["baseline"] if rate["baseline"] else float("nan")
     vs_ceiling = rate["runner"] / rate["ceiling"] if rate["ceiling"] else float("nan")
     return [
@@ -371,6 +417,9 @@ def figures(series: dict[str, Any]) -> list[Figure]:
                note="the runner process from the first submission until all were reached, frontend polls included"),
         Figure("scale.slurm_calls_per_watcher_tick", round(series["calls_per_tick"]["all"], 2), "calls", params,
                note=", ".join(f"{k} {v:.2f}" for k, v in sorted(series["calls_per_tick"].items()) if k != "all")),
+        Figure("scale.burst_watcher_tick_mean_s", round(tick_mean, 2), "s", params,
+               note="job-watcher ticks from the first submission until all were available; Slurm calls then: "
+               + ", ".join(f"{k.partition(':')[2]} {v:g}" for k, v in sorted(burst.items()) if k.startswith("slurm_"))),
         Figure("scale.slurmctld_rpcs", sum(series["sdiag"].values()), "RPCs", params,
                note=", ".join(f"{k} {v}" for k, v in sorted(series["sdiag"].items(), key=lambda kv: -kv[1])[:6])),
         Figure("scale.teardown_s", round(series["teardown_s"], 1), "s", params,
