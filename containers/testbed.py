@@ -43,6 +43,9 @@ COMPAT_USER = "bwvisu-compat"
 SLURM_AS = "/usr/local/sbin/bwvisu-slurm-as"
 FORWARD = "/usr/local/sbin/bwvisu-forward"
 PORT_MIN, PORT_MAX = 50000, 60000
+EPHEMERAL_BELOW_RANGE = {"net.ipv4.ip_local_port_range": f"32768 {PORT_MIN - 1}"}
+"""Outgoing connections' ports below the forwarding range: nodes sharing a container share its ports, and a job
+could not listen on its assigned port while any connection there (slurmd's, a keyhole client's) holds it."""
 HOME_PREFIX = "/home"
 
 
@@ -217,7 +220,7 @@ class Testbed:
                 add(
                     Node(
                         self.run_id, "compute", host, tag_for("compute"), cluster, env=slurm_env,
-                        command=multi_slurmd_command(names), aliases=tuple(names),
+                        command=multi_slurmd_command(names), aliases=tuple(names), sysctls=EPHEMERAL_BELOW_RANGE,
                     )
                 )  # fmt: skip
         for i in range(1, spec.command + 1):

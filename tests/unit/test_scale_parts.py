@@ -8,7 +8,7 @@ import pytest
 
 from containers.scale import LISTENER_TEMPLATE, TEMPLATES, expected_answer, parse_sdiag
 from containers.slurmconf import SLURMD_PORT, compute_hosts, render_slurm_conf
-from containers.testbed import TestbedSpec, multi_slurmd_command
+from containers.testbed import EPHEMERAL_BELOW_RANGE, PORT_MIN, TestbedSpec, multi_slurmd_command
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +72,8 @@ def test_a_listener_answers_with_its_job_names_so_forwards_can_be_told_apart() -
     assert expected_answer("abc123", "42") == "bwvisu-abc123 42"
     assert "#KEYHOLE-REQUEST-PORTS 1" in TEMPLATES[LISTENER_TEMPLATE]
     assert 'os.environ["SLURM_JOB_NAME"], os.environ["SLURM_JOB_ID"]' in TEMPLATES[LISTENER_TEMPLATE]
+
+
+def test_compute_hosts_keep_outgoing_ports_out_of_the_forwarding_range() -> None:
+    low, high = (int(v) for v in EPHEMERAL_BELOW_RANGE["net.ipv4.ip_local_port_range"].split())
+    assert low < high < PORT_MIN
