@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -376,6 +377,7 @@ async def run(size: Size) -> dict[str, Any]:
         t1 = time.perf_counter()
         await asyncio.to_thread(runner_process.stop, state)
         await asyncio.to_thread(bed.stop)
+        shutil.rmtree(state, ignore_errors=True)
         series["testbed_stop_s"] = time.perf_counter() - t1
         series["left_running"] = bed.run_id in await asyncio.to_thread(list_runs)
     return series
