@@ -2,8 +2,9 @@
 
 Sections (issue 6's items): ``submit`` (1), ``status`` (2), ``watcher`` (3 and the memory figures, 7),
 ``keyhole`` (readiness, 4; gateways at scale, 5), ``iptables`` (raw rule install time, 5), ``simulator``
-(the simulated cluster's own cost), ``events`` (pushed job state: 1,000 open streams) and ``containers``
-(6: only with Docker). A section that cannot run is listed as skipped with the reason; one that fails is
+(the simulated cluster's own cost), ``events`` (pushed job state: 1,000 open streams), ``containers``
+(6: only with Docker) and ``scale`` (issue 14: 500 real jobs on 100 real Slurm nodes and 8 gateways, only with
+Docker). A section that cannot run is listed as skipped with the reason; one that fails is
 listed as failed and the others still run. Results go to ``DIR/results.json`` and ``DIR/*.png`` (default
 ``benchmarks/results/``).
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import adapters, bench_events, bench_status, bench_submit, bench_watcher, plots
+from benchmarks import adapters, bench_events, bench_scale, bench_status, bench_submit, bench_watcher, plots
 from benchmarks.common import BenchResult, raised_file_limit
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -55,6 +56,7 @@ SECTIONS: dict[str, Callable[[bool], Awaitable[BenchResult]]] = {
     "iptables": adapters.iptables,
     "simulator": adapters.simulator,
     "containers": adapters.containers,
+    "scale": bench_scale.bench,
 }
 
 
@@ -110,6 +112,7 @@ def draw(sections: dict[str, Any], out: Path) -> list[str]:
         plots.latency(series("submit"), series("status"), out),
         plots.watcher(series("watcher"), out),
         plots.gateways(series("keyhole"), out),
+        plots.scale(series("scale").get("scale", {}), out),
     ]
     return [p.name for p in drawn if p is not None]
 

@@ -101,3 +101,28 @@ def gateways(series: dict[str, Any], out: Path) -> Path | None:
         )
         ax.legend(fontsize=8)
     return _save(fig, out / "gateway_distribution.png")
+
+
+def scale(series: dict[str, Any], out: Path) -> Path | None:
+    """Submit-to-available of every job of the real-cluster burst (in submission order) and forwards per gateway."""
+    delays = series.get("delays") or []
+    forwards = series.get("forwards") or {}
+    if not delays or not forwards:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.plot(range(1, len(delays) + 1), delays, ".", markersize=3)
+    for q, style in ((0.5, "--"), (0.99, ":")):
+        value = sorted(delays)[min(len(delays) - 1, round(q * (len(delays) - 1)))]
+        left.axhline(value, color="black", linestyle=style, label=f"p{round(q * 100)} {value:.1f} s")
+    left.set(xlabel="job (in submission order)", ylabel="s", title=f"Submit to available, {len(delays)} real jobs")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    names = sorted(forwards, key=lambda name: int("".join(filter(str.isdigit, name)) or 0))
+    loads = [forwards[name] for name in names]
+    mean = sum(loads) / len(loads)
+    right.bar(range(len(loads)), loads, tick_label=[name.removeprefix("gateway") for name in names])
+    right.axhline(mean, color="black", linestyle="--", label=f"mean {mean:.1f}")
+    right.axhline(mean * 1.05, color="red", linestyle=":", label="target max (1.05 x mean)")
+    right.set(xlabel="gateway", ylabel="forwards", title=f"Forwards per gateway ({sum(loads)} jobs)")
+    right.legend(fontsize=8)
+    return _save(fig, out / "scale_real_cluster.png")

@@ -95,6 +95,8 @@ class Node:
     publish: tuple[int, ...] = ()
     cap_add: tuple[str, ...] = ()
     sysctls: Mapping[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    """More names on the cluster network (a compute host's Slurm node names)."""
     _container: DockerContainer | None = None
 
     @property
@@ -105,7 +107,7 @@ class Node:
         """Create and start the container; join the public network if it has one."""
         container = DockerContainer(self.image)
         container.with_name(self.container_name)
-        container.with_network(self.cluster).with_network_aliases(self.hostname)
+        container.with_network(self.cluster).with_network_aliases(self.hostname, *self.aliases)
         for key, value in self.env.items():
             container.with_env(key, value)
         if self.command is not None:

@@ -72,7 +72,7 @@ def wait_ready(testbed: Testbed, say: Progress) -> None:
     controller = testbed.node("controller")
     _bounded("scontrol ping: controller UP", controller, lambda: controller_up(controller), CONTROLLER_TIMEOUT)
     say(f"testbed {testbed.run_id}: slurmctld up")
-    computes = [n.hostname for n in testbed.nodes_of("compute")]
+    computes = testbed.slurm_nodes()
 
     def idle() -> bool:
         for node in testbed.nodes_of("compute"):
@@ -108,7 +108,8 @@ def wait_node(testbed: Testbed, node: Node) -> None:
         _bounded("scontrol ping: controller UP", node, lambda: controller_up(node), CONTROLLER_TIMEOUT)
     elif node.role == "compute":
         controller = testbed.node("controller")
-        _bounded(f"{node.hostname} idle", node, lambda: all_idle(controller, [node.hostname]), NODES_TIMEOUT)
+        names = node.aliases or (node.hostname,)
+        _bounded(f"{node.hostname} idle", node, lambda: all_idle(controller, list(names)), NODES_TIMEOUT)
     elif node.role in ("command", "gateway"):
         what = f"sshd on {node.hostname} accepting the runner's key"
         _bounded(what, node, lambda: testbed.ssh(node.hostname, "true", timeout=15).ok, SSH_TIMEOUT)

@@ -136,16 +136,19 @@ def start(
     progress: Progress | None = None,
     command: list[str] | None = None,
     user: str | None = None,
+    extra_config: dict[str, Any] | None = None,
+    extra_files: dict[str, Path] | None = None,
 ) -> RunnerInfo:
     """Start the testbed's runner container (the image is built first unless cached); returns once it is
     created, before its API answers (:func:`wait_ready`). Its API is published on 127.0.0.1 at ``api_port``
     (0: a free one). ``command`` replaces the image's command line below its init (e.g. with a service unit's
     ``ExecStart``), ``user`` its user (when this process runs as root: otherwise the container runs as this
-    process's user, who owns the mounted files)."""
+    process's user, who owns the mounted files). ``extra_config`` replaces top-level fields of its config.json;
+    ``extra_files`` (path under :data:`CONFIG_DIR` -> source) are copied in beside the keys (e.g. templates)."""
     build_all(progress, {"runner"})
     tag = tag_for("runner")
     password = new_password()
-    config = runner_config(testbed.runner_config(), password=password, prefix=prefix)
+    config = runner_config(testbed.runner_config(), password=password, prefix=prefix) | (extra_config or {})
     etcd_files = testbed.etcd_security.runner_files
     files = {
         "ssh/id_ed25519": testbed.ssh_key.private_path,
@@ -153,7 +156,7 @@ def start(
         "etcd/ca.pem": etcd_files.ca,
         "etcd/client.pem": etcd_files.cert,
         "etcd/client-key.pem": etcd_files.key,
-    }
+    } | (extra_files or {})
     as_root = os.getuid() == 0
     # As root, the files go to the image's user; otherwise the container runs as this user (never as root).
     prepare_mount(state / MOUNT_DIR, config, files, _image_user(tag) if as_root else None)

@@ -31,7 +31,7 @@ from containers.cleanup import remove_by_label
 from containers.etcd_members import CLIENT_PORT, ETCD_PREFIX, MEMBER_ENV, WAIT_FOR_TLS, EtcdSecurity, member_commands
 from containers.images import Progress, build_all, tag_for
 from containers.nodes import ExecResult, Node, create_network
-from containers.slurmconf import CONTROLLER_HOST, compute_hostnames, render_files
+from containers.slurmconf import CONTROLLER_HOST, compute_hostnames, compute_hosts, render_files
 from containers.sshkeys import ClientKey, generate_client_key, host_pattern, known_hosts_line
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ COMPAT_USER = "bwvisu-compat"
 SLURM_AS = "/usr/local/sbin/bwvisu-slurm-as"
 FORWARD = "/usr/local/sbin/bwvisu-forward"
 PORT_MIN, PORT_MAX = 50000, 60000
+EPHEMERAL_BELOW_RANGE = {"net.ipv4.ip_local_port_range": f"32768 {PORT_MIN - 1}"}
+"""Outgoing connections' ports below the forwarding range: nodes sharing a container share its ports, and a job
+could not listen on its assigned port while any connection there (slurmd's, a keyhole client's) holds it."""
 HOME_PREFIX = "/home"
 
 
@@ -57,12 +60,16 @@ class TestbedSpec:
     command: int = 1
     etcd_members: int = 1
     client: bool = True
+    slurmd_per_host: int = 1
+    """Compute nodes per compute container (each its own slurmd, NodeName and port: :mod:`containers.slurmconf`)."""
 
     def __post_init__(self) -> None:
         if self.etcd_members not in (1, 3):
             raise ValueError("etcd runs with 1 or 3 members")
         if min(self.compute, self.gateways, self.command) < 1:
             raise ValueError("a testbed needs at least one compute, gateway and command node")
+        if self.slurmd_per_host < 1:
+            raise ValueError("a compute container runs at least one slurmd")
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,7 @@ class Testbed:
         self._networks["cluster"] = cluster
         public = create_network(self.run_id, "public")
         self._networks["public"] = public
-        files = render_files(spec.compute)
+        files = render_files(spec.compute, per_host=spec.slurmd_per_host)
         slurm_env = files.environment()
         ssh_env = {"RUNNER_AUTHORIZED_KEY": self.ssh_key.public_line}
 
@@ -205,8 +212,17 @@ class Testbed:
         members = self.nodes_of("etcd")
         self.etcd_security.provision(members, [m.ip(cluster) for m in members])
         add(Node(self.run_id, "controller", CONTROLLER_HOST, tag_for("controller"), cluster, env=slurm_env))
-        for name in compute_hostnames(spec.compute):
-            add(Node(self.run_id, "compute", name, tag_for("compute"), cluster, env=slurm_env))
+        if spec.slurmd_per_host == 1:
+            for name in compute_hostnames(spec.compute):
+                add(Node(self.run_id, "compute", name, tag_for("compute"), cluster, env=slurm_env))
+        else:
+            for host, names in compute_hosts(spec.compute, spec.slurmd_per_host).items():
+                add(
+                    Node(
+                        self.run_id, "compute", host, tag_for("compute"), cluster, env=slurm_env,
+                        command=multi_slurmd_command(names), aliases=tuple(names), sysctls=EPHEMERAL_BELOW_RANGE,
+                    )
+                )  # fmt: skip
         for i in range(1, spec.command + 1):
             env = {**slurm_env, **ssh_env}
             add(Node(self.run_id, "command", f"command{i}", tag_for("command"), cluster, env=env, publish_ssh=True))
@@ -233,6 +249,10 @@ class Testbed:
 
     def cluster_subnet(self) -> str:
         return _ipam(self._networks["cluster"])["Subnet"]
+
+    def slurm_nodes(self) -> list[str]:
+        """Every compute node's Slurm name (a container's hostname, or one of its aliases at scale)."""
+        return compute_hostnames(self.spec.compute)
 
     def node(self, hostname: str) -> Node:
         return self.nodes[hostname]
@@ -336,6 +356,19 @@ class Testbed:
             timeout=timeout, check=False,
         )  # fmt: skip
         return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def multi_slurmd_command(names: list[str]) -> list[str]:
+    """A compute container's command line running one daemonised ``slurmd -N NAME`` per node, then waiting.
+
+    It replaces the image's entrypoint script below its init (tini) and sources the same start-up (munge).
+    """
+    script = (
+        ". /usr/local/lib/testbed-init.sh\n"
+        'for name in "$@"; do install -d "/var/lib/slurm/slurmd/$name" && slurmd -N "$name" || exit 1; done\n'
+        "exec sleep infinity\n"
+    )
+    return ["bash", "-c", script, "compute-host", *names]
 
 
 def forward_config(subnet: str) -> str:
