@@ -32,10 +32,10 @@ def _reason_list(job: Job, _now: float) -> str:
 
 
 def _time_left(job: Job, now: float) -> str:
-    if job.time_limit is None:
+    left = job.time_left(now)
+    if left is None:
         return "UNLIMITED"
-    left = job.time_limit * 60 - job.elapsed(now)
-    return "INVALID" if left < 0 else squeue_secs(left)  # a job past its limit (TIMEOUT, KillWait included)
+    return "INVALID" if left < 0 else squeue_secs(int(left))  # a job past its limit (TIMEOUT, KillWait included)
 
 
 def _end_time(job: Job, _now: float) -> str:

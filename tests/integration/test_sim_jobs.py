@@ -137,7 +137,15 @@ async def test_nodelist_places_the_job_and_no_requeue_is_shown(
 async def test_time_limit_ends_job_with_timeout(sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection) -> None:
     job_id = await submit(sim_ssh, "#!/bin/bash\nsleep 1000\n", "-t 0:1")  # rounds up to 1 minute = 0.5 s here
     await wait_for(lambda: sim_cluster.job(job_id).state.value == "TIMEOUT" and not sim_cluster.job(job_id).completing)
-    assert await sacct(sim_ssh, job_id, "State,Timelimit") == ["TIMEOUT|00:01:00"]
+    assert await sacct(sim_ssh, job_id, "State,Timelimit,Reason") == ["TIMEOUT|00:01:00|None"]
+    # as slurmctld shows it: its time-limit check ends the job past its limit, for reason TimeLimit, and keeps
+    # the SIGTERM that ended the script (the differential tier's TIMEOUT job)
+    assert str((await run(sim_ssh, f"squeue -h -t all -j {job_id} -o %T|%r|%R|%L")).stdout) == (
+        "TIMEOUT|TimeLimit|(TimeLimit)|INVALID\n"
+    )
+    shown = str((await run(sim_ssh, f"scontrol show job {job_id}")).stdout)
+    assert "   JobState=TIMEOUT Reason=TimeLimit Dependency=(null)\n" in shown
+    assert " ExitCode=0:15\n" in shown
 
 
 async def test_exit_code_decides_completed_or_failed(

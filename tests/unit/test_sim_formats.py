@@ -274,6 +274,25 @@ def test_job_past_its_limit_has_invalid_time_left() -> None:
     assert render([job], parse_format("%L"), False, job.end_time) == "INVALID\n"
 
 
+def test_time_left_counts_down_the_limit_at_the_clusters_pace() -> None:
+    job = _job()
+    job.time_limit, job.minute_seconds = 1, 3.0  # a minute of the limit lasts 3 s
+    assert job.start_time is not None
+    assert render([job], parse_format("%l|%L"), False, job.start_time + 1.5) == "1:00|0:30\n"
+    job.state, job.end_time = JobState.TIMEOUT, job.start_time + 3.05
+    assert render([job], parse_format("%L"), False, job.end_time + 10) == "INVALID\n"
+
+
+def test_timed_out_job_shows_the_scripts_signal_and_accounting_no_reason() -> None:
+    job = _job(state=JobState.TIMEOUT)
+    job.reason, job.batch_state, job.batch_signal = "TimeLimit", JobState.CANCELLED, 15
+    lines = show_job(job, {}, 0.0)
+    assert any(line.endswith(" ExitCode=0:15") for line in lines)
+    assert any("JobState=TIMEOUT Reason=TimeLimit " in line for line in lines)
+    assert _reason(Row(job, None), 0.0) == "None"  # slurmdbd keeps the reason of the job's last update
+    assert Row(job, None).exit_code() == "0:0"
+
+
 def test_node_failed_job_in_accounting_keeps_no_step_exit_code_and_no_reason() -> None:
     job = _job(state=JobState.NODE_FAIL)
     job.reason, job.batch_state = "NodeDown", JobState.CANCELLED
