@@ -13,6 +13,7 @@ Two rounds: first the jobs that end by their time limit and by a failed node and
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shlex
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from runner.ssh import SshNode
+from simulator.squeue_json import dumps_json_c
 from tests.polling import wait_until
 
 SQUEUE_LETTERS = "iAjuUgGTtMlLDCcmRrNBkPSVeZaqQoE"
@@ -74,6 +76,9 @@ class Case:
 
     command: str
     stdin: str | None = None
+    dump_of: tuple[str, ...] = ()
+    """For a dump of every job slurmctld holds (``squeue --json``): the roles whose jobs are compared (other
+    tiers' jobs, and earlier rounds' ones purged on one side only, are left out)."""
 
 
 @dataclass
@@ -199,6 +204,7 @@ def first_vocabulary() -> list[Case]:
         Case("sudo -n -u alice sacct -P -n -X -o JobID,State,ExitCode -j {purged}"),
         Case(f"sudo -n -u alice sacct -P -n -o JobID,State,ExitCode,Reason,AllocTRES {own}"),
         Case(f"sudo -n -u alice sacct {own}"),
+        Case("squeue --json -j {timeout}", dump_of=tuple(FIRST_ROLES)),
     ]
     return cases
 
@@ -236,6 +242,14 @@ def vocabulary() -> list[Case]:
         Case(f"sudo -n -u alice sacct -o JobID,AllocTRES,ReqTRES,ReqMem {memory}"),
         Case(f"squeue -h -t all {memory} -o %i|%m|%C|%D"),
         Case(f"squeue -h -t all {memory} -O JobID,MinMemory,tres-alloc:40,NumTasks"),
+    ]
+    dump = tuple(ROLES)
+    cases += [
+        Case("squeue --json", dump_of=dump),
+        Case(f"squeue --json -h -t all -u alice {own} -o %i", dump_of=dump),
+        Case("squeue --json -O NoSuchField", dump_of=dump),
+        Case("squeue --json -t bogus"),
+        Case("squeue --json=v0.0.38"),
     ]
     cases += [
         Case(f"squeue {own}"),
@@ -313,10 +327,53 @@ _MASKS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
 ]
 
 
-def normalise(text: str, side: Side) -> list[str]:
+EPOCH_KEYS = frozenset(
+    {"accrue_time", "eligible_time", "end_time", "last_sched_evaluation", "start_time", "submit_time"}
+)
+YEAR_MINUTES = 525600
+"""backfill's time limit of a job without one (a year); the main scheduler leaves none (NO_VAL: ``null``)."""
+
+
+def _masked_dump(value: object) -> object:
+    """A job dump's epochs as ``<time>`` (0 stays: none), a backfill year's end and limit as the main scheduler's,
+    the sockets a job got on a node numbered from 0 (which CPUs are free is the real cluster's other jobs)."""
+    if isinstance(value, list):
+        return [_masked_dump(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, object] = {}
+    for key, item in value.items():
+        if key in EPOCH_KEYS and isinstance(item, int) and item:
+            far = key == "end_time" and item > (datetime.now() + timedelta(days=300)).timestamp()
+            out[key] = 0 if far else "<time>"
+        elif key == "time_limit" and item == YEAR_MINUTES:
+            out[key] = None
+        elif key == "sockets" and isinstance(item, dict):
+            out[key] = {str(i): _masked_dump(v) for i, v in enumerate(item.values())}
+        else:
+            out[key] = _masked_dump(item)
+    return out
+
+
+def normalise_dump(text: str, side: Side, roles: tuple[str, ...]) -> str:
+    """A ``--json`` dump as the lines to compare: whether json-c laid it out, then the jobs of ``roles`` only,
+    in slurmctld's order, with times masked."""
+    try:
+        dump = json.loads(text)
+    except ValueError:
+        return text
+    layout = "json-c layout" if dumps_json_c(dump) == text else "not json-c's layout"
+    ids = {side.jobs[r] for r in roles if r in side.jobs}
+    dump["jobs"] = [job for job in dump["jobs"] if str(job.get("job_id")) in ids]
+    return layout + "\n" + json.dumps(_masked_dump(dump), indent=1)
+
+
+def normalise(text: str, side: Side, dump_of: tuple[str, ...] = ()) -> list[str]:
     """``text``'s lines with job ids replaced by their role, times masked, whitespace runs collapsed."""
     by_id = {job_id: role for role, job_id in side.jobs.items()}
-    text = text.replace(side.home + "/", "/home/")
+    if dump_of:
+        text = normalise_dump(text, side, dump_of)
+    text = text.replace(side.home + "/", "/home/").replace(side.home + '"', '/home"')
 
     def job(match: re.Match[str]) -> str:
         return f"<{by_id[match.group(0)]}>" if match.group(0) in by_id else match.group(0)
@@ -342,13 +399,14 @@ class Difference:
         return f"{self.command}\n  {self.what}:\n    real: {self.real!r}\n    sim:  {self.sim!r}"
 
 
-def compare(command: str, real: Outcome, real_side: Side, sim: Outcome, sim_side: Side) -> list[Difference]:
+def compare(case: Case, real: Outcome, real_side: Side, sim: Outcome, sim_side: Side) -> list[Difference]:
+    command = case.command
     diffs: list[Difference] = []
     if real.exit_status != sim.exit_status:
         diffs.append(Difference(command, "exit status", real.exit_status, sim.exit_status))
     for stream in ("stdout", "stderr"):
-        a = normalise(getattr(real, stream), real_side)
-        b = normalise(getattr(sim, stream), sim_side)
+        a = normalise(getattr(real, stream), real_side, case.dump_of if stream == "stdout" else ())
+        b = normalise(getattr(sim, stream), sim_side, case.dump_of if stream == "stdout" else ())
         if a != b:
             first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
             diffs.append(Difference(command, f"{stream} line {first + 1}", a[first : first + 2], b[first : first + 2]))
@@ -363,7 +421,7 @@ async def run_all(real: Side, sim: Side, cases: list[Case]) -> list[Difference]:
             real.run(case.command.format(home=real.home, **real.jobs), case.stdin),
             sim.run(case.command.format(home=sim.home, **sim.jobs), case.stdin),
         )
-        return compare(case.command, a, real, b, sim)
+        return compare(case, a, real, b, sim)
 
     results = await asyncio.gather(*(one(c) for c in cases))
     return [d for r in results for d in r]
@@ -380,7 +438,7 @@ def compare_outcomes(
     cases: list[Case], real: Side, real_out: list[Outcome], sim: Side, sim_out: list[Outcome]
 ) -> list[Difference]:
     """The differences of answers collected at different times (:func:`outcomes` on each side)."""
-    return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c.command, a, real, b, sim)]
+    return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c, a, real, b, sim)]
 
 
 def main() -> int:
