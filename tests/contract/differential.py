@@ -3,8 +3,11 @@
 Both clusters get the same jobs from the same scripts, submitted in the same order (:func:`produce_jobs`), then
 every command line of :func:`vocabulary` runs over SSH exactly as the runner runs it (``sudo -n -u USER`` where
 the runner uses it). Outputs are compared line by line after :func:`normalise` masks what legitimately differs:
-job ids (mapped by the role of the job), times and dates, durations, process ids. Run for people with
-``python -m tests.contract.differential`` (starts a testbed and a simulated cluster, prints each difference).
+job ids (mapped by the role of the job), times and dates, durations, process ids; a ``squeue --json`` dump is
+compared on the round's jobs (:func:`normalise_dump`). Run for people with ``python -m tests.contract.differential``
+(starts a testbed and a simulated cluster, prints each difference, Slurm's and the gateway's:
+:mod:`tests.contract.differential_gateway`). :func:`record` keeps one cluster's answers for
+``tests/fixtures/slurm/differential.json``.
 
 Two rounds: first the jobs that end by their time limit and by a failed node and one purged after MinJobAge
 (:data:`FIRST_ROLES`, compared while slurmctld still holds them), then the rest (:data:`ROLES`).
@@ -17,9 +20,12 @@ import json
 import re
 import shlex
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from runner.ssh import SshNode
 from simulator.squeue_json import dumps_json_c
@@ -97,14 +103,31 @@ class Side:
     """One cluster as the harness drives it: the runner's account on a command node, and the jobs it made."""
 
     name: str
-    node: SshNode
+    node: SshNode | None
+    """None for answers recorded earlier (:func:`recorded_side`): nothing can be run on it."""
     home: str = "/home"
     """Where users' homes are (the simulator's are in a temporary directory)."""
     jobs: dict[str, str] = field(default_factory=dict)
     fail_node: Callable[[str], Awaitable[None]] = _no_admin
     """The administrator's part: the node goes down (its jobs end NODE_FAIL) and comes back."""
 
+    gateway: Side | None = None
+    """The cluster's first gateway, as the runner's account logs in there (:mod:`differential_gateway`)."""
+    answered_at: float | None = None
+    """When a recording's answers were taken (epoch seconds); None: they are being taken now."""
+
+    def answered(self) -> datetime:
+        return datetime.fromtimestamp(self.answered_at) if self.answered_at is not None else datetime.now()
+
+    async def close(self) -> None:
+        if self.node is not None:
+            await self.node.close()
+        if self.gateway is not None:
+            await self.gateway.close()
+
     async def run(self, command: str, stdin: str | None = None) -> Outcome:
+        if self.node is None:
+            raise RuntimeError(f"{self.name}: recorded answers only")
         out = await self.node.run(shlex.split(command), stdin=stdin, timeout=30)
         return Outcome(out.exit_status, out.stdout, out.stderr)
 
@@ -301,14 +324,18 @@ def vocabulary() -> list[Case]:
     return cases
 
 
-def _no_end(match: re.Match[str]) -> str:
-    """A date some 300 days or more ahead is backfill's year for a job without a limit: ``Unknown``/``NONE``."""
-    if datetime.fromisoformat(match.group(2)) < datetime.now() + timedelta(days=300):
+FAR = timedelta(days=300)
+"""A date this far ahead of the answer is backfill's year for a job without a limit."""
+
+
+def _no_end(match: re.Match[str], answered: datetime) -> str:
+    """Backfill's year as the main scheduler's no end: ``Unknown``/``NONE``."""
+    if datetime.fromisoformat(match.group(2)) < answered + FAR:
         return match.group(0)
     return "EndTime=Unknown" if match.group(1) else "NONE"
 
 
-_MASKS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+_MASKS: list[tuple[re.Pattern[str], str | Callable[..., str]]] = [
     # A job without a limit shows UNLIMITED, or one year where backfill started it (backfill.c's YEAR_MINUTES):
     # which scheduler starts a job is the real cluster's timing, so both read the same (also cut by sacct's %N)
     (re.compile(r"\b365-00:00:00\b|\bUNLIMITED\b"), "<unlimited>"),
@@ -334,24 +361,24 @@ YEAR_MINUTES = 525600
 """backfill's time limit of a job without one (a year); the main scheduler leaves none (NO_VAL: ``null``)."""
 
 
-def _masked_dump(value: object) -> object:
+def _masked_dump(value: object, answered: datetime) -> object:
     """A job dump's epochs as ``<time>`` (0 stays: none), a backfill year's end and limit as the main scheduler's,
     the sockets a job got on a node numbered from 0 (which CPUs are free is the real cluster's other jobs)."""
     if isinstance(value, list):
-        return [_masked_dump(v) for v in value]
+        return [_masked_dump(v, answered) for v in value]
     if not isinstance(value, dict):
         return value
     out: dict[str, object] = {}
     for key, item in value.items():
         if key in EPOCH_KEYS and isinstance(item, int) and item:
-            far = key == "end_time" and item > (datetime.now() + timedelta(days=300)).timestamp()
+            far = key == "end_time" and item > (answered + FAR).timestamp()
             out[key] = 0 if far else "<time>"
         elif key == "time_limit" and item == YEAR_MINUTES:
             out[key] = None
         elif key == "sockets" and isinstance(item, dict):
-            out[key] = {str(i): _masked_dump(v) for i, v in enumerate(item.values())}
+            out[key] = {str(i): _masked_dump(v, answered) for i, v in enumerate(item.values())}
         else:
-            out[key] = _masked_dump(item)
+            out[key] = _masked_dump(item, answered)
     return out
 
 
@@ -365,7 +392,7 @@ def normalise_dump(text: str, side: Side, roles: tuple[str, ...]) -> str:
     layout = "json-c layout" if dumps_json_c(dump) == text else "not json-c's layout"
     ids = {side.jobs[r] for r in roles if r in side.jobs}
     dump["jobs"] = [job for job in dump["jobs"] if str(job.get("job_id")) in ids]
-    return layout + "\n" + json.dumps(_masked_dump(dump), indent=1)
+    return layout + "\n" + json.dumps(_masked_dump(dump, side.answered()), indent=1)
 
 
 def normalise(text: str, side: Side, dump_of: tuple[str, ...] = ()) -> list[str]:
@@ -382,7 +409,10 @@ def normalise(text: str, side: Side, dump_of: tuple[str, ...] = ()) -> list[str]
     for raw in text.splitlines():
         masked = raw
         for pattern, repl in _MASKS:
-            masked = pattern.sub(repl, masked)
+            if repl is _no_end:
+                masked = pattern.sub(lambda m: _no_end(m, side.answered()), masked)
+            else:
+                masked = pattern.sub(repl, masked)
         masked = re.sub(r"(?<![\d.])\d+(?![\d.])", job, masked)
         lines.append(" ".join(masked.split()) if masked.strip() else masked)
     return lines
@@ -441,15 +471,60 @@ def compare_outcomes(
     return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c, a, real, b, sim)]
 
 
+KNOWN = Path(__file__).with_name("differential_known.txt")
+MAYBE = "~ "
+
+
+def known_differences(text: str) -> tuple[set[str], set[str]]:
+    """``(every listed command line, the ones that must still differ)`` of ``differential_known.txt``."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return {line.removeprefix(MAYBE) for line in lines}, {line for line in lines if not line.startswith(MAYBE)}
+
+
+RECORDING_VERSION = 1
+
+
+async def record(side: Side) -> dict[str, Any]:
+    """Both rounds on one cluster, every answer kept: what ``python -m containers.capture_fixtures`` writes to
+    ``tests/fixtures/slurm/differential.json``, so the simulator is compared with real answers without Docker."""
+    if FIRST_ROLES[0] not in side.jobs:
+        await submit(side, FIRST_ROLES[0])
+    await produce_first_jobs(side)
+    cases = first_vocabulary()
+    answered_at = time.time()
+    answers = await outcomes(side, cases)
+    await produce_jobs(side)
+    cases += vocabulary()
+    answers += await outcomes(side, vocabulary())
+    return {
+        "version": RECORDING_VERSION,
+        "answered_at": answered_at,
+        "jobs": side.jobs,
+        "home": side.home,
+        "answers": [{"command": c.command, "stdin": c.stdin, **vars(a)} for c, a in zip(cases, answers, strict=True)],
+    }
+
+
+def recorded_side(recording: dict[str, Any]) -> tuple[Side, dict[tuple[str, str | None], Outcome]]:
+    """A recording's cluster (its job ids and homes) and its answers by command line and stdin."""
+    side = Side("real", None, recording["home"], jobs=dict(recording["jobs"]), answered_at=recording["answered_at"])
+    answers = {
+        (a["command"], a["stdin"]): Outcome(a["exit_status"], a["stdout"], a["stderr"]) for a in recording["answers"]
+    }
+    return side, answers
+
+
 def main() -> int:
     from tests.contract.differential_clusters import both_sides, differences_on  # noqa: PLC0415 - starts Docker
+    from tests.contract.differential_gateway import gateway_command_lines  # noqa: PLC0415 - imports this module
 
     async def go() -> int:
         async with both_sides() as real:
             diffs = await differences_on(real)
         for d in diffs:
             print(d)
-        print(f"{len(all_command_lines())} command lines, {len(diffs)} differences")
+        gateway = len(gateway_command_lines())
+        print(f"{len(all_command_lines())} Slurm and {gateway} gateway command lines, {len(diffs)} differences")
         return 1 if diffs else 0
 
     return asyncio.run(go())
