@@ -5,13 +5,16 @@ over SSH exactly as the runner does by default (bwVisu's ``sudo -n -u USER <slur
 the testbed's bwVisu-compatible account ``bwvisu-compat``; batch scripts
 on stdin), and writes each command's stdout to ``<name>.txt`` (stderr to ``<name>.stderr.txt`` when there
 is any) plus ``manifest.json`` with the exact command, stdin, exit status and the job ids of that run.
-The simulator's parsers and output formats are checked against these files. Takes about two minutes
-(a TIMEOUT end state needs a one-minute time limit to expire).
+Then the differential harness's two rounds (``tests/contract/differential.py``: its jobs and every command line
+of its vocabulary) run on the same cluster and their answers go to ``differential.json``, which the integration
+tier compares the simulator with, without Docker. The simulator's parsers and output formats are checked against
+these files. Takes about five minutes (each round's TIMEOUT needs a one-minute time limit to expire).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import shlex
@@ -83,8 +86,36 @@ def capture_all(cap: Capture) -> dict[str, str]:
     capture_queue_views(cap, jobs)
     capture_end_states(cap, jobs)
     capture_user_lookup(cap)
+    capture_differential(cap, jobs)
     capture_controller_faults(cap, jobs)
     return jobs
+
+
+DIFFERENTIAL = "differential.json"
+
+
+def capture_differential(cap: Capture, jobs: dict[str, str]) -> None:
+    """The differential harness's rounds on this cluster, recorded; its jobs cancelled afterwards."""
+    # the harness lives with the tests it serves; imported here only, as only this step needs it
+    from tests.contract import differential, differential_clusters, differential_gateway  # noqa: PLC0415
+
+    for role in ("running2", "held", "begin", "too_many_nodes"):  # its rounds list the whole queue
+        cap.run("", f"{SUDO_ALICE} scancel {jobs[role]}", record=False)
+
+    async def go() -> dict[str, Any]:
+        side = differential_clusters.testbed_side(cap.testbed)
+        try:
+            recording = await differential.record(side)
+            assert side.gateway is not None
+            recording["gateway"] = await differential_gateway.record_gateway(side.gateway)
+            return recording
+        finally:
+            await side.run(f"sudo -n -u alice scancel {' '.join(side.jobs.values())}")
+            await side.close()
+
+    recording = asyncio.run(go())
+    (cap.out / DIFFERENTIAL).write_text(json.dumps(recording, indent=1) + "\n")
+    log.info("%s: %d + %d answers", DIFFERENTIAL, len(recording["answers"]), len(recording["gateway"]["answers"]))
 
 
 def capture_submissions(cap: Capture, jobs: dict[str, str]) -> None:
@@ -160,9 +191,7 @@ def capture_user_lookup(cap: Capture) -> None:
 
 def capture_controller_faults(cap: Capture, jobs: dict[str, str]) -> None:
     """Controller unresponsive (its container frozen), then down (slurmctld stopped, host still up)."""
-    held = jobs["held"]
-    for job in (jobs["running2"], held, jobs["begin"], jobs["too_many_nodes"]):
-        cap.run("", f"scancel {job}", record=False)
+    held = jobs["held"]  # cancelled already: with slurmctld down any id gets the connect failure
     controller = cap.testbed.node("controller")
     wrapped = controller.container.get_wrapped_container()
     wrapped.pause()
@@ -215,7 +244,16 @@ def write_readme(out: Path, manifest: dict[str, dict[str, Any]], jobs: dict[str,
         stdin = " (script on stdin)" if "stdin" in entry else ""
         command = entry["command"].replace("|", "\\|")
         lines.append(f"| `{name}` | {entry['exit_status']} | `{command}`{stdin} |")
-    lines += ["", *NOTES]
+    lines += [
+        "",
+        f"`{DIFFERENTIAL}`: the differential harness's rounds on the same cluster (`tests/contract/differential.py`:",
+        "its jobs, then every command line of its vocabulary, with each answer; `gateway`: the iptables command",
+        "lines of `differential_gateway.py` on a gateway, in order).",
+        "`tests/integration/test_sim_differential_replay.py` asks the simulator the same and compares; a command",
+        "line without a recorded answer fails there.",
+        "",
+        *NOTES,
+    ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 

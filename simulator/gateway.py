@@ -66,7 +66,8 @@ class GatewayService:
             return result
 
     async def iptables_save(self, argv: list[str]) -> CommandResult:
-        tables = ["filter", "nat"]
+        # without -t: the tables the kernel has, which iptables-nft makes on their first change
+        tables: list[str] = [t for t in ("filter", "nat") if t in self.netfilter.written]
         args = iter(argv)
         for arg in args:
             if arg in ("-t", "--table"):
@@ -144,6 +145,8 @@ def parse_restore_options(argv: list[str]) -> bool:
 
 
 def _service(ctx: CommandContext, name: str) -> GatewayService | None:
+    if ctx.user != "root":  # /usr/sbin is on root's PATH only (Debian): an ordinary user's shell finds nothing
+        return None
     service = ctx.services.get("gateway")
     if isinstance(service, GatewayService):
         return service

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from simulator.commands import CommandResult
 from simulator.iptables_output import list_rules, list_table
-from simulator.iptables_rules import RULE_OPTIONS_WITH_VALUE, IptablesError, Rule, RuleBuilder, parameter_problem
+from simulator.iptables_rules import (
+    RULE_OPTIONS_WITH_VALUE,
+    VERSION,
+    IptablesError,
+    Rule,
+    RuleBuilder,
+    busy,
+    parameter_problem,
+)
 from simulator.iptables_table import Netfilter
 
 _COMMANDS = {
@@ -80,9 +88,18 @@ def _split_short(argv: list[str]) -> list[str]:
     return out
 
 
+def _split_long(argv: list[str]) -> list[str]:
+    """``--table=nat`` as ``--table nat``, as getopt_long reads a long option's value."""
+    out: list[str] = []
+    for arg in argv:
+        name, equals, value = arg.partition("=")
+        out.extend([name, value] if arg.startswith("--") and equals else [arg])
+    return out
+
+
 def parse_command(argv: list[str]) -> Command:  # noqa: PLR0912, PLR0915
     """Parse ``argv`` (without the program name); raise ``IptablesError`` as iptables would."""
-    args = _split_short(argv)
+    args = _split_short(_split_long(argv))
     op: str | None = None
     op_flag = ""
     table = "filter"
@@ -129,7 +146,7 @@ def parse_command(argv: list[str]) -> Command:  # noqa: PLR0912, PLR0915
     if op is None:
         raise parameter_problem("no command specified")
     if table not in ("filter", "nat"):
-        raise parameter_problem(f"table '{table}' does not exist")
+        raise IptablesError(f"{VERSION}: table '{table}' does not exist\n{NO_TABLE_HINT}", 3)
     chain = positional.pop(0) if positional else None
     if op in _NEEDS_CHAIN and chain is None:
         raise parameter_problem(f'option "{op_flag}" requires an argument')
@@ -173,8 +190,25 @@ def _check_new_chain_name(chain: str) -> None:
         raise parameter_problem(f"chain name not allowed to start with `{chain[0]}'")
 
 
+NO_TABLE_HINT = "Perhaps iptables or your kernel needs to be upgraded."
+NAT_TARGETS = frozenset({"DNAT", "SNAT", "MASQUERADE"})
+
+
+def _refuse(nf: Netfilter, cmd: Command) -> None:
+    """What iptables-nft refuses before the table is touched."""
+    table, chain = cmd.table, cmd.chain
+    if cmd.op in ("S", "L") and chain is not None and chain not in nf.tables[table]:
+        # iptables-nft lists through the nft cache: a chain it does not find there is "incompatible"
+        raise IptablesError(f"{VERSION}: chain `{chain}' in table `{table}' is incompatible, use 'nft' tool.", 1)
+    if cmd.op in ("A", "I") and cmd.rule is not None and cmd.rule.target in NAT_TARGETS and table != "nat":
+        nf.chain(table, chain or "")
+        operation = "RULE_APPEND" if cmd.op == "A" else "RULE_INSERT"
+        raise busy(operation, f"Invalid argument): rule in chain {chain}")  # the kernel refuses the batch
+
+
 def execute(nf: Netfilter, cmd: Command) -> CommandResult:
     """Apply one parsed command to ``nf``; raise :class:`IptablesError` as iptables fails."""
+    _refuse(nf, cmd)
     table, chain = cmd.table, cmd.chain
     if cmd.op == "A" and chain and cmd.rule:
         nf.append(table, chain, cmd.rule)

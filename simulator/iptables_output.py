@@ -57,6 +57,13 @@ def _address(value: str | None, numeric: bool) -> str:
     return value.removesuffix("/32")
 
 
+def _protocol(name: str | None, numeric: bool) -> str:
+    """``-L``'s prot column: iptables 1.8.9 prints the number with ``-n`` (``0`` for any), else the name."""
+    if not numeric:
+        return name or "all"
+    return {"tcp": "6", "udp": "17", "icmp": "1"}.get(name or "", "0")
+
+
 def _match_text(rule: Rule) -> str:
     parts: list[str] = []
     for match in rule.matches:
@@ -92,7 +99,7 @@ def _chain_block(nf: Netfilter, table: str, chain: Chain, numeric: bool, line_nu
     lines = [head, columns]
     for number, rule in enumerate(chain, start=1):
         text = (f"{number:<4} " if line_numbers else "") + f"{rule.target or '':<9} "
-        text += ("!" if "-p" in rule.inverted else " ") + f"{rule.proto or 'all':<5}" + "-- "
+        text += ("!" if "-p" in rule.inverted else " ") + f"{_protocol(rule.proto, numeric):<5}" + "-- "
         text += ("!" if "-s" in rule.inverted else " ") + f"{_address(rule.src, numeric):<19} "
         text += ("!" if "-d" in rule.inverted else " ") + f"{_address(rule.dst, numeric):<19} "
         extra = _match_text(rule)

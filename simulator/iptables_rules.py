@@ -31,6 +31,19 @@ def parameter_problem(message: str) -> IptablesError:
     return IptablesError(f"{VERSION}: {message}\n{TRY_HELP}", 2)
 
 
+class MissingChain(IptablesError):
+    """A jump to a chain that does not exist (nf_tables resolves a target name as a chain)."""
+
+
+def missing_target_chain(name: str) -> IptablesError:
+    return MissingChain(f"{VERSION}: Chain '{name}' does not exist\n{TRY_HELP}", 2)
+
+
+def busy(operation: str, what: str) -> IptablesError:
+    """The kernel refused an nf_tables batch: ``CHAIN_DEL``, ``RULE_APPEND``..., exit 4."""
+    return IptablesError(f"{VERSION}:  {operation} failed ({what}", 4)
+
+
 def no_such_chain() -> IptablesError:
     return IptablesError("iptables: No chain/target/match by that name.", 1)
 
@@ -126,7 +139,7 @@ def _to_address(target: str, value: str) -> str:
     except ValueError:
         raise parameter_problem(f'Bad IP address "{host}"') from None
     if port and not all(p.isdigit() and 0 < int(p) <= 65535 for p in port.split("-")):
-        raise parameter_problem(f'Port "{port}" not valid')
+        raise parameter_problem(f"Port `{port}' not valid")
     return value
 
 
@@ -202,7 +215,8 @@ class RuleBuilder:
     def build(self) -> Rule:
         for target, option in (("DNAT", "--to-destination"), ("SNAT", "--to-source")):
             if self.target == target and not self.target_options:
-                raise parameter_problem(f'{target}: option "{option}" must be specified')
+                # the extension's message ends in a newline of its own: a blank line follows it
+                raise parameter_problem(f'{target}: option "{option}" must be specified\n')
         proto = self.fields.get("-p")
         return Rule(
             src=self.fields.get("-s"),

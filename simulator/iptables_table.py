@@ -13,7 +13,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from simulator.iptables_rules import BUILTIN_TARGETS, IptablesError, Rule, no_such_chain, parameter_problem
+from simulator.iptables_rules import (
+    BUILTIN_TARGETS,
+    IptablesError,
+    Rule,
+    busy,
+    missing_target_chain,
+    no_such_chain,
+    parameter_problem,
+)
 
 BUILTIN_CHAINS = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
@@ -138,6 +146,8 @@ class Netfilter:
         }
         self.refs: dict[str, Counter[tuple[str, str]]] = {name: Counter() for name in BUILTIN_CHAINS}
         self.changes: list[tuple[str, str, Rule]] = []
+        self.written: set[str] = set()
+        """Tables a command has changed: iptables-nft creates a table in the kernel on its first write only."""
         self._journal: list[Callable[[], None]] | None = None
 
     def chain(self, table: str, name: str) -> Chain:
@@ -171,10 +181,19 @@ class Netfilter:
         target = rule.target
         if target is None or target in BUILTIN_TARGETS:
             return
-        if target not in self.tables[table] or self.tables[table][target].builtin:
-            raise parameter_problem(f"Couldn't load target `{target}':No such file or directory")
+        self.require_target(table, rule)
         if self._reaches(table, target, chain):
             raise IptablesError("iptables: Too many levels of symbolic links.", 1)
+
+    def require_target(self, table: str, rule: Rule) -> None:
+        """The rule's target is a known extension or an existing user chain."""
+        target = rule.target
+        if target is None or target in BUILTIN_TARGETS:
+            return
+        if target not in self.tables[table]:
+            raise missing_target_chain(target)
+        if self.tables[table][target].builtin:
+            raise parameter_problem(f"Couldn't load target `{target}':No such file or directory")
 
     def _reaches(self, table: str, start: str, goal: str) -> bool:
         seen, stack = {start}, [start]
@@ -193,6 +212,7 @@ class Netfilter:
 
     def _link(self, table: str, chain: Chain, prev: _Node | None, node: _Node) -> None:
         rule = node.rule
+        self.written.add(table)
         chain.link_after(prev, node)
         if rule.target in self.tables[table] and rule.target is not None:
             self.refs[table][(chain.name, rule.target)] += 1
@@ -232,7 +252,9 @@ class Netfilter:
         self._unlink(table, chain, node)
 
     def check(self, table: str, chain_name: str, rule: Rule) -> bool:
-        return rule in self.chain(table, chain_name).index
+        chain = self.chain(table, chain_name)
+        self.require_target(table, rule)
+        return rule in chain.index
 
     def flush(self, table: str, chain_name: str | None = None) -> None:
         chains = [self.chain(table, chain_name)] if chain_name else list(self.tables[table].values())
@@ -249,6 +271,7 @@ class Netfilter:
         if name in BUILTIN_TARGETS:
             raise parameter_problem("chain name may not clash with target name")
         chains[name] = Chain(name, False)
+        self.written.add(table)
 
         def undo() -> None:
             chains.pop(name, None)
@@ -264,10 +287,8 @@ class Netfilter:
         chain = self.chain(table, name)
         if chain.builtin:
             raise IptablesError("iptables: Invalid argument. Run `dmesg' for more information.", 1)
-        if any(dst == name for (_, dst) in self.refs[table]):
-            raise IptablesError("iptables: Too many links.", 1)
-        if chain.size:
-            raise IptablesError("iptables: Directory not empty.", 1)
+        if chain.size or any(dst == name for (_, dst) in self.refs[table]):  # nf_tables: either is EBUSY
+            raise busy("CHAIN_DEL", f"Device or resource busy): chain {name}")
         del chains[name]
         self._record(lambda: chains.__setitem__(name, chain))
 
@@ -278,6 +299,7 @@ class Netfilter:
         if policy not in ("ACCEPT", "DROP"):
             raise IptablesError("iptables: Bad policy name. Run `dmesg' for more information.", 1)
         old, chain.policy = chain.policy, policy
+        self.written.add(table)
         self._record(lambda: setattr(chain, "policy", old))
 
     def ordered_chains(self, table: str) -> list[Chain]:

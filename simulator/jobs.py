@@ -84,6 +84,8 @@ class Job:
     priority: int
     node_memory_mb: int = 4000
     """The partition nodes' RealMemory: what a job without ``--mem`` asks for on each node."""
+    minute_seconds: float = 60.0
+    """Real seconds one minute of its time limit lasts (:attr:`~simulator.config.TimingConfig.minute_seconds`)."""
     submit_time: float = field(default_factory=time.time)
     state: JobState = JobState.PENDING
     reason: str = "None"
@@ -145,6 +147,15 @@ class Job:
             return 0
         end = self.end_time if self.end_time is not None else (now if now is not None else time.time())
         return max(int(end - self.start_time), 0)
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds of its limit left (negative past it), the run so far counted at the limit's pace; ``None``
+        without a limit."""
+        if self.time_limit is None:
+            return None
+        start = self.start_time if self.start_time is not None else now
+        end = self.end_time if self.end_time is not None else now
+        return self.time_limit * 60 - max(end - start, 0) * 60 / self.minute_seconds
 
     @property
     def num_tasks_shown(self) -> str:

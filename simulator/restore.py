@@ -11,7 +11,7 @@ import shlex
 
 from simulator.commands import CommandResult
 from simulator.iptables_command import execute, parse_command
-from simulator.iptables_rules import TRY_HELP, VERSION, IptablesError
+from simulator.iptables_rules import TRY_HELP, VERSION, IptablesError, MissingChain
 from simulator.iptables_table import BUILTIN_CHAINS, Netfilter
 
 RESTORE_VERSION = VERSION.replace("iptables", "iptables-restore")
@@ -23,7 +23,7 @@ def _line_error(exc: IptablesError, line: int) -> IptablesError:
     if exc.exit_status == 2:
         detail = str(exc).removeprefix(f"{VERSION}: ").removesuffix(f"\n{TRY_HELP}")
         return IptablesError(f"{RESTORE_VERSION}: {detail}\nError occurred at line: {line}\n{_RESTORE_HELP}", 2)
-    return IptablesError(f"iptables-restore: line {line} failed", 1)
+    return IptablesError(f"iptables-restore: line {line} failed: {str(exc).removeprefix('iptables: ')}", 1)
 
 
 def _declare_chain(nf: Netfilter, table: str, text: str) -> None:
@@ -41,15 +41,19 @@ def _declare_chain(nf: Netfilter, table: str, text: str) -> None:
         nf.new_chain(table, name)
 
 
-def _start_table(nf: Netfilter, table: str, noflush: bool) -> None:
+def _check_table(nf: Netfilter, table: str, line: int) -> None:
     if table not in nf.tables:
-        raise IptablesError(f"{RESTORE_VERSION}: table '{table}' does not exist", 2)
+        detail = f"iptables-restore: line {line} table name '{table}' invalid"
+        raise IptablesError(f"{RESTORE_VERSION}: {detail}\nError occurred at line: {line}\n{_RESTORE_HELP}", 2)
+
+
+def _start_table(nf: Netfilter, table: str, noflush: bool) -> None:
     if not noflush:
         nf.flush(table)
         nf.delete_chain(table)
 
 
-def _apply_block(nf: Netfilter, table: str, body: list[tuple[int, str]], noflush: bool) -> None:
+def _apply_block(nf: Netfilter, table: str, body: list[tuple[int, str]], noflush: bool, commit: int) -> None:
     with nf.transaction():
         _start_table(nf, table, noflush)
         for number, text in body:
@@ -59,6 +63,8 @@ def _apply_block(nf: Netfilter, table: str, body: list[tuple[int, str]], noflush
                     continue
                 cmd = parse_command(["-t", table, *shlex.split(text)])
                 execute(nf, cmd)
+            except MissingChain as exc:  # nf_tables resolves jumps when the batch is committed
+                raise _line_error(exc, commit) from None
             except IptablesError as exc:
                 raise _line_error(exc, number) from None
             except ValueError:
@@ -78,8 +84,9 @@ def restore(nf: Netfilter, text: str, noflush: bool) -> CommandResult:
             if not line.startswith("*"):
                 raise IptablesError(f"iptables-restore: line {number} failed", 1)
             table, body = line[1:].strip(), []
+            _check_table(nf, table, number)
         elif line == "COMMIT":
-            _apply_block(nf, table, body, noflush)
+            _apply_block(nf, table, body, noflush, number)
             table = None
         elif line.startswith("*"):
             raise IptablesError(f"iptables-restore: line {number} failed", 1)

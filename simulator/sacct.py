@@ -86,8 +86,9 @@ def _req_tres(row: Row, _now: float) -> str:
 def _reason(row: Row, _now: float) -> str:
     if row.step is not None:
         return ""
-    # slurmdbd keeps the reason of the job's last update before the node failed, not slurmctld's NodeDown
-    return "None" if row.job.state is JobState.NODE_FAIL else row.job.reason
+    # slurmdbd keeps the reason of the job's last update before it ended by a failed node or its time limit,
+    # not slurmctld's NodeDown or TimeLimit
+    return "None" if row.job.state in (JobState.NODE_FAIL, JobState.TIMEOUT) else row.job.reason
 
 
 # lower-case name -> (header, width (negative = left-justified), getter)

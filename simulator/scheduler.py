@@ -136,6 +136,7 @@ class Scheduler:
             stderr=expand_pattern(spec.stderr or spec.stdout or "slurm-%j.out", job_id, spec),
             priority=0 if spec.hold else max(4294901760 - job_id, 1),
             node_memory_mb=max((n.memory_mb for n in partition.nodes), default=0),
+            minute_seconds=self.timing.minute_seconds,
         )
         self.jobs[job_id] = job
         partition.pending[job_id] = job
@@ -253,7 +254,9 @@ class Scheduler:
         log.info("job %d started on %s", job.job_id, ",".join(job.nodes))
         loop = asyncio.get_running_loop()
         if job.time_limit is not None:
-            delay = job.time_limit * self.timing.minute_seconds
+            # slurmctld's periodic check ends a job after its limit, never on it: one second (of the limit's
+            # pace) past it, so its time left reads INVALID as on a real cluster
+            delay = (job.time_limit * 60 + 1) * self.timing.minute_seconds / 60
             self._timers[job.job_id] = loop.call_later(delay, self._time_out, job)
         self.executor.start(job, nodes[0], lambda rc: self._batch_exited(job, rc))
 
@@ -261,6 +264,7 @@ class Scheduler:
         self._timers.pop(job.job_id, None)
         if job.state is JobState.RUNNING:
             log.info("job %d reached its time limit", job.job_id)
+            job.reason = "TimeLimit"  # FAIL_TIMEOUT
             self._end_running(job, JobState.TIMEOUT, grace=self.timing.kill_wait_seconds)
 
     def _end_running(self, job: Job, state: JobState, grace: float) -> None:

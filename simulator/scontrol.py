@@ -28,8 +28,10 @@ def show_job(job: Job, users: dict[int, str], now: float) -> list[str]:
     nodelist = compress(job.nodes)
     end = job.expected_end
     restarts_state = job.display_state
-    # slurmctld keeps the signal that ended the batch script (scancel's SIGTERM); sacct's job line does not
-    signal_shown = job.batch_signal if job.state is JobState.CANCELLED and job.nodes else job.exit_signal
+    # slurmctld keeps the signal that ended the batch script (scancel's or the time limit's SIGTERM); sacct's job
+    # line does not
+    killed = job.state in (JobState.CANCELLED, JobState.TIMEOUT) and job.nodes
+    signal_shown = job.batch_signal if killed else job.exit_signal
     eligible = "Unknown" if job.spec.hold else timestamp(job.submit_time)
     min_cpus = (job.spec.ntasks_per_node or 1) * job.spec.cpus_per_task  # per node, as asked: pn_min_cpus
     lines = [

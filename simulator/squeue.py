@@ -6,6 +6,7 @@ right-justified), without one it is printed whole. ``-O`` fields default to 20 c
 
 from __future__ import annotations
 
+import argparse
 import functools
 import re
 import time
@@ -18,6 +19,7 @@ from simulator.hostlist import compress
 from simulator.jobs import LONG_STATE, SHORT_STATE, Job, JobState
 from simulator.slurmctl import CONNECT_FAILURE, slurm
 from simulator.slurmtime import squeue_limit, squeue_secs, timestamp
+from simulator.squeue_json import squeue_json
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
@@ -32,10 +34,10 @@ def _reason_list(job: Job, _now: float) -> str:
 
 
 def _time_left(job: Job, now: float) -> str:
-    if job.time_limit is None:
+    left = job.time_left(now)
+    if left is None:
         return "UNLIMITED"
-    left = job.time_limit * 60 - job.elapsed(now)
-    return "INVALID" if left < 0 else squeue_secs(left)  # a job past its limit (TIMEOUT, KillWait included)
+    return "INVALID" if left < 0 else squeue_secs(int(left))  # a job past its limit (TIMEOUT, KillWait included)
 
 
 def _end_time(job: Job, _now: float) -> str:
@@ -186,6 +188,7 @@ def _parser() -> Parser:
     p.add_argument("-r", "--array", action="store_true")
     p.add_argument("-S", "--sort")
     p.add_argument("-M", "--clusters")
+    p.add_argument("--json", action="store_true")
     p.add_argument("job_ids", nargs="*")
     return p
 
@@ -210,26 +213,43 @@ def _states(values: list[str]) -> set[str] | None:
     return wanted
 
 
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, set[str] | None, list[Column], list[str]]:
+    """``(options, states asked for (None: all), columns, unknown -O names)``; raises on a wrong line."""
+    if any(a.startswith("--json=") for a in argv[1:]):
+        raise UsageError("option '--json' doesn't allow an argument")
+    opts = _parser().parse_args(argv[1:])
+    states = _states(_split(opts.states)) if opts.states else set()
+    unknown: list[str] = []
+    if opts.json:  # --json prints no columns: formats are not even read
+        return opts, states, [], unknown
+    if opts.Format:
+        return opts, states, parse_format_long(opts.Format, unknown), unknown
+    return opts, states, parse_format(opts.format or (LONG_FORMAT if opts.long else DEFAULT_FORMAT)), unknown
+
+
 async def squeue(ctx: CommandContext, argv: list[str], _stdin: bytes) -> CommandResult:
     service = slurm(ctx)
     try:
-        opts = _parser().parse_args(argv[1:])
-        states = _states(_split(opts.states)) if opts.states else set()
-        unknown: list[str] = []
-        columns = (
-            parse_format_long(opts.Format, unknown)
-            if opts.Format
-            else parse_format(opts.format or (LONG_FORMAT if opts.long else DEFAULT_FORMAT))
-        )
+        opts, states, columns, unknown = _parse(argv)
     except UsageError as exc:
         text = str(exc)
-        if text.startswith(("unrecognized option", "invalid option")):
+        if text.startswith(("unrecognized option", "invalid option", "option '")):
             return CommandResult(1, "", f'squeue: {text}\nTry "squeue --help" for more information\n')
         return CommandResult(1, "", f"squeue: error: {exc}\n")
     except FormatError as exc:
         return CommandResult(1, "", f"Invalid job format specification: {exc}\n")
     if not service.controller_up:
         return CommandResult(1, "", f"slurm_load_jobs error: {CONNECT_FAILURE}\n")
+    if opts.json:  # 22.05 dumps every job slurmctld holds, whatever else was asked
+        groups = {a.uid: a.name for a in service.users.all()}
+        return CommandResult(0, squeue_json(service.scheduler.visible_jobs(), service.cluster_name, groups))
+    return _listing(ctx, opts, states, columns, unknown)
+
+
+def _listing(
+    ctx: CommandContext, opts: argparse.Namespace, states: set[str] | None, columns: list[Column], unknown: list[str]
+) -> CommandResult:
+    service = slurm(ctx)
     job_ids = {int(j) for j in _split(opts.jobs) + _split(opts.job_ids) if j.isdigit()}
     users = set(_split(opts.user))
     if opts.me:

@@ -3,8 +3,11 @@
 Both clusters get the same jobs from the same scripts, submitted in the same order (:func:`produce_jobs`), then
 every command line of :func:`vocabulary` runs over SSH exactly as the runner runs it (``sudo -n -u USER`` where
 the runner uses it). Outputs are compared line by line after :func:`normalise` masks what legitimately differs:
-job ids (mapped by the role of the job), times and dates, durations, process ids. Run for people with
-``python -m tests.contract.differential`` (starts a testbed and a simulated cluster, prints each difference).
+job ids (mapped by the role of the job), times and dates, durations, process ids; a ``squeue --json`` dump is
+compared on the round's jobs (:func:`normalise_dump`). Run for people with ``python -m tests.contract.differential``
+(starts a testbed and a simulated cluster, prints each difference, Slurm's and the gateway's:
+:mod:`tests.contract.differential_gateway`). :func:`record` keeps one cluster's answers for
+``tests/fixtures/slurm/differential.json``.
 
 Two rounds: first the jobs that end by their time limit and by a failed node and one purged after MinJobAge
 (:data:`FIRST_ROLES`, compared while slurmctld still holds them), then the rest (:data:`ROLES`).
@@ -13,14 +16,19 @@ Two rounds: first the jobs that end by their time limit and by a failed node and
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shlex
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from runner.ssh import SshNode
+from simulator.squeue_json import dumps_json_c
 from tests.polling import wait_until
 
 SQUEUE_LETTERS = "iAjuUgGTtMlLDCcmRrNBkPSVeZaqQoE"
@@ -74,6 +82,9 @@ class Case:
 
     command: str
     stdin: str | None = None
+    dump_of: tuple[str, ...] = ()
+    """For a dump of every job slurmctld holds (``squeue --json``): the roles whose jobs are compared (other
+    tiers' jobs, and earlier rounds' ones purged on one side only, are left out)."""
 
 
 @dataclass
@@ -92,14 +103,31 @@ class Side:
     """One cluster as the harness drives it: the runner's account on a command node, and the jobs it made."""
 
     name: str
-    node: SshNode
+    node: SshNode | None
+    """None for answers recorded earlier (:func:`recorded_side`): nothing can be run on it."""
     home: str = "/home"
     """Where users' homes are (the simulator's are in a temporary directory)."""
     jobs: dict[str, str] = field(default_factory=dict)
     fail_node: Callable[[str], Awaitable[None]] = _no_admin
     """The administrator's part: the node goes down (its jobs end NODE_FAIL) and comes back."""
 
+    gateway: Side | None = None
+    """The cluster's first gateway, as the runner's account logs in there (:mod:`differential_gateway`)."""
+    answered_at: float | None = None
+    """When a recording's answers were taken (epoch seconds); None: they are being taken now."""
+
+    def answered(self) -> datetime:
+        return datetime.fromtimestamp(self.answered_at) if self.answered_at is not None else datetime.now()
+
+    async def close(self) -> None:
+        if self.node is not None:
+            await self.node.close()
+        if self.gateway is not None:
+            await self.gateway.close()
+
     async def run(self, command: str, stdin: str | None = None) -> Outcome:
+        if self.node is None:
+            raise RuntimeError(f"{self.name}: recorded answers only")
         out = await self.node.run(shlex.split(command), stdin=stdin, timeout=30)
         return Outcome(out.exit_status, out.stdout, out.stderr)
 
@@ -199,6 +227,7 @@ def first_vocabulary() -> list[Case]:
         Case("sudo -n -u alice sacct -P -n -X -o JobID,State,ExitCode -j {purged}"),
         Case(f"sudo -n -u alice sacct -P -n -o JobID,State,ExitCode,Reason,AllocTRES {own}"),
         Case(f"sudo -n -u alice sacct {own}"),
+        Case("squeue --json -j {timeout}", dump_of=tuple(FIRST_ROLES)),
     ]
     return cases
 
@@ -236,6 +265,14 @@ def vocabulary() -> list[Case]:
         Case(f"sudo -n -u alice sacct -o JobID,AllocTRES,ReqTRES,ReqMem {memory}"),
         Case(f"squeue -h -t all {memory} -o %i|%m|%C|%D"),
         Case(f"squeue -h -t all {memory} -O JobID,MinMemory,tres-alloc:40,NumTasks"),
+    ]
+    dump = tuple(ROLES)
+    cases += [
+        Case("squeue --json", dump_of=dump),
+        Case(f"squeue --json -h -t all -u alice {own} -o %i", dump_of=dump),
+        Case("squeue --json -O NoSuchField", dump_of=dump),
+        Case("squeue --json -t bogus"),
+        Case("squeue --json=v0.0.38"),
     ]
     cases += [
         Case(f"squeue {own}"),
@@ -287,14 +324,18 @@ def vocabulary() -> list[Case]:
     return cases
 
 
-def _no_end(match: re.Match[str]) -> str:
-    """A date some 300 days or more ahead is backfill's year for a job without a limit: ``Unknown``/``NONE``."""
-    if datetime.fromisoformat(match.group(2)) < datetime.now() + timedelta(days=300):
+FAR = timedelta(days=300)
+"""A date this far ahead of the answer is backfill's year for a job without a limit."""
+
+
+def _no_end(match: re.Match[str], answered: datetime) -> str:
+    """Backfill's year as the main scheduler's no end: ``Unknown``/``NONE``."""
+    if datetime.fromisoformat(match.group(2)) < answered + FAR:
         return match.group(0)
     return "EndTime=Unknown" if match.group(1) else "NONE"
 
 
-_MASKS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+_MASKS: list[tuple[re.Pattern[str], str | Callable[..., str]]] = [
     # A job without a limit shows UNLIMITED, or one year where backfill started it (backfill.c's YEAR_MINUTES):
     # which scheduler starts a job is the real cluster's timing, so both read the same (also cut by sacct's %N)
     (re.compile(r"\b365-00:00:00\b|\bUNLIMITED\b"), "<unlimited>"),
@@ -313,10 +354,53 @@ _MASKS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
 ]
 
 
-def normalise(text: str, side: Side) -> list[str]:
+EPOCH_KEYS = frozenset(
+    {"accrue_time", "eligible_time", "end_time", "last_sched_evaluation", "start_time", "submit_time"}
+)
+YEAR_MINUTES = 525600
+"""backfill's time limit of a job without one (a year); the main scheduler leaves none (NO_VAL: ``null``)."""
+
+
+def _masked_dump(value: object, answered: datetime) -> object:
+    """A job dump's epochs as ``<time>`` (0 stays: none), a backfill year's end and limit as the main scheduler's,
+    the sockets a job got on a node numbered from 0 (which CPUs are free is the real cluster's other jobs)."""
+    if isinstance(value, list):
+        return [_masked_dump(v, answered) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, object] = {}
+    for key, item in value.items():
+        if key in EPOCH_KEYS and isinstance(item, int) and item:
+            far = key == "end_time" and item > (answered + FAR).timestamp()
+            out[key] = 0 if far else "<time>"
+        elif key == "time_limit" and item == YEAR_MINUTES:
+            out[key] = None
+        elif key == "sockets" and isinstance(item, dict):
+            out[key] = {str(i): _masked_dump(v, answered) for i, v in enumerate(item.values())}
+        else:
+            out[key] = _masked_dump(item, answered)
+    return out
+
+
+def normalise_dump(text: str, side: Side, roles: tuple[str, ...]) -> str:
+    """A ``--json`` dump as the lines to compare: whether json-c laid it out, then the jobs of ``roles`` only,
+    in slurmctld's order, with times masked."""
+    try:
+        dump = json.loads(text)
+    except ValueError:
+        return text
+    layout = "json-c layout" if dumps_json_c(dump) == text else "not json-c's layout"
+    ids = {side.jobs[r] for r in roles if r in side.jobs}
+    dump["jobs"] = [job for job in dump["jobs"] if str(job.get("job_id")) in ids]
+    return layout + "\n" + json.dumps(_masked_dump(dump, side.answered()), indent=1)
+
+
+def normalise(text: str, side: Side, dump_of: tuple[str, ...] = ()) -> list[str]:
     """``text``'s lines with job ids replaced by their role, times masked, whitespace runs collapsed."""
     by_id = {job_id: role for role, job_id in side.jobs.items()}
-    text = text.replace(side.home + "/", "/home/")
+    if dump_of:
+        text = normalise_dump(text, side, dump_of)
+    text = text.replace(side.home + "/", "/home/").replace(side.home + '"', '/home"')
 
     def job(match: re.Match[str]) -> str:
         return f"<{by_id[match.group(0)]}>" if match.group(0) in by_id else match.group(0)
@@ -325,7 +409,10 @@ def normalise(text: str, side: Side) -> list[str]:
     for raw in text.splitlines():
         masked = raw
         for pattern, repl in _MASKS:
-            masked = pattern.sub(repl, masked)
+            if repl is _no_end:
+                masked = pattern.sub(lambda m: _no_end(m, side.answered()), masked)
+            else:
+                masked = pattern.sub(repl, masked)
         masked = re.sub(r"(?<![\d.])\d+(?![\d.])", job, masked)
         lines.append(" ".join(masked.split()) if masked.strip() else masked)
     return lines
@@ -342,13 +429,14 @@ class Difference:
         return f"{self.command}\n  {self.what}:\n    real: {self.real!r}\n    sim:  {self.sim!r}"
 
 
-def compare(command: str, real: Outcome, real_side: Side, sim: Outcome, sim_side: Side) -> list[Difference]:
+def compare(case: Case, real: Outcome, real_side: Side, sim: Outcome, sim_side: Side) -> list[Difference]:
+    command = case.command
     diffs: list[Difference] = []
     if real.exit_status != sim.exit_status:
         diffs.append(Difference(command, "exit status", real.exit_status, sim.exit_status))
     for stream in ("stdout", "stderr"):
-        a = normalise(getattr(real, stream), real_side)
-        b = normalise(getattr(sim, stream), sim_side)
+        a = normalise(getattr(real, stream), real_side, case.dump_of if stream == "stdout" else ())
+        b = normalise(getattr(sim, stream), sim_side, case.dump_of if stream == "stdout" else ())
         if a != b:
             first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
             diffs.append(Difference(command, f"{stream} line {first + 1}", a[first : first + 2], b[first : first + 2]))
@@ -363,7 +451,7 @@ async def run_all(real: Side, sim: Side, cases: list[Case]) -> list[Difference]:
             real.run(case.command.format(home=real.home, **real.jobs), case.stdin),
             sim.run(case.command.format(home=sim.home, **sim.jobs), case.stdin),
         )
-        return compare(case.command, a, real, b, sim)
+        return compare(case, a, real, b, sim)
 
     results = await asyncio.gather(*(one(c) for c in cases))
     return [d for r in results for d in r]
@@ -380,18 +468,63 @@ def compare_outcomes(
     cases: list[Case], real: Side, real_out: list[Outcome], sim: Side, sim_out: list[Outcome]
 ) -> list[Difference]:
     """The differences of answers collected at different times (:func:`outcomes` on each side)."""
-    return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c.command, a, real, b, sim)]
+    return [d for c, a, b in zip(cases, real_out, sim_out, strict=True) for d in compare(c, a, real, b, sim)]
+
+
+KNOWN = Path(__file__).with_name("differential_known.txt")
+MAYBE = "~ "
+
+
+def known_differences(text: str) -> tuple[set[str], set[str]]:
+    """``(every listed command line, the ones that must still differ)`` of ``differential_known.txt``."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return {line.removeprefix(MAYBE) for line in lines}, {line for line in lines if not line.startswith(MAYBE)}
+
+
+RECORDING_VERSION = 1
+
+
+async def record(side: Side) -> dict[str, Any]:
+    """Both rounds on one cluster, every answer kept: what ``python -m containers.capture_fixtures`` writes to
+    ``tests/fixtures/slurm/differential.json``, so the simulator is compared with real answers without Docker."""
+    if FIRST_ROLES[0] not in side.jobs:
+        await submit(side, FIRST_ROLES[0])
+    await produce_first_jobs(side)
+    cases = first_vocabulary()
+    answered_at = time.time()
+    answers = await outcomes(side, cases)
+    await produce_jobs(side)
+    cases += vocabulary()
+    answers += await outcomes(side, vocabulary())
+    return {
+        "version": RECORDING_VERSION,
+        "answered_at": answered_at,
+        "jobs": side.jobs,
+        "home": side.home,
+        "answers": [{"command": c.command, "stdin": c.stdin, **vars(a)} for c, a in zip(cases, answers, strict=True)],
+    }
+
+
+def recorded_side(recording: dict[str, Any]) -> tuple[Side, dict[tuple[str, str | None], Outcome]]:
+    """A recording's cluster (its job ids and homes) and its answers by command line and stdin."""
+    side = Side("real", None, recording["home"], jobs=dict(recording["jobs"]), answered_at=recording["answered_at"])
+    answers = {
+        (a["command"], a["stdin"]): Outcome(a["exit_status"], a["stdout"], a["stderr"]) for a in recording["answers"]
+    }
+    return side, answers
 
 
 def main() -> int:
     from tests.contract.differential_clusters import both_sides, differences_on  # noqa: PLC0415 - starts Docker
+    from tests.contract.differential_gateway import gateway_command_lines  # noqa: PLC0415 - imports this module
 
     async def go() -> int:
         async with both_sides() as real:
             diffs = await differences_on(real)
         for d in diffs:
             print(d)
-        print(f"{len(all_command_lines())} command lines, {len(diffs)} differences")
+        gateway = len(gateway_command_lines())
+        print(f"{len(all_command_lines())} Slurm and {gateway} gateway command lines, {len(diffs)} differences")
         return 1 if diffs else 0
 
     return asyncio.run(go())

@@ -28,10 +28,11 @@ from tests.contract.differential import (
     submit,
     vocabulary,
 )
+from tests.contract.differential_gateway import gateway_differences
 from tests.polling import wait_until
 
 
-def sim_config(first_job_id: int) -> ClusterConfig:
+def sim_config(first_job_id: int, min_job_age_seconds: float = 30) -> ClusterConfig:
     nodes = [NodeConfig(name="command1", roles={Role.COMMAND})]
     nodes += [NodeConfig(name=f"compute{i}", roles={Role.COMPUTE}, cpus=16, memory_mb=4000) for i in (1, 2)]
     nodes += [NodeConfig(name="gateway1", roles={Role.GATEWAY})]
@@ -41,7 +42,7 @@ def sim_config(first_job_id: int) -> ClusterConfig:
         users=[UserConfig(name="alice", uid=2001), UserConfig(name="bob", uid=2002)],
         service_user=COMPAT_USER, service_uid=2101, first_job_id=first_job_id,
         # a minute of a time limit lasts 3 s: only the real cluster needs to wait for a TIMEOUT
-        timing=TimingConfig(kill_wait_seconds=2, min_job_age_seconds=30, minute_seconds=3),
+        timing=TimingConfig(kill_wait_seconds=2, min_job_age_seconds=min_job_age_seconds, minute_seconds=3),
     )  # fmt: skip
 
 
@@ -66,12 +67,18 @@ def testbed_side(testbed: Testbed) -> Side:
 
         await wait_until(back, 60, f"{node} back after its failure", interval=1)
 
-    return Side("real", SshNode(cmd.ssh_host, cmd.ssh_port, COMPAT_USER, settings), fail_node=fail_node)
+    gw = testbed.endpoints.gateways[0]
+    assert gw.ssh_host is not None
+    assert gw.ssh_port is not None
+    gateway = Side("real gateway", SshNode(gw.ssh_host, gw.ssh_port, COMPAT_USER, settings))
+    node = SshNode(cmd.ssh_host, cmd.ssh_port, COMPAT_USER, settings)
+    return Side("real", node, fail_node=fail_node, gateway=gateway)
 
 
 @contextlib.asynccontextmanager
-async def sim_side(first_job_id: int) -> AsyncIterator[Side]:
-    async with SimCluster(sim_config(first_job_id)) as cluster:
+async def sim_side(first_job_id: int, min_job_age_seconds: float = 30) -> AsyncIterator[Side]:
+    """``min_job_age_seconds``: how long ended jobs stay; shorter only where no slower cluster is waited for."""
+    async with SimCluster(sim_config(first_job_id, min_job_age_seconds)) as cluster:
         settings = SshSettings(client_keys=[cluster.client_key_path], known_hosts=cluster.known_hosts_path)
         cmd = cluster.command_nodes[0]
 
@@ -79,12 +86,14 @@ async def sim_side(first_job_id: int) -> AsyncIterator[Side]:
             cluster.fail_node(node)
             cluster.resume_node(node)
 
+        gw = cluster.gateway_nodes[0]
+        gateway = Side("sim gateway", SshNode(gw.host, gw.port, gw.user, settings))
         node = SshNode(cmd.host, cmd.port, cmd.user, settings)
-        side = Side("sim", node, str(cluster.home_prefix), fail_node=fail_node)
+        side = Side("sim", node, str(cluster.home_prefix), fail_node=fail_node, gateway=gateway)
         try:
             yield side
         finally:
-            await side.node.close()
+            await side.close()
 
 
 async def differences_on(real: Side) -> list[Difference]:
@@ -102,7 +111,10 @@ async def differences_on(real: Side) -> list[Difference]:
             sim_out = await outcomes(sim, first_vocabulary())
             diffs = compare_outcomes(first_vocabulary(), real, real_out, sim, sim_out)
             await asyncio.gather(produce_jobs(real), produce_jobs(sim))
-            return diffs + await run_all(real, sim, vocabulary())
+            diffs += await run_all(real, sim, vocabulary())
+            assert real.gateway is not None
+            assert sim.gateway is not None
+            return diffs + await gateway_differences(real.gateway, sim.gateway)
     finally:
         await real.run(f"sudo -n -u alice scancel {' '.join(real.jobs.values())}")
 
@@ -115,4 +127,4 @@ async def both_sides() -> AsyncIterator[Side]:
         try:
             yield real
         finally:
-            await real.node.close()
+            await real.close()

@@ -1,4 +1,5 @@
-"""Differential tier: the harness's command lines on the session's testbed and on a simulator, compared.
+"""Differential tier: the harness's command lines on the session's testbed and on a simulator, compared: Slurm's
+on a command node (:mod:`differential`), then iptables' on a gateway (:mod:`differential_gateway`).
 
 The command lines that still differ are listed in ``differential_known.txt`` (issue 13's open work); the test
 fails on any other difference, and on a listed line that no longer differs, so the list cannot go stale. A line
@@ -8,37 +9,27 @@ started a job, other tiers' jobs): it is allowed to differ and not required to. 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from containers.testbed import Testbed
 from tests.contract import differential_clusters as clusters
-from tests.contract.differential import all_command_lines
-
-KNOWN = Path(__file__).with_name("differential_known.txt")
-MAYBE = "~ "
-
-
-def known_differences(text: str) -> tuple[set[str], set[str]]:
-    """``(every listed command line, the ones that must still differ)`` of ``differential_known.txt``."""
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return {line.removeprefix(MAYBE) for line in lines}, {line for line in lines if not line.startswith(MAYBE)}
-
+from tests.contract.differential import KNOWN, MAYBE, all_command_lines, known_differences
+from tests.contract.differential_gateway import gateway_command_lines
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def test_vocabulary_has_at_least_150_distinct_command_lines() -> None:
     assert len(all_command_lines()) >= 150
+    assert len(gateway_command_lines()) >= 50
 
 
-async def test_simulator_answers_as_real_slurm(testbed: Testbed) -> None:
+async def test_simulator_answers_as_real_slurm_and_a_real_gateway(testbed: Testbed) -> None:
     real = clusters.testbed_side(testbed)
     try:
         diffs = await clusters.differences_on(real)
     finally:
-        await real.node.close()
+        await real.close()
     differing = {d.command for d in diffs}
     known, stable = known_differences(KNOWN.read_text())
     new = "\n".join(str(d) for d in diffs if d.command not in known)

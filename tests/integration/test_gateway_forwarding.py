@@ -152,7 +152,10 @@ async def test_failed_restore_starts_nothing(gateway: GatewayService, compute: i
     port = free_port(GW1)
     batch = f"*nat\n-A PREROUTING {dnat(port, compute)}\n-A NOPE -j ACCEPT\nCOMMIT\n"
     result = await sh(gateway, "iptables-restore -n", batch.encode())
-    assert (result.exit_status, result.stderr) == (1, "iptables-restore: line 3 failed\n")
+    assert (result.exit_status, result.stderr) == (
+        1,
+        "iptables-restore: line 3 failed: No chain/target/match by that name.\n",
+    )
     assert gateway.forwards() == {}
     assert await refused(GW1, port)
 

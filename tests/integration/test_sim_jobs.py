@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from pathlib import Path
@@ -137,7 +138,39 @@ async def test_nodelist_places_the_job_and_no_requeue_is_shown(
 async def test_time_limit_ends_job_with_timeout(sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection) -> None:
     job_id = await submit(sim_ssh, "#!/bin/bash\nsleep 1000\n", "-t 0:1")  # rounds up to 1 minute = 0.5 s here
     await wait_for(lambda: sim_cluster.job(job_id).state.value == "TIMEOUT" and not sim_cluster.job(job_id).completing)
-    assert await sacct(sim_ssh, job_id, "State,Timelimit") == ["TIMEOUT|00:01:00"]
+    assert await sacct(sim_ssh, job_id, "State,Timelimit,Reason") == ["TIMEOUT|00:01:00|None"]
+    # as slurmctld shows it: its time-limit check ends the job past its limit, for reason TimeLimit, and keeps
+    # the SIGTERM that ended the script (the differential tier's TIMEOUT job)
+    assert str((await run(sim_ssh, f"squeue -h -t all -j {job_id} -o %T|%r|%R|%L")).stdout) == (
+        "TIMEOUT|TimeLimit|(TimeLimit)|INVALID\n"
+    )
+    shown = str((await run(sim_ssh, f"scontrol show job {job_id}")).stdout)
+    assert "   JobState=TIMEOUT Reason=TimeLimit Dependency=(null)\n" in shown
+    assert " ExitCode=0:15\n" in shown
+
+
+async def test_squeue_json_dumps_every_job_whatever_else_is_asked(
+    sim_cluster: SimCluster, sim_ssh: asyncssh.SSHClientConnection
+) -> None:
+    first = await submit(sim_ssh, "#!/bin/bash\nsleep 1000\n")
+    held = await submit(sim_ssh, "#!/bin/bash\nsleep 1000\n", "--hold")
+    result = await run(sim_ssh, f"squeue --json -j {first} -t bogus-is-checked-first")
+    assert result.exit_status == 1
+    assert str(result.stderr).startswith("squeue: error: Invalid job state specified: bogus-is-checked-first\n")
+    result = await run(sim_ssh, f"squeue --json -h -j {first} -O NoSuchField")
+    assert (result.exit_status, result.stderr) == (0, "")
+    dump = json.loads(str(result.stdout))
+    assert dump["meta"]["Slurm"]["release"] == "22.05.8"
+    assert [(j["job_id"], j["job_state"], j["state_reason"]) for j in dump["jobs"]] == [
+        (first, "RUNNING", "None"), (held, "PENDING", "JobHeldUser"),
+    ]  # fmt: skip
+    result = await run(sim_ssh, "squeue --json=v0.0.38")
+    assert (result.exit_status, result.stdout) == (1, "")
+    assert (
+        result.stderr
+        == "squeue: option '--json' doesn't allow an argument\nTry \"squeue --help\" for more information\n"
+    )
+    await run(sim_ssh, f"{SUDO}scancel {first} {held}")
 
 
 async def test_exit_code_decides_completed_or_failed(

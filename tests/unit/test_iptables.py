@@ -6,8 +6,10 @@ import shlex
 
 import pytest
 
+from simulator.commands import CommandContext
+from simulator.gateway import HANDLERS, GatewayService
 from simulator.iptables_command import execute, parse_command
-from simulator.iptables_rules import IptablesError, save_string
+from simulator.iptables_rules import TRY_HELP, VERSION, IptablesError, save_string
 from simulator.iptables_table import Netfilter
 
 pytestmark = pytest.mark.unit
@@ -121,23 +123,32 @@ def test_comment_is_part_of_rule_identity(nf: Netfilter) -> None:
 def test_chain_errors(nf: Netfilter) -> None:
     err = fails(nf, "-t nat -N BWVISU")
     assert (str(err), err.exit_status) == ("iptables: Chain already exists.", 1)
-    for line in ("-t nat -A NOPE -j ACCEPT", "-t nat -S NOPE", "-t nat -F NOPE", "-t nat -X NOPE"):
+    for line in ("-t nat -A NOPE -j ACCEPT", "-t nat -F NOPE", "-t nat -X NOPE", "-t nat -D NOPE 1"):
         err = fails(nf, line)
         assert (str(err), err.exit_status) == (NO_CHAIN, 1)
+    for line in ("-t nat -S NOPE", "-t nat -L NOPE -n"):  # iptables-nft's listing of a chain it cannot find
+        err = fails(nf, line)
+        assert (str(err), err.exit_status) == (
+            f"{VERSION}: chain `NOPE' in table `nat' is incompatible, use 'nft' tool.",
+            1,
+        )
+    busy = f"{VERSION}:  CHAIN_DEL failed (Device or resource busy): chain BWVISU"
     run(nf, "-t nat -A PREROUTING -j BWVISU")
-    assert str(fails(nf, "-t nat -X BWVISU")) == "iptables: Too many links."
+    err = fails(nf, "-t nat -X BWVISU")  # referenced
+    assert (str(err), err.exit_status) == (busy, 4)
     run(nf, "-t nat -D PREROUTING -j BWVISU")
     run(nf, "-t nat -A BWVISU -j ACCEPT")
-    assert str(fails(nf, "-t nat -X BWVISU")) == "iptables: Directory not empty."
+    err = fails(nf, "-t nat -X BWVISU")  # not empty
+    assert (str(err), err.exit_status) == (busy, 4)
     run(nf, "-t nat -F BWVISU")
     run(nf, "-t nat -X BWVISU")
     assert "-N BWVISU" not in run(nf, "-t nat -S")
 
 
 def test_jump_needs_existing_chain_and_no_loops(nf: Netfilter) -> None:
-    err = fails(nf, "-t nat -A PREROUTING -j MISSING")
-    assert err.exit_status == 2
-    assert str(err).startswith("iptables v1.8.9 (nf_tables): Couldn't load target `MISSING'")
+    for line in ("-t nat -A PREROUTING -j MISSING", "-t nat -C PREROUTING -j MISSING"):
+        err = fails(nf, line)
+        assert (str(err), err.exit_status) == (f"{VERSION}: Chain 'MISSING' does not exist\n{TRY_HELP}", 2)
     run(nf, "-t nat -N OTHER")
     run(nf, "-t nat -A BWVISU -j OTHER")
     err = fails(nf, "-t nat -A OTHER -j BWVISU")
@@ -152,7 +163,8 @@ def test_jump_needs_existing_chain_and_no_loops(nf: Netfilter) -> None:
         ("-t nat -A BWVISU --comment x", 'unknown option "--comment"'),
         ("-t nat -A BWVISU -m state --state NEW", "Couldn't load match `state':No such file or directory"),
         ("-t nat -A BWVISU -p tcp --dport 70000", "invalid port/service `70000' specified"),
-        ("-t nat -A BWVISU -j DNAT", 'DNAT: option "--to-destination" must be specified'),
+        ("-t nat -A BWVISU -j DNAT", 'DNAT: option "--to-destination" must be specified\n'),
+        ("-t nat -A BWVISU -p tcp --dport 5 -j DNAT --to-destination 10.0.0.1:70000", "Port `70000' not valid"),
         ("-t nat -A BWVISU -j ACCEPT -D BWVISU 1", "Cannot use -D with -A"),
         ("-t nat", "no command specified"),
         ("-t nat -N " + "X" * 29, f"chain name `{'X' * 29}' too long (must be under 29 chars)"),
@@ -164,6 +176,16 @@ def test_parameter_problems_exit_2_with_iptables_text(nf: Netfilter, line: str, 
     assert err.exit_status == 2
     assert str(err) == (
         f"iptables v1.8.9 (nf_tables): {message}\nTry `iptables -h' or 'iptables --help' for more information."
+    )
+
+
+def test_what_iptables_nft_refuses_as_the_kernel_or_the_table_list_does(nf: Netfilter) -> None:
+    err = fails(nf, "-t filter -A INPUT -p tcp --dport 5 -j DNAT --to-destination 10.0.0.1:5")
+    assert (str(err), err.exit_status) == (f"{VERSION}:  RULE_APPEND failed (Invalid argument): rule in chain INPUT", 4)
+    err = fails(nf, "-t nosuch -S")
+    assert (str(err), err.exit_status) == (
+        f"{VERSION}: table 'nosuch' does not exist\nPerhaps iptables or your kernel needs to be upgraded.",
+        3,
     )
 
 
@@ -189,8 +211,22 @@ def test_list_table_format(nf: Netfilter) -> None:
     assert out.splitlines() == [
         "Chain BWVISU (1 references)",
         "num  target     prot opt source               destination         ",
-        "1    DNAT       tcp  --  0.0.0.0/0            0.0.0.0/0            tcp dpt:50000 /* j1 */ to:10.1.0.1:5900",
+        "1    DNAT       6    --  0.0.0.0/0            0.0.0.0/0            tcp dpt:50000 /* j1 */ to:10.1.0.1:5900",
     ]
     listing = run(nf, "-t nat -L")
     assert listing.startswith("Chain PREROUTING (policy ACCEPT)\ntarget     prot opt source")
     assert "BWVISU     all  --  anywhere             anywhere            \n" in listing
+
+
+def test_long_options_take_their_value_after_an_equals_sign(nf: Netfilter) -> None:
+    assert run(nf, "--table=nat --list-rules BWVISU") == "-N BWVISU\n"
+
+
+async def test_only_root_finds_iptables_and_save_lists_the_tables_written() -> None:
+    service = GatewayService([])
+    as_user = CommandContext(node=None, user="alice", resolve=str, services={"gateway": service})
+    result = await HANDLERS["iptables"](as_user, ["iptables", "-t", "nat", "-S"], b"")
+    assert (result.exit_status, result.stderr) == (127, "bash: line 1: iptables: command not found\n")
+    assert (await service.iptables_save([])).stdout == ""  # no table exists before a first change
+    await service.iptables(["-t", "nat", "-N", "BWVISU"])
+    assert [line for line in (await service.iptables_save([])).stdout.splitlines() if line.startswith("*")] == ["*nat"]

@@ -59,7 +59,10 @@ def test_failing_line_applies_nothing_of_its_block() -> None:
     )
     with pytest.raises(IptablesError) as info:
         restore(nf, text, noflush=True)
-    assert (str(info.value), info.value.exit_status) == ("iptables-restore: line 5 failed", 1)
+    assert (str(info.value), info.value.exit_status) == (
+        "iptables-restore: line 5 failed: Bad rule (does a matching rule exist in that chain?).",
+        1,
+    )
     assert list_rules(nf, "nat") == before
     assert nf.changes  # the forwarders are told to look again
 
@@ -101,3 +104,18 @@ def test_save_round_trips_through_restore() -> None:
     copy = Netfilter()
     restore(copy, text, noflush=False)
     assert list_rules(copy, "nat") == list_rules(nf, "nat")
+
+
+def test_restore_names_a_bad_table_at_its_line_and_a_missing_jump_target_at_commit() -> None:
+    nf = Netfilter()
+    with pytest.raises(IptablesError) as info:
+        restore(nf, "\n*nosuch\nCOMMIT\n", noflush=True)
+    assert (str(info.value).splitlines()[:2], info.value.exit_status) == (
+        ["iptables-restore v1.8.9 (nf_tables): iptables-restore: line 2 table name 'nosuch' invalid",
+         "Error occurred at line: 2"], 2,
+    )  # fmt: skip
+    with pytest.raises(IptablesError) as info:
+        restore(nf, "*nat\n-A PREROUTING -j NOSUCH\nCOMMIT\n", noflush=True)
+    assert str(info.value).splitlines()[:2] == [
+        "iptables-restore v1.8.9 (nf_tables): Chain 'NOSUCH' does not exist", "Error occurred at line: 3",
+    ]  # fmt: skip

@@ -18,6 +18,7 @@ from simulator.scheduler import expand_pattern
 from simulator.scontrol import show_job
 from simulator.slurmtime import TimeFormatError, clock_secs, parse_time_limit, squeue_limit, squeue_secs
 from simulator.squeue import DEFAULT_FORMAT, FormatError, parse_format, parse_format_long, render
+from simulator.squeue_json import dumps_json_c, job_entry
 from simulator.sudo import AnyCommand, SudoError, unwrap_sudo
 from simulator.users import UserDB
 
@@ -274,9 +275,49 @@ def test_job_past_its_limit_has_invalid_time_left() -> None:
     assert render([job], parse_format("%L"), False, job.end_time) == "INVALID\n"
 
 
+def test_time_left_counts_down_the_limit_at_the_clusters_pace() -> None:
+    job = _job()
+    job.time_limit, job.minute_seconds = 1, 3.0  # a minute of the limit lasts 3 s
+    assert job.start_time is not None
+    assert render([job], parse_format("%l|%L"), False, job.start_time + 1.5) == "1:00|0:30\n"
+    job.state, job.end_time = JobState.TIMEOUT, job.start_time + 3.05
+    assert render([job], parse_format("%L"), False, job.end_time + 10) == "INVALID\n"
+
+
+def test_timed_out_job_shows_the_scripts_signal_and_accounting_no_reason() -> None:
+    job = _job(state=JobState.TIMEOUT)
+    job.reason, job.batch_state, job.batch_signal = "TimeLimit", JobState.CANCELLED, 15
+    lines = show_job(job, {}, 0.0)
+    assert any(line.endswith(" ExitCode=0:15") for line in lines)
+    assert any("JobState=TIMEOUT Reason=TimeLimit " in line for line in lines)
+    assert _reason(Row(job, None), 0.0) == "None"  # slurmdbd keeps the reason of the job's last update
+    assert Row(job, None).exit_code() == "0:0"
+
+
 def test_node_failed_job_in_accounting_keeps_no_step_exit_code_and_no_reason() -> None:
     job = _job(state=JobState.NODE_FAIL)
     job.reason, job.batch_state = "NodeDown", JobState.CANCELLED
     assert [_reason(Row(job, None), 0.0), _reason(Row(job, "batch"), 0.0)] == ["None", ""]
     assert Row(job, "batch").exit_code() == ""
     assert Row(job, "batch").state() == "CANCELLED"
+
+
+def test_json_dump_is_laid_out_as_json_c_prints_it() -> None:
+    text = dumps_json_c({"a": [], "b": {"c": "/dev/null", "d": 1.0, "e": None, "f": [True]}})
+    assert text == (
+        '{\n  "a": [\n  ],\n  "b": {\n    "c": "\\/dev\\/null",\n    "d": 1.0,\n    "e": null,\n'
+        '    "f": [\n      true\n    ]\n  }\n}'
+    )
+
+
+def test_json_dump_of_a_job_as_slurmctld_reports_it() -> None:
+    running = job_entry(_job(), "bwvisu", "alice")
+    assert (running["flags"], running["time_limit"], running["cpus"], running["billable_tres"]) == (
+        ["JOB_WAS_RUNNING"], 15, 2, 2.0,
+    )  # fmt: skip
+    assert running["job_resources"]["allocated_hosts"] == 2  # type: ignore[index,call-overload]
+    ended = _job(state=JobState.CANCELLED)
+    ended.nodes, ended.spec.mem_per_node_mb, ended.time_limit = [], 100, None
+    entry = job_entry(ended, "bwvisu", "alice")
+    assert (entry["flags"], entry["time_limit"], entry["cpus"], entry["tasks"]) == (["JOB_MEM_SET"], None, None, None)
+    assert "job_resources" not in entry
