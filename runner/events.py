@@ -5,8 +5,11 @@ follow jobs, so a change is seen the same way whichever runner process wrote it.
 :class:`Follower`: the newest record the watch delivered for that job, coalesced (a slow client sees the latest
 state, not a backlog). An idle follower costs nothing between changes: it waits on its own event.
 
-When the watch breaks (etcd restarted, the connection dropped) the feed starts a new one from the current
-revision and tells every follower to read its job again, so a change made while the watch was down is not lost.
+The watch is open only while somebody follows a job (and for :data:`LINGER` seconds after the last one left, so
+a frontend opening one short wait after another does not open a watch each time): a runner whose frontend never
+follows jobs pays nothing per job change. Each time a watch opens, and each time it breaks (etcd restarted, the
+connection dropped) and is started again from the current revision, every follower is told to read its job again,
+so a change made while no watch was open is not lost.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from runner.records import JobRecord
 
 log = logging.getLogger(__name__)
 
+
+LINGER = 30.0
+"""Seconds the feed's watch stays open after its last follower left."""
 
 RESYNC: Literal["resync"] = "resync"
 """What :meth:`Follower.next` answers when the watch was restarted: changes may be missed; read the job again."""
@@ -64,19 +70,25 @@ class Follower:
 
 
 class JobFeed:
-    """One watch over the job records of ``prefix``; followers subscribe per job."""
+    """One watch over the job records of ``prefix``, open while followers subscribe per job."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, *, linger: float = LINGER) -> None:
         self._client = client
         self._prefix = f"{prefix.rstrip('/')}/jobs/".encode()
         self._followers: dict[str, set[Follower]] = {}
-        self.watches = 0  # watches started (1 while the first one lasts)
+        self.linger = linger
+        self.watches = 0  # watches opened since start
         self.ready = asyncio.Event()  # set while a watch is open
+        self._wanted = asyncio.Event()  # set while somebody follows
+        self._unwanted = asyncio.Event()  # set while nobody follows
+        self._unwanted.set()
 
     @contextlib.asynccontextmanager
     async def follow(self, job_id: str) -> AsyncIterator[Follower]:
         follower = Follower(job_id)
         self._followers.setdefault(job_id, set()).add(follower)
+        self._unwanted.clear()
+        self._wanted.set()
         try:
             yield follower
         finally:
@@ -84,6 +96,9 @@ class JobFeed:
             followers.discard(follower)
             if not followers:
                 self._followers.pop(job_id, None)
+            if not self._followers:
+                self._wanted.clear()
+                self._unwanted.set()
 
     @property
     def following(self) -> int:
@@ -91,28 +106,43 @@ class JobFeed:
         return sum(len(f) for f in self._followers.values())
 
     async def run(self) -> None:
-        """Follow the records until the watch breaks (the caller's loop starts it again)."""
+        """Open the watch whenever somebody follows, until it breaks (the caller's loop starts this again)."""
         try:
-            await self._follow()
+            while True:
+                await self._wanted.wait()
+                await self._follow()
         except ETCD_ERRORS as exc:
             log.warning("job feed: watch lost (%s: %s); starting again", type(exc).__name__, exc)
 
     async def _follow(self) -> None:
         watch = await open_watch(self._client, self._prefix)
         self.watches += 1
-        if self.watches > 1:
-            log.info("job feed: watch restarted; %d followers read their jobs again", self.following)
-            for followers in list(self._followers.values()):
-                for follower in followers:
-                    follower.resync()
+        log.debug("job feed: watch opened for %d followers", self.following)
+        for followers in list(self._followers.values()):
+            for follower in followers:
+                follower.resync()  # read before the watch was open: a change since then would be missed
         self.ready.set()
+        closer = asyncio.create_task(self._close_when_unwanted(watch), name="job-feed-linger")
         try:
             async for event in watch:
                 if event.kind == "PUT":
                     self._deliver(event.kv.key, event.kv.value, event.kv.mod_revision)
         finally:
+            closer.cancel()
             self.ready.clear()
             await cancel_watch(watch)
+
+    async def _close_when_unwanted(self, watch: Any) -> None:
+        """End the watch once nobody has followed for :attr:`linger` seconds (which ends :meth:`_follow`)."""
+        while True:
+            await self._unwanted.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.linger):
+                    await self._wanted.wait()
+                    continue  # somebody followed again within the linger: keep the watch
+            log.debug("job feed: nobody follows; watch closed")
+            await cancel_watch(watch)
+            return
 
     def _deliver(self, key: bytes, value: bytes, revision: int) -> None:
         job_id = key.rsplit(b"/", 1)[-1].decode(errors="replace")

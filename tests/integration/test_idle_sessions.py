@@ -41,8 +41,6 @@ async def served(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[
         ApiServer(started.app, started.settings.api.model_copy(update={"host": "127.0.0.1", "port": 0})) as server,
         httpx.AsyncClient(base_url=server.url, auth=API_AUTH, timeout=60, trust_env=False) as api,
     ):
-        async with asyncio.timeout(30):
-            await started.feed.ready.wait()
         yield started, api
 
 

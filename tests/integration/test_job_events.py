@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aetcd
 import httpx
@@ -30,8 +30,6 @@ async def client(runner: Runner) -> AsyncIterator[httpx.AsyncClient]:
         ApiServer(runner.app, runner.settings.api.model_copy(update={"host": "127.0.0.1", "port": 0})) as server,
         httpx.AsyncClient(base_url=server.url, auth=API_AUTH, timeout=60, trust_env=False) as api,
     ):
-        async with asyncio.timeout(30):
-            await runner.feed.ready.wait()  # the feed's watch is open
         yield api
 
 
@@ -152,3 +150,61 @@ async def test_a_client_that_goes_away_leaves_no_follower(client: httpx.AsyncCli
 
     await wait_until(gone, 30, "the follower of a closed stream stayed")
     await client.delete(f"/jobs/{job_id}")
+
+
+async def test_the_feed_holds_no_watch_while_nobody_follows(client: httpx.AsyncClient, runner: Runner) -> None:
+    job_id = await _submit(client)
+    await wait_until(_state_is(client, job_id, "running"), 30, "the job never ran")
+    # the job changed state, and no watch was ever opened for it: nobody follows jobs here
+    assert runner.feed.watches == 0
+    assert not runner.feed.ready.is_set()
+    await client.delete(f"/jobs/{job_id}")
+
+
+async def test_the_watch_opens_for_a_follower_and_closes_after_the_last_one_lingers(
+    client: httpx.AsyncClient, runner: Runner, etcd_client: aetcd.Client
+) -> None:
+    runner.feed.linger = 0.5
+    job_id = await _submit(client)
+    other = StateStore(etcd_client, runner.settings.etcd_prefix)
+
+    def noted(record: JobRecord) -> JobRecord:
+        record.details["note"] = "while the watch opened"
+        return record
+
+    async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        seen = _events(response)
+        await anext(seen)
+        await other.update_job(job_id, noted)  # maybe before the watch is open: a resync must bring it
+        async with asyncio.timeout(30):
+            async for _, data in seen:
+                assert data is not None
+                details = data["details"]
+                assert isinstance(details, dict)
+                if details.get("note") == "while the watch opened":
+                    break
+        assert runner.feed.ready.is_set()
+    opened = runner.feed.watches
+    assert opened == 1
+
+    async def closed() -> bool:
+        return not runner.feed.ready.is_set()
+
+    await wait_until(closed, 30, "the feed's watch stayed open with nobody following")
+    # a later follower opens a new watch
+    async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        assert (await anext(_events(response)))[0] == "job"
+
+        async def reopened() -> bool:
+            return runner.feed.watches == opened + 1 and runner.feed.ready.is_set()
+
+        await wait_until(reopened, 30, "a new follower opened no watch")
+    await client.delete(f"/jobs/{job_id}")
+
+
+def _state_is(client: httpx.AsyncClient, job_id: str, state: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        response = await client.get(f"/jobs/{job_id}")
+        return bool(response.json()["state"] == state)
+
+    return check
