@@ -34,6 +34,8 @@ from runner.web.server import ApiServer
 log = logging.getLogger(__name__)
 
 _PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\s*)+")
+CONNECTIONS_PER_NODE = 32
+"""Connections one address (a compute node: every job on it) may hold on the keyhole listener at once."""
 PROBE_INTERVAL = 0.2  # seconds between readiness sweeps: "available" follows the application within about this
 
 
@@ -114,7 +116,7 @@ class Keyhole:
             return
         tls = self._settings.keyhole
         listen = ApiSettings(host=self._listen.ip, port=self._listen.port, tls_cert=tls.tls_cert, tls_key=tls.tls_key)
-        self.server = ApiServer(self.app, listen)
+        self.server = ApiServer(self.app, listen, per_client=CONNECTIONS_PER_NODE)
         await self.server.start()
         log.info("keyhole service listening on %s", self.server.url)
 

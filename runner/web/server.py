@@ -4,6 +4,8 @@ watchers can share it.
 The listening socket is bound here, before uvicorn starts, so port 0 works and the bound port is known at once
 (:attr:`ApiServer.port`). TLS is used when ``api.tls_cert`` and ``api.tls_key`` are configured. Signals are left
 to the entry point (uvicorn's own handlers are never installed), and logging is never configured here.
+Connections are bounded (:mod:`runner.web.connections`): a request's head must come within ``head_timeout``
+seconds, and with ``per_client`` one address holds at most that many connections.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from runner.config import ApiSettings
+from runner.web.connections import HEAD_TIMEOUT, bounded_protocol
 
 # Seconds open requests get to finish once the server stops accepting; then their connections are closed.
 GRACEFUL_SHUTDOWN = 10
@@ -58,13 +61,22 @@ def _bind(host: str, port: int) -> socket.socket:
 class ApiServer:
     """One uvicorn server for ``app`` on ``settings.host``:``settings.port``; use as ``async with``."""
 
-    def __init__(self, app: ASGIApp, settings: ApiSettings, *, graceful_shutdown: int = GRACEFUL_SHUTDOWN) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: ApiSettings,
+        *,
+        graceful_shutdown: int = GRACEFUL_SHUTDOWN,
+        head_timeout: float = HEAD_TIMEOUT,
+        per_client: int | None = None,
+    ) -> None:
         tls = settings.tls_cert is not None and settings.tls_key is not None
         self.config = uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
             lifespan="on",
+            http=bounded_protocol(head_timeout=head_timeout, per_client=per_client),
             server_header=False,
             timeout_graceful_shutdown=graceful_shutdown,
             ssl_certfile=str(settings.tls_cert) if tls else None,
