@@ -45,7 +45,8 @@ FORWARD = "/usr/local/sbin/bwvisu-forward"
 PORT_MIN, PORT_MAX = 50000, 60000
 EPHEMERAL_BELOW_RANGE = {"net.ipv4.ip_local_port_range": f"32768 {PORT_MIN - 1}"}
 """Outgoing connections' ports below the forwarding range: nodes sharing a container share its ports, and a job
-could not listen on its assigned port while any connection there (slurmd's, a keyhole client's) holds it."""
+could not listen on its assigned port while any connection there (slurmd's, a keyhole client's) holds it. Gateways
+too: ``runner check`` (``ephemeral-ports``) fails a gateway whose outgoing connections may take a forward's port."""
 HOME_PREFIX = "/home"
 
 
@@ -233,7 +234,8 @@ class Testbed:
             add(
                 Node(
                     self.run_id, "gateway", f"gateway{i}", tag_for("gateway"), cluster, public=public, env=env,
-                    publish_ssh=True, cap_add=("NET_ADMIN",), sysctls={"net.ipv4.ip_forward": "1"},
+                    publish_ssh=True, cap_add=("NET_ADMIN",),
+                    sysctls={"net.ipv4.ip_forward": "1", **EPHEMERAL_BELOW_RANGE},
                 )
             )  # fmt: skip
         if spec.client:

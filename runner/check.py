@@ -13,6 +13,19 @@ all nodes at once, so one node that hangs or fails never hides the others' resul
 * ``keyhole``: the keyhole endpoint accepts a TCP connection, probed with ``nc -z`` *from each command node*:
   jobs reach it from compute nodes, which share the command nodes' network at most sites; a firewall between
   compute nodes and the keyhole is not seen by this check (the trade-off for not submitting a job).
+* ``idle-counters`` (only with ``idle-timeout-minutes``; else skip): on gateways, the accounting chain's counters
+  are read with the idle sweep's own command line (:meth:`GatewayAccess.counters_argv`) and parse. A chain not
+  created yet is ok when iptables itself answered (as root) that it is missing: the rights that read it also create
+  it, and the runner creates it at start. With ``gateway-helper``, a helper that answers ``counters`` with its usage
+  refusal (exit 64) is an older ``bwvisu-forward``: FAIL, since the runner then forwards without counting and
+  cancels no idle job.
+* ``ephemeral-ports``: on gateways, ``cat /proc/sys/net/ipv4/ip_local_port_range`` (no sudo; bwvisu_site gives the
+  account no forced command or restricted shell, it already runs ``nc``/``sh`` probes) must not overlap
+  ``keyholed-port-range``: an outgoing connection of the gateway could hold a port a forward is given later, and a
+  DNAT rule for that port shadows the connection's replies. Compute nodes matter as well (the job listens on the
+  same number, internal port = external port, see :mod:`runner.keyhole.ports`; the keyhole's probe only sees a
+  listener, not an outgoing connection holding the port, so the job's bind can fail), but the runner has no SSH
+  to compute nodes and this check submits no job: set the same range there (containers/testbed.py does).
 """
 
 from __future__ import annotations
@@ -30,9 +43,9 @@ from runner.configcli import add_operator_command, error_lines
 from runner.errors import CheckFailed, ConfigError, TransportError
 from runner.etcd import etcd_client
 from runner.gateway.access import SUDO_IPTABLES, gateway_access
-from runner.gateway.iptables import DNAT_CHAIN, list_command
+from runner.gateway.iptables import ACCOUNTING_CHAIN, DNAT_CHAIN, list_command, parse_counters
 from runner.slurm import cli as slurm
-from runner.ssh import CommandOutput, SshNode
+from runner.ssh import CommandOutput, CommandRunner, SshNode
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -41,6 +54,9 @@ UNUSED_JOB_ID = "67108862"
 NO_CHAIN = ("No chain/target/match by that name", "is incompatible, use 'nft' tool")
 """iptables' answers (as root) for a chain that does not exist: legacy's, and iptables-nft 1.8.9's to ``-S CHAIN``
 (seen on the testbed's gateways by the differential harness)."""
+HELPER_USAGE_STATUS = 64
+"""bwvisu-forward's exit status for a request it does not know (``EXIT_USAGE`` in bwvisu_site/gateway)."""
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,58 @@ async def _raw_iptables_refused(node: SshNode) -> str:
     return f"refused ({_first_line(out.stderr) or f'exit {out.exit_status}'})"
 
 
+async def _idle_counters(node: CommandRunner, helper: str | None) -> str:
+    out = await node.run(gateway_access(helper).counters_argv())
+    if helper is not None and out.exit_status == HELPER_USAGE_STATUS:
+        raise CheckFailed(
+            f"{helper} does not know 'counters' (an older bwvisu-forward: {_said(out)}); the runner would forward "
+            "without counting and cancel no idle job: install bwvisu_site/gateway/bwvisu_forward.py of this runner"
+        )
+    if not out.ok and any(text in out.stderr for text in NO_CHAIN):
+        return f"{ACCOUNTING_CHAIN} not created yet (the runner creates it at start); reading counters allowed"
+    if not out.ok:
+        raise CheckFailed(f"reading counters of {ACCOUNTING_CHAIN} failed: {_said(out)}")
+    try:
+        counted = parse_counters(out.stdout)
+    except ValueError as exc:
+        raise CheckFailed(f"counters of {ACCOUNTING_CHAIN} unreadable: {exc}") from None
+    return f"{ACCOUNTING_CHAIN} read: {len(counted)} counting rules" + (f" via {helper}" if helper else "")
+
+
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``ip_local_port_range``'s two numbers (low, high); None when the text is not that."""
+    words = text.split()
+    if len(words) != 2 or not all(w.isdigit() for w in words):
+        return None
+    low, high = int(words[0]), int(words[1])
+    return (low, high) if 1 <= low <= high <= 65535 else None
+
+
+async def _ephemeral_ports(node: CommandRunner, low: int, high: int) -> str:
+    out = await node.run(["cat", EPHEMERAL_RANGE_FILE])
+    if not out.ok:
+        raise CheckFailed(f"cannot read {EPHEMERAL_RANGE_FILE}: {_said(out)}")
+    found = parse_port_range(out.stdout)
+    if found is None:
+        raise CheckFailed(f"{EPHEMERAL_RANGE_FILE} unreadable: {out.stdout.strip()[:200]!r}")
+    first, last = found
+    if first <= high and low <= last:
+        if first < low:
+            below = f"{first} {low - 1}"
+        elif last > high:
+            below = f"{high + 1} {last}"
+        elif high < 65535:
+            below = f"{high + 1} 65535"
+        else:
+            below = f"1024 {low - 1}"
+        raise CheckFailed(
+            f"ephemeral ports {first}-{last} overlap keyholed-port-range {low}-{high}: outgoing connections may take "
+            f'a forward\'s port; set sysctl net.ipv4.ip_local_port_range="{below}" (persist it in /etc/sysctl.d) '
+            "or choose a keyholed-port-range outside it"
+        )
+    return f"ephemeral ports {first}-{last} outside keyholed-port-range {low}-{high}"
+
+
 async def _etcd(settings: Settings, timeout: float) -> str:
     client = etcd_client(settings.etcd_servers, settings.etcd, timeout=max(1, int(timeout)))
     key = f"{settings.etcd_prefix}/check/{uuid.uuid4().hex}".encode()
@@ -191,6 +259,13 @@ async def run_checks(settings: Settings, as_user: str | None, timeout: float) ->
         rows.append(await _bounded("gateway-list", node.name, timeout, lambda: _gateway_list(node, gw_helper)))
         if gw_helper is not None:
             rows.append(await _bounded("raw-iptables", node.name, timeout, lambda: _raw_iptables_refused(node)))
+        if settings.idle_timeout_minutes is None:
+            rows.append(CheckResult("idle-counters", node.name, None, "idle-timeout-minutes not set"))
+        else:
+            rows.append(await _bounded("idle-counters", node.name, timeout, lambda: _idle_counters(node, gw_helper)))
+        span = settings.keyholed_port_range
+        ports = functools.partial(_ephemeral_ports, node, span.min, span.max)
+        rows.append(await _bounded("ephemeral-ports", node.name, timeout, ports))
         return rows
 
     async def etcd() -> list[CheckResult]:

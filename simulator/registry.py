@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from simulator import netdb, sacct, sbatch, scontrol, shell, squeue, timeout, users
+from simulator import netdb, procfs, sacct, sbatch, scontrol, shell, squeue, timeout, users
 from simulator.commands import Handler
 from simulator.config import Role
 from simulator.dispatch import StdinPredicate
@@ -19,6 +19,7 @@ COMMON: dict[str, Handler] = {
     "true": users.true_command,
     "sh": shell.sh_command,
     "timeout": timeout.timeout_command,
+    "cat": procfs.cat_command,
 }
 
 SLURM: dict[str, Handler] = {
@@ -32,7 +33,7 @@ SLURM: dict[str, Handler] = {
 STDIN_READERS: dict[str, StdinPredicate] = {
     "sbatch": sbatch.needs_stdin,
     "iptables-restore": lambda _argv: True,
-    "cat": lambda _argv: True,
+    "cat": lambda argv: len(argv) == 1,  # cat FILE reads no stdin
 }
 
 

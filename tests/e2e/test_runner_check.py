@@ -29,6 +29,7 @@ async def run_check(config: Path) -> tuple[int, dict[tuple[str, str], list[str]]
 
 async def test_check_green_on_the_testbed_and_red_naming_a_stopped_gateway(testbed: Testbed, tmp_path: Path) -> None:
     data = runner_settings(testbed, f"{ETCD_PREFIX}/e2e-{testbed.run_id}-check")
+    data["idle-timeout-minutes"] = 30  # the counting chain through the real bwvisu-forward
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     async with Runner(settings_from_mapping(data)):
@@ -36,7 +37,8 @@ async def test_check_green_on_the_testbed_and_red_naming_a_stopped_gateway(testb
         assert status == 0, (table, err)
         assert {row[2] for row in table.values()} == {"ok"}
         assert {check for check, _ in table} == {
-            "ssh", "sudo-as-user", "sudo-as-root", "keyhole", "gateway-list", "raw-iptables", "etcd"
+            "ssh", "sudo-as-user", "sudo-as-root", "keyhole", "gateway-list", "raw-iptables", "idle-counters",
+            "ephemeral-ports", "etcd"
         }  # fmt: skip
 
         entry = data["gateway-nodes"][-1]
