@@ -43,7 +43,10 @@ def bounded_protocol(*, head_timeout: float = HEAD_TIMEOUT, per_client: int | No
                 if host not in refused_clients:
                     refused_clients.add(host)
                     log.warning(
-                        "http %s: %s holds %d connections already; more are closed", self.server, host, per_client
+                        "http listener %s: %s holds %d connections already; more are closed",
+                        _where(self.server),
+                        host,
+                        per_client,
                     )
                 transport.abort()
                 return
@@ -86,8 +89,14 @@ def bounded_protocol(*, head_timeout: float = HEAD_TIMEOUT, per_client: int | No
         def _head_late(self, requests: int) -> None:
             if self._requests == requests and not self.transport.is_closing():
                 log.debug(
-                    "http %s: closing a connection from %s that sent no request head in time", self.server, self.client
+                    "http listener %s: closing a connection from %s that sent no request head in time",
+                    _where(self.server),
+                    _where(self.client),
                 )
                 self.transport.close()
 
     return BoundedH11Protocol
+
+
+def _where(address: tuple[str, int] | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else "?"
