@@ -98,5 +98,5 @@ def bounded_protocol(*, head_timeout: float = HEAD_TIMEOUT, per_client: int | No
     return BoundedH11Protocol
 
 
-def _where(address: tuple[str, int] | None) -> str:
+def _where(address: tuple[str, int | None] | tuple[str, int] | None) -> str:
     return f"{address[0]}:{address[1]}" if address else "?"
