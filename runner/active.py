@@ -36,6 +36,7 @@ class ActiveJobs:
         self._gone: dict[str, int] = {}
         self._raw: dict[str, tuple[bytes, int]] = {}  # records from the watch, parsed when a snapshot is taken
         self._task: asyncio.Task[None] | None = None
+        self._resyncing = asyncio.Lock()  # the view is shared: loops asking at once cause one full read
         self.full_reads = 0  # how often everything was read (1 while the first watch lasts)
         store.on_written.append(self.wrote)  # this process's own writes are seen at once
 
@@ -44,9 +45,15 @@ class ActiveJobs:
         return self._task is not None and not self._task.done()
 
     async def snapshot(self) -> list[tuple[JobRecord, int]]:
-        """Every active record with its revision; read in full only when no watch is running."""
+        """Every active record with its revision; read in full only when no watch is running.
+
+        The records are shared by every caller and must not be edited: :meth:`StateStore.update_job` applies
+        a change to a copy.
+        """
         if not self.following:
-            await self._resync()
+            async with self._resyncing:
+                if not self.following:
+                    await self._resync()
         self._parse_pending()
         return list(self._jobs.values())
 

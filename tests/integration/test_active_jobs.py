@@ -3,6 +3,7 @@ reads nothing; changes by another process arrive; a finished job leaves; a lost 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aetcd
@@ -106,5 +107,17 @@ async def test_a_lost_watch_means_one_full_read_with_what_changed_meanwhile(
         assert [r.job_id for r, _ in await view.snapshot()] == ["job0007"]
         assert store.full_reads == 2
         assert view.following
+    finally:
+        await view.close()
+
+
+async def test_a_shared_view_asked_at_once_reads_etcd_once(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = CountingStore(etcd_client, etcd_prefix)
+    await store.create_job(_record(0), "tok")
+    view = ActiveJobs(store)  # the job watcher, the keyhole watcher and the idle sweep start together
+    try:
+        results = await asyncio.gather(*(view.snapshot() for _ in range(3)))
+        assert [len(r) for r in results] == [1, 1, 1]
+        assert store.full_reads == 1
     finally:
         await view.close()
