@@ -126,6 +126,7 @@ class Keyhole:
             await self.server.stop()
             self.server = None
         await self.pool.close()
+        await self.ports.close()
 
 
 def _ca_pem(settings: KeyholeSettings) -> str | None:

@@ -84,7 +84,7 @@ class KeyholeWatcher:
         stats = SweepStats()
         active = await (self._view.snapshot() if self._view else self._store.active_jobs())
         jobs = {record.job_id: (record, rev) for record, rev in active}
-        records = await self._ports.all()
+        records = await self._ports.held()  # kept by a watch; the reconciler reads afresh
         ended = [r for r in records if r.job_id not in jobs and not await self._still_active(r.job_id)]
         live = [r for r in records if r not in ended]
         self._pool.set_load([(r.job_id, r.gateway_ssh_ip) for r in live if r.gateway_ssh_ip])

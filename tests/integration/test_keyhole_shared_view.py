@@ -43,6 +43,13 @@ async def test_one_view_is_shared_and_a_steady_keyhole_tick_reads_no_job_record(
             job_id="j-view0", hostnames=[node.name], ports=1, token=TOKEN, timestamp=int(time.time())
         )
         await started.keyhole.service.handle(data)
+        watcher = started.keyhole.watcher
+
+        async def first_sweep_done() -> bool:  # the loop's first sweep reconciles, reading afresh
+            return watcher.sweeps >= 1
+
+        await wait_until(first_sweep_done, 15, "the keyhole watcher never swept")
+        watcher.sweeps = 1  # not a reconciling sweep (which reads afresh, after listing the rules)
         full_reads = 0
         original = started.store.active_jobs
 
@@ -52,13 +59,24 @@ async def test_one_view_is_shared_and_a_steady_keyhole_tick_reads_no_job_record(
             return await original()
 
         monkeypatch.setattr(started.store, "active_jobs", counted)
-        watcher = started.keyhole.watcher
-        watcher.sweeps = 1  # not a reconciling sweep (which reads afresh, after listing the rules)
+        port_reads = 0
+        all_ports = started.keyhole.ports.all
+
+        async def counted_ports() -> list[Any]:
+            nonlocal port_reads
+            port_reads += 1
+            return await all_ports()
+
+        monkeypatch.setattr(started.keyhole.ports, "all", counted_ports)
+        await watcher.tick()  # the reservations' view is read in full once
+        before = started.keyhole.ports._watched.full_reads
         for _ in range(5):
             await watcher.tick()
         await started.idle[0].tick()
         assert full_reads == 0
         assert view.full_reads == 1
+        assert port_reads == 0
+        assert started.keyhole.ports._watched.full_reads == before == 1
 
         await started.store.update_job("j-view0", _finished)  # the job ends: its reservation goes
 
@@ -68,6 +86,7 @@ async def test_one_view_is_shared_and_a_steady_keyhole_tick_reads_no_job_record(
 
         await wait_until(released, 15, "the ended job's reservation was never released")
         assert full_reads == 0
+        assert started.keyhole.ports._watched.full_reads == 1
 
 
 async def test_a_job_created_elsewhere_after_the_snapshot_is_not_cleaned_up(
