@@ -36,6 +36,7 @@ class ActiveJobs:
         self._gone: dict[str, int] = {}
         self._raw: dict[str, tuple[bytes, int]] = {}  # records from the watch, parsed when a snapshot is taken
         self._task: asyncio.Task[None] | None = None
+        self._resyncing = asyncio.Lock()  # the view is shared: loops asking at once cause one full read
         self.full_reads = 0  # how often everything was read (1 while the first watch lasts)
         store.on_written.append(self.wrote)  # this process's own writes are seen at once
 
@@ -44,9 +45,15 @@ class ActiveJobs:
         return self._task is not None and not self._task.done()
 
     async def snapshot(self) -> list[tuple[JobRecord, int]]:
-        """Every active record with its revision; read in full only when no watch is running."""
+        """Every active record with its revision; read in full only when no watch is running.
+
+        The records are shared by every caller and must not be edited: :meth:`StateStore.update_job` applies
+        a change to a copy.
+        """
         if not self.following:
-            await self._resync()
+            async with self._resyncing:
+                if not self.following:
+                    await self._resync()
         self._parse_pending()
         return list(self._jobs.values())
 
@@ -107,6 +114,71 @@ class ActiveJobs:
                 self._jobs[job_id] = (JobRecord.model_validate_json(value), revision)
             except ValidationError:
                 log.warning("watcher: unreadable record of job %r ignored", job_id[:64])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class WatchedPrefix:
+    """``key -> (value, mod revision)`` of every key under a prefix: one range read, then a watch resumed from it.
+
+    The same pattern as :class:`ActiveJobs` for raw values (the keyhole's port reservations): the watch is opened
+    before the read, an event older than what is held is dropped, and a lost watch means one full read again at
+    the next :meth:`items`. :meth:`forget` drops a key this process deleted before the watch reports it.
+    """
+
+    def __init__(self, client: Any, prefix: bytes, name: str) -> None:
+        self._client, self._prefix, self._name = client, prefix, name
+        self._held: dict[bytes, tuple[bytes, int]] = {}
+        self._deleted: dict[bytes, int] = {}  # key -> revision of the value this process deleted
+        self._task: asyncio.Task[None] | None = None
+        self._reading = asyncio.Lock()
+        self.full_reads = 0
+
+    async def items(self) -> dict[bytes, tuple[bytes, int]]:
+        if self._task is None or self._task.done():
+            async with self._reading:
+                if self._task is None or self._task.done():
+                    await self._read_all()
+        return self._held
+
+    def forget(self, key: bytes, revision: int) -> None:
+        held = self._held.get(key)
+        if held is not None and held[1] <= revision:
+            del self._held[key]
+            self._deleted[key] = revision
+
+    async def _read_all(self) -> None:
+        watch = await open_watch(self._client, self._prefix)
+        try:
+            rows = await self._client.get_prefix(self._prefix)
+        except BaseException:
+            await cancel_watch(watch)
+            raise
+        self.full_reads += 1
+        if self.full_reads > 1:
+            log.info("%s read again (%d keys): its watch was lost", self._name, len(rows))
+        self._held = {kv.key: (kv.value, kv.mod_revision) for kv in rows}
+        self._deleted.clear()
+        self._task = asyncio.create_task(self._watch(watch), name=f"{self._name}-watch")
+
+    async def _watch(self, watch: Any) -> None:
+        try:
+            async for event in watch:
+                key, revision = event.kv.key, event.kv.mod_revision
+                held = self._held.get(key)
+                if event.kind == "DELETE":
+                    self._deleted.pop(key, None)
+                    if held is None or held[1] < revision:
+                        self._held.pop(key, None)
+                elif revision > max(held[1] if held else 0, self._deleted.get(key, 0)):
+                    self._held[key] = (event.kv.value, revision)
+        except ETCD_ERRORS as exc:
+            log.warning("%s: watch lost (%s: %s)", self._name, type(exc).__name__, exc)
+        finally:
+            await cancel_watch(watch)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -15,6 +15,7 @@ import aetcd
 from fastapi import FastAPI
 
 from runner import __version__
+from runner.active import ActiveJobs
 from runner.api import create_app
 from runner.api.ops import Ops, missing_components
 from runner.config import Endpoint, Settings
@@ -90,7 +91,12 @@ class Runner:
         self.scheduler = SlurmCluster(self.nodes, s.command_node_helper)
         self.templates = TemplateStore(s.templates_dir)
         self.leadership = Leadership(self.etcd, f"{s.etcd_prefix}/leader/watchers", s.watcher.leader_ttl)
-        self.job_watcher = JobWatcher(self.store, self.scheduler, pending_grace=3 * s.ssh.command_timeout)
+        # one view of the active jobs for the job watcher, the keyhole watcher and the idle sweep (closed by the
+        # job watcher): read in full once, then kept by an etcd watch
+        self.active = ActiveJobs(self.store)
+        self.job_watcher = JobWatcher(
+            self.store, self.scheduler, pending_grace=3 * s.ssh.command_timeout, view=self.active
+        )
         self.watch_loop = Loop(
             "job-watcher",
             self.job_watcher.tick,
@@ -128,6 +134,7 @@ class Runner:
             listen=self._keyhole_listen,
             fault=self._keyhole_fault,
             gate=self.leadership.wait_leader,
+            view=self.active,
         )
         self.idle = self._idle_sweep(s)
         self._observe()
@@ -160,7 +167,7 @@ class Runner:
             return None
         self.keyhole.pool.accounting = True  # before the keyhole serves: every forward written gets its rule
         policy = IdlePolicy.from_minutes(s.idle_timeout_minutes, s.idle_warning)
-        sweeper = IdleSweeper(self.store, self.keyhole.pool, policy, self.jobs.cancel)
+        sweeper = IdleSweeper(self.store, self.keyhole.pool, policy, self.jobs.cancel, view=self.active)
         return sweeper, Loop("idle-sweep", sweeper.tick, policy.interval, self.leadership.wait_leader)
 
     async def _stop_tasks(self) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from runner.active import ActiveJobs
 from runner.errors import NoSuchRunningJob, RunnerError
 from runner.gateway.iptables import Counted, ForwardRule
 from runner.gateway.pool import Gateway, GatewayPool
@@ -123,8 +124,10 @@ class IdleSweeper:
         cancel: Callable[[str], Awaitable[None]],
         *,
         clock: Callable[[], float] = time.time,
+        view: ActiveJobs | None = None,
     ) -> None:
         self._store = store
+        self._view = view  # the runner's shared view: a steady sweep then reads no job record
         self._pool = pool
         self.policy = policy
         self._cancel = cancel
@@ -138,7 +141,8 @@ class IdleSweeper:
 
     async def tick(self) -> None:
         now = self._clock()
-        jobs = {record.job_id: record for record, _ in await self._store.active_jobs()}
+        active = await (self._view.snapshot() if self._view else self._store.active_jobs())
+        jobs = {record.job_id: record for record, _ in active}
         wanted: dict[str, set[ForwardRule]] = {}
         for record in jobs.values():
             for f in record.forwards:

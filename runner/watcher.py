@@ -39,9 +39,11 @@ class TickStats:
 
 
 class JobWatcher:
-    def __init__(self, store: StateStore, scheduler: Scheduler, pending_grace: float) -> None:
+    def __init__(
+        self, store: StateStore, scheduler: Scheduler, pending_grace: float, view: ActiveJobs | None = None
+    ) -> None:
         self._store = store
-        self.view = ActiveJobs(store)  # read in full once, then kept by an etcd watch
+        self.view = view or ActiveJobs(store)  # read in full once, then kept by an etcd watch; may be shared
         self._scheduler = scheduler
         self._pending_grace = pending_grace  # how long a submission may legitimately be in flight
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import aetcd
 
+from runner.active import ActiveJobs
 from runner.config import ApiSettings, Endpoint, KeyholeSettings, Settings
 from runner.errors import ConfigError
 from runner.gateway.access import gateway_access
@@ -61,6 +62,7 @@ class Keyhole:
         fault: Fault | None = None,
         gateway_runners: list[CommandRunner] | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
+        view: ActiveJobs | None = None,
     ) -> None:
         self.ca_pem = _ca_pem(settings.keyhole)  # first: a bad CA file stops the start before anything opens
         prefix = settings.etcd_prefix
@@ -77,6 +79,7 @@ class Keyhole:
             self.pool,
             TargetGuard(settings, self.pool),
             placement_grace=2 * settings.ssh.command_timeout,
+            view=view,
         )
         interval = min(PROBE_INTERVAL, settings.watcher.interval)
         self.loop = Loop("keyhole-watcher", self.watcher.tick, interval, gate)
@@ -125,6 +128,7 @@ class Keyhole:
             await self.server.stop()
             self.server = None
         await self.pool.close()
+        await self.ports.close()
 
 
 def _ca_pem(settings: KeyholeSettings) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 import aetcd
 from pydantic import BaseModel, model_serializer, model_validator
 
+from runner.active import WatchedPrefix
 from runner.errors import PortsExhausted, StateUnavailable
 from runner.etcd import ETCD_ERRORS, unavailable
 from runner.gateway.iptables import ForwardRule
@@ -96,6 +97,9 @@ class PortBook:
         self._prefix = f"{prefix.rstrip('/')}/keyhole/ports/"
         self.low, self.high = (static, static) if static is not None else (low, high)
         self._random = random.Random()  # noqa: S311 - spreading picks, not secrecy
+        # the keyhole watcher's copy, kept by a watch: a steady tick reads no reservation from etcd
+        self._watched = WatchedPrefix(client, self._prefix.encode(), "keyhole: port reservations")
+        self._parsed: dict[bytes, tuple[int, PortRecord]] = {}  # key -> (revision, record) parsed from it
 
     def _key(self, port: int) -> bytes:
         return f"{self._prefix}{port:05d}".encode()
@@ -169,6 +173,8 @@ class PortBook:
                 )
             except ETCD_ERRORS as exc:
                 raise unavailable(exc) from exc
+            if ok:
+                self._watched.forget(key, current.mod_revision)  # gone for the watcher's next tick too
             released += bool(ok)
         return released
 
@@ -179,6 +185,22 @@ class PortBook:
         except ETCD_ERRORS as exc:
             raise unavailable(exc) from exc
         return [PortRecord.model_validate_json(kv.value) for kv in rows]
+
+    async def held(self) -> list[PortRecord]:
+        """Every reservation from the watched copy (read in full only when its watch is lost); each record is
+        parsed once per revision."""
+        items = await self._watched.items()
+        parsed = {}
+        for key, (value, revision) in items.items():
+            cached = self._parsed.get(key)
+            if cached is None or cached[0] != revision:
+                cached = (revision, PortRecord.model_validate_json(value))
+            parsed[key] = cached
+        self._parsed = parsed
+        return [record for _, record in parsed.values()]
+
+    async def close(self) -> None:
+        await self._watched.close()
 
     async def of_job(self, job_id: str) -> list[PortRecord]:
         return [r for r in await self.all() if r.job_id == job_id]

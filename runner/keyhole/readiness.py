@@ -2,7 +2,10 @@
 
 One :meth:`KeyholeWatcher.tick` (run by a :class:`~runner.loops.Loop` under the watchers' leadership):
 
-1. reads the active jobs and every port reservation from etcd (two range reads) and refreshes gateway load;
+1. takes the active jobs from the runner's shared :class:`~runner.active.ActiveJobs` view (no etcd read when
+   steady; records it hands out are never edited: :meth:`StateStore.update_job` changes a copy), reads every
+   port reservation, and refreshes gateway load; a reservation whose job is not in the view is read once more
+   (:meth:`KeyholeWatcher._still_active`) before it counts as ended;
 2. cleanup: reservations of jobs that are no longer active lose their rules (deleted only after being listed
    on the gateway, as ``iptables-restore`` is all-or-nothing), then their etcd records;
 3. readiness: one probe command per gateway checks every forward of jobs waiting to become available (and,
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runner.active import ActiveJobs
 from runner.errors import RunnerError
 from runner.gateway.iptables import ForwardRule
 from runner.gateway.pool import CurrentRules, Gateway, GatewayPool
@@ -62,8 +66,10 @@ class KeyholeWatcher:
         health_every: int = 8,
         reconcile_every: int = 200,
         placement_grace: float = 30.0,
+        view: ActiveJobs | None = None,
     ) -> None:
         self._store = store
+        self._view = view  # the runner's shared view: a steady tick then reads no job record
         self._ports = ports
         self._claims = claims
         self._pool = pool
@@ -76,8 +82,9 @@ class KeyholeWatcher:
 
     async def tick(self) -> SweepStats:
         stats = SweepStats()
-        jobs = {record.job_id: (record, rev) for record, rev in await self._store.active_jobs()}
-        records = await self._ports.all()
+        active = await (self._view.snapshot() if self._view else self._store.active_jobs())
+        jobs = {record.job_id: (record, rev) for record, rev in active}
+        records = await self._ports.held()  # kept by a watch; the reconciler reads afresh
         ended = [r for r in records if r.job_id not in jobs and not await self._still_active(r.job_id)]
         live = [r for r in records if r not in ended]
         self._pool.set_load([(r.job_id, r.gateway_ssh_ip) for r in live if r.gateway_ssh_ip])
@@ -90,7 +97,7 @@ class KeyholeWatcher:
         return stats
 
     async def _still_active(self, job_id: str) -> bool:
-        record = await self._store.get_job(job_id)  # created after the range read? then it is not ended
+        record = await self._store.get_job(job_id)  # created after the view's snapshot? then it is not ended
         return record is not None and record.active
 
     async def cleanup(self, ended: list[PortRecord]) -> int:

@@ -3,12 +3,13 @@ reads nothing; changes by another process arrive; a finished job leaves; a lost 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aetcd
 import pytest
 
-from runner.active import ActiveJobs
+from runner.active import ActiveJobs, WatchedPrefix
 from runner.records import JobRecord, JobState
 from runner.state import StateStore
 from tests.polling import wait_until
@@ -108,3 +109,41 @@ async def test_a_lost_watch_means_one_full_read_with_what_changed_meanwhile(
         assert view.following
     finally:
         await view.close()
+
+
+async def test_a_shared_view_asked_at_once_reads_etcd_once(etcd_client: aetcd.Client, etcd_prefix: str) -> None:
+    store = CountingStore(etcd_client, etcd_prefix)
+    await store.create_job(_record(0), "tok")
+    view = ActiveJobs(store)  # the job watcher, the keyhole watcher and the idle sweep start together
+    try:
+        results = await asyncio.gather(*(view.snapshot() for _ in range(3)))
+        assert [len(r) for r in results] == [1, 1, 1]
+        assert store.full_reads == 1
+    finally:
+        await view.close()
+
+
+async def test_a_watched_prefix_follows_puts_and_deletes_and_reads_again_when_its_watch_is_lost(
+    etcd_client: aetcd.Client, etcd_prefix: str
+) -> None:
+    prefix = f"{etcd_prefix}/watched/".encode()
+    await etcd_client.put(prefix + b"a", b"1")
+    watched = WatchedPrefix(etcd_client, prefix, "test")
+    try:
+        assert {k: v for k, (v, _) in (await watched.items()).items()} == {prefix + b"a": b"1"}
+        await etcd_client.put(prefix + b"b", b"2")
+        await etcd_client.delete(prefix + b"a")
+
+        async def followed() -> bool:
+            return {k: v for k, (v, _) in (await watched.items()).items()} == {prefix + b"b": b"2"}
+
+        await wait_until(followed, 10, "the watch's events never arrived")
+        assert watched.full_reads == 1
+        assert watched._task is not None
+        watched._task.cancel()  # the watch is lost
+        await asyncio.gather(watched._task, return_exceptions=True)
+        await etcd_client.put(prefix + b"c", b"3")
+        assert set(await watched.items()) == {prefix + b"b", prefix + b"c"}
+        assert watched.full_reads == 2
+    finally:
+        await watched.close()

@@ -40,6 +40,7 @@ FIGURES = {
         "watcher.transition_cpu_ms",
         "watcher.steady_etcd_full_reads",
         "watcher.keyhole_sweep_cpu_ms",
+        "watcher.keyhole_sweep_cpu_per_job_vs_smallest",
         "watcher.cpu_per_job_vs_smallest",
         "memory.runner_rss_mb",
     },
