@@ -55,6 +55,18 @@ async def _events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str
             name, data = "", ""
 
 
+async def _until_note(seen: AsyncIterator[tuple[str, dict[str, object] | None]], note: str) -> None:
+    """Read events until one whose details carry ``note``."""
+    async with asyncio.timeout(30):
+        async for _, data in seen:
+            assert data is not None
+            details = data["details"]
+            assert isinstance(details, dict)
+            if details.get("note") == note:
+                return
+    raise AssertionError(f"the stream ended without a change noted {note!r}")
+
+
 async def test_the_stream_starts_with_the_job_follows_it_and_ends_after_finished(
     client: httpx.AsyncClient, runner: Runner
 ) -> None:
@@ -94,13 +106,7 @@ async def test_a_change_written_by_another_process_reaches_the_stream(
         first = await anext(seen)
         assert first[0] == "job"
         await other.update_job(job_id, noted)
-        async with asyncio.timeout(30):
-            async for _, data in seen:
-                assert data is not None
-                details = data["details"]
-                assert isinstance(details, dict)
-                if details.get("note") == "from elsewhere":
-                    break
+        await _until_note(seen, "from elsewhere")
     await client.delete(f"/jobs/{job_id}")
 
 
@@ -176,13 +182,7 @@ async def test_the_watch_opens_for_a_follower_and_closes_after_the_last_one_ling
         seen = _events(response)
         await anext(seen)
         await other.update_job(job_id, noted)  # maybe before the watch is open: a resync must bring it
-        async with asyncio.timeout(30):
-            async for _, data in seen:
-                assert data is not None
-                details = data["details"]
-                assert isinstance(details, dict)
-                if details.get("note") == "while the watch opened":
-                    break
+        await _until_note(seen, "while the watch opened")
         assert runner.feed.ready.is_set()
     opened = runner.feed.watches
     assert opened == 1
